@@ -1,0 +1,1 @@
+"""The `shopguard` command line."""

@@ -1,0 +1,99 @@
+"""`shopguard` command line: argument parsing and dispatch only."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from shopguard import __version__
+
+EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="DIR",
+        type=Path,
+        help="config directory laid over the shipped defaults "
+        "(default: the platform config directory, e.g. ~/.config/shopguard)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="shopguard",
+        description="See and stop the personal data your browser sends to online marketplaces.",
+    )
+    parser.add_argument("--version", action="version", version=f"shopguard {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser("run", help="start the proxy")
+    _config_arg(run)
+    run.add_argument("--listen-host", default="127.0.0.1", help="default: 127.0.0.1")
+    run.add_argument(
+        "--listen-port", type=int, default=8080, help="default: 8080; 0 picks a free port"
+    )
+    run.add_argument("--mode", choices=("observe", "enforce"), help="override every site's mode")
+    run.add_argument("--log", type=Path, metavar="PATH", help="JSON-lines log file")
+    run.add_argument("--web", action="store_true", help="also open mitmweb's web interface")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a mitmproxy option (e.g. scripts=extra.py, proxyauth=user:pass); repeatable",
+    )
+    run.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a non-loopback --listen-host (requires --set proxyauth=...)",
+    )
+
+    policy = commands.add_parser("policy", help="check the configuration")
+    policy_commands = policy.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
+    check = policy_commands.add_parser("check", help="validate config files and list the sites")
+    _config_arg(check)
+
+    ca = commands.add_parser("ca", help="where shopguard's CA is and how to trust it")
+    ca.add_argument("--path", action="store_true", help="print only the CA certificate's path")
+
+    pac = commands.add_parser("pac", help="print a PAC file sending only the configured sites")
+    _config_arg(pac)
+    pac.add_argument("--listen-host", default="127.0.0.1")
+    pac.add_argument("--listen-port", type=int, default=8080)
+
+    commands.add_parser("addon-path", help="print the script for `mitmdump -s`")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "run":
+        from shopguard.cli.run import run
+
+        return run(args)
+    if args.command == "policy":
+        from shopguard.cli.policy import check
+
+        return check(args)
+    if args.command == "ca":
+        from shopguard.cli.ca import show_ca
+
+        return show_ca(args)
+    if args.command == "pac":
+        from shopguard.cli.ca import print_pac
+
+        return print_pac(args)
+    if args.command == "addon-path":
+        from shopguard import paths
+
+        print(paths.addon_script())
+        return EXIT_OK
+    return EXIT_USAGE  # pragma: no cover - argparse rejects unknown commands
+
+
+if __name__ == "__main__":
+    sys.exit(main())

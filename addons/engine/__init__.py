@@ -1,0 +1,1 @@
+"""The pure engine: configuration, host scope, masking. No mitmproxy import here."""

@@ -1,0 +1,39 @@
+"""Masking of values before they reach the log: query values, error messages."""
+
+from __future__ import annotations
+
+import re
+
+MASK = "***"
+
+
+def mask_path(path: str) -> str:
+    """A request path with every query value replaced by `***` (names kept, empty values kept).
+
+    `/h5/api/1.0/?jsv=2.7&data={"phone":"138"}` -> `/h5/api/1.0/?jsv=***&data=***`
+    """
+    base, sep, query = path.partition("?")
+    if not sep:
+        return path
+    parts = []
+    for pair in query.split("&"):
+        name, eq, value = pair.partition("=")
+        parts.append(f"{name}={MASK}" if eq and value else pair)
+    return f"{base}?{'&'.join(parts)}"
+
+
+# Anything that may be a value: quoted text, e-mail or URL-like tokens, anything with a digit,
+# and non-ASCII words (names and addresses in CJK scripts).
+_QUOTED = re.compile(r"""(?P<q>['"])(?:(?!(?P=q)).){1,2000}(?P=q)""", re.DOTALL)
+_VALUE_TOKEN = re.compile(r"[^\s,;:()\[\]{}<>=]*(?:\d|@|%|[^\x00-\x7f])[^\s,;:()\[\]{}<>=]*")
+
+
+def mask_message(text: str, limit: int = 300) -> str:
+    """An exception message safe for the log: values masked, length bounded.
+
+    Tracebacks and exception messages can carry the very data shopguard must not write
+    (`KeyError: '13800138000'`), so quoted parts and value-like tokens are replaced.
+    """
+    text = _QUOTED.sub(lambda m: f"{m.group('q')}{MASK}{m.group('q')}", text)
+    text = _VALUE_TOKEN.sub(MASK, text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

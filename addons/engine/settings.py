@@ -1,0 +1,235 @@
+"""The configuration model and its strict loader: `shopguard.yaml` plus `sites/*.yaml`.
+
+Shipped defaults come first; a user's config directory overrides them: its `shopguard.yaml` key by
+key (the `log` section per entry), its site files file by file (same file name replaces the shipped
+one; `enabled: false` turns a site off).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shopguard.engine.hosts import GlobError, HostGlob, HostIndex, SiteHosts, parse_glob
+from shopguard.engine.located import (
+    Checker,
+    ConfigError,
+    ConfigErrors,
+    Located,
+    load_located,
+    parse_size,
+)
+
+MODES = ("observe", "enforce")
+LOG_VALUES = ("masked", "raw")
+GLOBAL_KEYS = ("mode", "log", "profile", "body_cap")
+LOG_KEYS = ("path", "rotate_bytes", "keep", "max_age_days", "values")
+SITE_KEYS = ("site", "enabled", "hosts", "first_party", "mode")
+_SITE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    path: Path | None = None  # None: the platform state directory's flows.jsonl
+    rotate_bytes: int = 10 * 1024 * 1024
+    keep: int = 5
+    max_age_days: int = 30
+    values: str = "masked"
+
+
+@dataclass(frozen=True)
+class Settings:
+    mode: str = "observe"
+    log: LogSettings = field(default_factory=LogSettings)
+    profile: Path | None = None
+    body_cap: int = 2 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    enabled: bool
+    hosts: tuple[HostGlob, ...]
+    first_party: tuple[HostGlob, ...]
+    mode: str | None
+    file: str
+    line: int  # where the site's hosts are declared, for messages
+
+    @property
+    def scope(self) -> SiteHosts:
+        return SiteHosts(self.name, self.hosts, self.first_party)
+
+
+@dataclass(frozen=True)
+class Config:
+    settings: Settings
+    sites: tuple[Site, ...]  # every loaded site, enabled or not, in file-name order
+    files: tuple[str, ...]  # the files the configuration was read from
+
+    @property
+    def enabled_sites(self) -> tuple[Site, ...]:
+        return tuple(s for s in self.sites if s.enabled)
+
+    def site(self, name: str) -> Site | None:
+        return next((s for s in self.sites if s.name == name), None)
+
+    def host_index(self) -> HostIndex:
+        return HostIndex([s.scope for s in self.enabled_sites])
+
+
+def _display(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory when below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _read_globals(doc: Located, check: Checker, base: Path) -> dict[str, Any]:
+    """The keys present in one `shopguard.yaml`, validated."""
+    out: dict[str, Any] = {}
+    entries = check.mapping(doc, GLOBAL_KEYS)
+    if entries is None:
+        return out
+    if "mode" in entries:
+        out["mode"] = check.choice(entries["mode"], MODES)
+    if "profile" in entries:
+        value = check.scalar(entries["profile"], str, allow_none=True)
+        out["profile"] = _path(value, base) if value else None
+    if "body_cap" in entries:
+        out["body_cap"] = _size(entries["body_cap"], check)
+    if "log" in entries:
+        log = check.mapping(entries["log"], LOG_KEYS) if entries["log"].value is not None else {}
+        out["log"] = {}
+        for name, at in (log or {}).items():
+            if name == "path":
+                value = check.scalar(at, str, allow_none=True)
+                out["log"]["path"] = _path(value, base) if value else None
+            elif name == "rotate_bytes":
+                out["log"]["rotate_bytes"] = _size(at, check, minimum=1024)
+            elif name == "keep":
+                out["log"]["keep"] = check.integer(at, 0)
+            elif name == "max_age_days":
+                out["log"]["max_age_days"] = check.integer(at, 0)
+            elif name == "values":
+                out["log"]["values"] = check.choice(at, LOG_VALUES)
+    return out
+
+
+def _path(value: str, base: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _size(at: Located, check: Checker, minimum: int = 1) -> int | None:
+    size = parse_size(at.value)
+    if size is None or size < minimum:
+        check.error(at, f"expected a size in bytes >= {minimum} (e.g. 2097152 or 2MiB), got {at.value!r}")
+        return None
+    return size
+
+
+def _read_globs(at: Located, check: Checker) -> tuple[HostGlob, ...]:
+    globs = []
+    for item in check.items(at):
+        if not isinstance(item.value, str):
+            check.error(item, f"expected a host glob as text, got {item.value!r}")
+            continue
+        try:
+            globs.append(parse_glob(item.value))
+        except GlobError as exc:
+            check.error(item, str(exc))
+    return tuple(globs)
+
+
+def _read_site(doc: Located, check: Checker, stem: str) -> Site | None:
+    entries = check.mapping(doc, SITE_KEYS)
+    if entries is None:
+        return None
+    name = stem
+    if "site" in entries:
+        value = check.scalar(entries["site"], str)
+        if value is not None and not _SITE_NAME.match(value):
+            check.error(entries["site"], f"expected a lower-case name like 'taobao', got {value!r}")
+        elif value is not None:
+            name = value
+    enabled = True
+    if "enabled" in entries:
+        enabled = bool(check.scalar(entries["enabled"], bool))
+    mode = check.choice(entries["mode"], MODES) if "mode" in entries else None
+    hosts: tuple[HostGlob, ...] = ()
+    if "hosts" in entries:
+        hosts = _read_globs(entries["hosts"], check)
+        if not hosts and isinstance(entries["hosts"].value, list) and enabled:
+            check.error(entries["hosts"], "expected at least one host glob")
+    elif enabled:
+        check.error(doc, "missing required key 'hosts' (or set 'enabled: false')")
+    first_party = _read_globs(entries["first_party"], check) if "first_party" in entries else ()
+    line = entries["hosts"].key_line if "hosts" in entries else doc.line
+    return Site(name, enabled, hosts, first_party, mode, check.file, line)
+
+
+def _merge_globals(layers: list[dict[str, Any]]) -> Settings:
+    merged: dict[str, Any] = {}
+    log: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if key == "log":
+                log.update({k: v for k, v in value.items()})
+            else:
+                merged[key] = value
+    return Settings(**merged, log=LogSettings(**log))
+
+
+def load_config(shipped: Path, user: Path | None) -> Config:
+    """Load and validate the shipped defaults overlaid with a user config directory.
+
+    Raises ConfigErrors listing every problem, each with file, line and key.
+    """
+    errors: list[ConfigError] = []
+    files: list[str] = []
+    global_layers: list[dict[str, Any]] = []
+    site_files: dict[str, Path] = {}
+    for directory in (shipped, user):
+        if directory is None:
+            continue
+        main = directory / "shopguard.yaml"
+        if main.is_file():
+            doc, problems = load_located(main, _display(main))
+            errors.extend(problems)
+            files.append(_display(main))
+            if doc is not None:
+                check = Checker(_display(main))
+                global_layers.append(_read_globals(doc, check, main.parent))
+                errors.extend(check.errors)
+        sites_dir = directory / "sites"
+        if sites_dir.is_dir():
+            for path in sorted(sites_dir.glob("*.yaml")) + sorted(sites_dir.glob("*.yml")):
+                site_files[path.stem] = path
+    sites: list[Site] = []
+    for stem in sorted(site_files):
+        path = site_files[stem]
+        display = _display(path)
+        files.append(display)
+        doc, problems = load_located(path, display)
+        errors.extend(problems)
+        if doc is None:
+            continue
+        check = Checker(display)
+        site = _read_site(doc, check, stem)
+        errors.extend(check.errors)
+        if site is None:
+            continue
+        twin = next((s for s in sites if s.name == site.name), None)
+        if twin is not None:
+            errors.append(
+                ConfigError(display, site.line, "site", f"site {site.name!r} is also defined in {twin.file}")
+            )
+            continue
+        sites.append(site)
+    if errors:
+        raise ConfigErrors(errors)
+    settings = _merge_globals(global_layers)
+    return Config(settings=settings, sites=tuple(sites), files=tuple(files))

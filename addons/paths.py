@@ -1,0 +1,52 @@
+"""Where shopguard keeps its files on this platform."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+import platformdirs
+
+APP = "shopguard"
+
+
+def shipped_config_dir() -> Path:
+    """The defaults installed with the package (`config/` in the source tree)."""
+    return Path(str(files("shopguard.defaults")))
+
+
+def user_config_dir() -> Path:
+    """The user's own configuration: `shopguard.yaml`, `sites/*.yaml`, `profile.yaml`."""
+    return Path(platformdirs.user_config_dir(APP, appauthor=False))
+
+
+def state_dir() -> Path:
+    """Logs, the CA and other files shopguard writes."""
+    return Path(platformdirs.user_state_dir(APP, appauthor=False))
+
+
+def default_log_path() -> Path:
+    return state_dir() / "flows.jsonl"
+
+
+def confdir() -> Path:
+    """shopguard's own mitmproxy confdir (its CA lives here, not in ~/.mitmproxy)."""
+    return state_dir() / "mitmproxy"
+
+
+def addon_script() -> Path:
+    """The entry script for `mitmdump -s` / `mitmweb -s`."""
+    return Path(str(files("shopguard") / "script" / "shopguard_addons.py"))
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` (and missing parents) readable by the user only; return it."""
+    missing = []
+    probe = path
+    while not probe.exists():
+        missing.append(probe)
+        probe = probe.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700)
+        directory.chmod(0o700)  # mkdir's mode is filtered by the umask
+    return path

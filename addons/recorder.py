@@ -1,0 +1,136 @@
+"""Recorder: one JSON line per in-scope flow, plus proxy events, in shopguard's audit log."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from mitmproxy import ctx, exceptions, http, tls
+
+from shopguard import __version__, paths
+from shopguard.auditlog import AuditLog
+from shopguard.engine.masking import mask_path
+from shopguard.runtime import META, Runtime, guarded, local_response
+from shopguard.scope import config_summary
+
+TLS_HINT = (
+    "the client refused shopguard's certificate: either it does not trust shopguard's CA "
+    "(see `shopguard ca`) or the app pins its certificates and cannot be inspected"
+)
+
+
+class Recorder:
+    """Writes the audit log. Runs last, after every other shopguard addon has had the flow."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def load(self, loader: Any) -> None:
+        loader.add_option(
+            "shopguard_log",
+            str,
+            "",
+            "Path of shopguard's JSON-lines log; empty: as configured, else the platform "
+            "state directory's flows.jsonl.",
+        )
+
+    def log_path(self) -> Path:
+        if ctx.options.shopguard_log:
+            return Path(ctx.options.shopguard_log).expanduser()
+        assert self.rt.config is not None
+        return self.rt.config.settings.log.path or paths.default_log_path()
+
+    def configure(self, updated: set[str]) -> None:
+        if not updated & {"shopguard_log", "shopguard_config"} or self.rt.config is None:
+            return  # the scope addon loads the configuration first
+        settings = self.rt.config.settings.log
+        path = self.log_path()
+        if self.rt.audit is not None and self.rt.audit.path == path:
+            return
+        audit = AuditLog(path, settings.rotate_bytes, settings.keep, settings.max_age_days)
+        try:
+            self.rt.attach_log(audit)
+        except OSError as exc:
+            raise exceptions.OptionsError(f"cannot write the shopguard log {path}: {exc}")
+
+    def running(self) -> None:
+        config = self.rt.config
+        assert config is not None
+        proxy = ctx.master.addons.get("proxyserver")
+        listen = [f"{a[0]}:{a[1]}" for a in proxy.listen_addrs()] if proxy else []
+        self.rt.emit(
+            "proxy_started",
+            version=__version__,
+            listen=listen,
+            config=list(config.files),
+            sites=config_summary(config, self.rt),
+            confdir=ctx.options.confdir,
+            log=str(self.log_path()),
+        )
+
+    @guarded
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        """No unrecorded enforcement: while the log cannot be written, enforce mode blocks."""
+        state = flow.metadata.get(META)
+        if state is None or flow.response is not None or self.rt.log_error is None:
+            return
+        if state["mode"] == "enforce" and not self.rt.emit("log_recovered"):
+            state["actions"].append({"action": "block", "reason": "log unavailable"})
+            flow.response = local_response(
+                502,
+                "shopguard stopped this request",
+                "shopguard cannot write its log, and this site is in enforce mode, so the "
+                "request was not sent. See shopguard's error output.",
+            )
+
+    @guarded
+    def response(self, flow: http.HTTPFlow) -> None:
+        self.record(flow)
+
+    @guarded
+    def error(self, flow: http.HTTPFlow) -> None:
+        if flow.response is None:  # flows with a response were recorded already
+            self.record(flow)
+
+    def record(self, flow: http.HTTPFlow) -> None:
+        state = flow.metadata.get(META)
+        if state is None or state.get("recorded"):
+            return
+        state["recorded"] = True
+        request = flow.request
+        raw = self.rt.config is not None and self.rt.config.settings.log.values == "raw"
+        line: dict[str, Any] = {
+            "site": state["site"],
+            "host": request.host,
+            "method": request.method,
+            "path": request.path if raw else mask_path(request.path),
+        }
+        if flow.response is not None:
+            line["status"] = flow.response.status_code
+        if flow.error is not None:
+            line["error"] = flow.error.msg
+        line.update(
+            third_party=state["third_party"],
+            mode=state["mode"],
+            inspection=state["inspection"],
+            findings=state["findings"],
+            actions=state["actions"],
+            duration_ms=round((time.time() - state["started"]) * 1000, 1),
+        )
+        if "addon_error" in state:
+            line["addon_error"] = state["addon_error"]
+        self.rt.emit("flow", **line)
+
+    def tls_failed_client(self, data: tls.TlsData) -> None:
+        host = data.conn.sni
+        if not host or not self.rt.index.sites_for(host):
+            return
+        site = self.rt.index.attribute(host)
+        self.rt.emit(
+            "tls_failed",
+            site=site.name if site else None,
+            host=host,
+            error=data.conn.error,
+            hint=TLS_HINT,
+        )

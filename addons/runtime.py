@@ -1,0 +1,132 @@
+"""State shared by the shopguard addons of one proxy, and the fail-closed guard around their hooks."""
+
+from __future__ import annotations
+
+import functools
+import html
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from mitmproxy import http
+
+from shopguard.auditlog import AuditLog
+from shopguard.engine.hosts import HostIndex
+from shopguard.engine.masking import mask_message
+from shopguard.engine.settings import Config
+
+META = "shopguard"  # key of the per-flow state in flow.metadata
+
+
+class Runtime:
+    """Configuration, modes and the audit log, shared by one set of shopguard addons."""
+
+    def __init__(self) -> None:
+        self.config: Config | None = None
+        self.index = HostIndex([])
+        self.mode_override: str | None = None
+        self.audit: AuditLog | None = None
+        self.log_error: str | None = None
+        self._pending: list[tuple[str, dict[str, Any]]] = []
+
+    def mode_for(self, site: str | None) -> str:
+        """Effective mode: command line > site file > global file."""
+        if self.mode_override:
+            return self.mode_override
+        if self.config is None:
+            return "observe"
+        found = self.config.site(site) if site else None
+        if found is not None and found.mode:
+            return found.mode
+        return self.config.settings.mode
+
+    def attach_log(self, audit: AuditLog) -> None:
+        """Open `audit`, write what was emitted before it existed; raises OSError."""
+        if self.audit is not None and self.audit is not audit:
+            self.audit.close()
+        audit.open()
+        self.audit = audit
+        pending, self._pending = self._pending, []
+        for event, fields in pending:
+            audit.write(event, **fields)
+        self.log_error = None
+
+    def emit(self, event: str, **fields: Any) -> bool:
+        """Write one log line; False (and a message on stderr) when it could not be written."""
+        if self.audit is None:
+            self._pending.append((event, fields))
+            return True
+        try:
+            self.audit.write(event, **fields)
+        except OSError as exc:
+            if self.log_error is None:
+                print(
+                    f"shopguard: cannot write the log {self.audit.path}: {exc}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            self.log_error = str(exc)
+            return False
+        if self.log_error is not None:
+            print(f"shopguard: writing the log {self.audit.path} again", file=sys.stderr, flush=True)
+            self.log_error = None
+        return True
+
+    def fail_flow(self, flow: Any, addon: str, hook: str, exc: BaseException) -> None:
+        """An addon raised on `flow`: block it in enforce mode, pass it in observe mode."""
+        state = flow.metadata.get(META) if hasattr(flow, "metadata") else None
+        site = state.get("site") if state else None
+        mode = state["mode"] if state else self.mode_for(None)
+        blocked = mode == "enforce" and isinstance(flow, http.HTTPFlow)
+        reason = f"{type(exc).__name__} in {addon}.{hook}"
+        request = getattr(flow, "request", None)
+        self.emit(
+            "addon_error",
+            addon=addon,
+            hook=hook,
+            error_type=type(exc).__name__,
+            message=mask_message(str(exc)),
+            site=site,
+            host=request.pretty_host if request is not None else None,
+            mode=mode,
+            outcome="blocked" if blocked else "passed",
+        )
+        if state is not None:
+            state["addon_error"] = reason
+        if blocked:
+            flow.response = local_response(
+                502,
+                "shopguard stopped this request",
+                f"An internal error ({reason}) kept shopguard from checking this request. "
+                "Because this site is in enforce mode, the request was not sent. "
+                "The shopguard log has an addon_error line with the details.",
+            )
+
+
+def local_response(status: int, title: str, text: str) -> http.Response:
+    """A short HTML page answered by the proxy itself, never sent upstream."""
+    body = (
+        "<!doctype html><meta charset=utf-8><title>{t}</title>"
+        "<h1>{t}</h1><p>{x}</p>".format(t=html.escape(title), x=html.escape(text))
+    )
+    return http.Response.make(
+        status,
+        body.encode(),
+        {"content-type": "text/html; charset=utf-8", "cache-control": "no-store"},
+    )
+
+
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def guarded(hook: F) -> F:
+    """Run a flow hook so that an exception fails the flow closed (enforce) or open (observe)."""
+
+    @functools.wraps(hook)
+    def wrapper(self: Any, flow: Any, *args: Any) -> None:
+        try:
+            hook(self, flow, *args)
+        except Exception as exc:
+            self.rt.fail_flow(flow, type(self).__name__, hook.__name__, exc)
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,1 @@
+"""shopguard shipped defaults (package data)."""
