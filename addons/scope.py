@@ -75,7 +75,7 @@ class Scope:
         if META in flow.metadata or flow.request.method == "CONNECT":
             return
         request = flow.request
-        host = request.host  # where the data goes (CONNECT target or absolute URL)
+        host = request.pretty_host  # Host header or authority: the name the client asked for
         site = self.rt.index.attribute(
             host, request.headers.get("origin"), request.headers.get("referer")
         )

@@ -95,6 +95,7 @@ def allow_hosts_pattern(globs: Iterable[HostGlob]) -> str:
     mitmproxy applies `re.search` to each pattern, so without anchors `taobao.com` would also
     match `taobao.com.evil.example`. An empty set yields a pattern that never matches.
     """
+    globs = list(globs)
     exact = sorted({g.domain for g in globs if not g.wildcard})
     wild = sorted({g.domain for g in globs if g.wildcard})
     alternatives = []

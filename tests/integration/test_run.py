@@ -1,0 +1,161 @@
+"""A real `shopguard run` process between a client and the fake marketplace, over HTTP and HTTPS."""
+
+from __future__ import annotations
+
+import os
+import ssl
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.certs import UpstreamPKI
+from tests.support.market import API, CDN, LOOKALIKE, PIXEL, SHOP, FakeMarket
+from tests.support.proxy import SHOPGUARD, Proxy, fetch, isolated_env, start_proxy
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def proxy(module_home: Path, market: FakeMarket, pki: UpstreamPKI) -> Iterator[Proxy]:
+    running = start_proxy(module_home, routes=market.routes, upstream_ca=pki.ca_pem)
+    yield running
+    running.stop()
+
+
+def flows_for(proxy: Proxy, host: str) -> list[dict[str, object]]:
+    return proxy.wait_for(lambda x: x["event"] == "flow" and x["host"] == host)
+
+
+def test_banner_names_address_sites_ca_and_log(proxy: Proxy) -> None:
+    text = proxy.output.text
+    assert f"listening on http://127.0.0.1:{proxy.port}" in text
+    assert "site taobao" in text and "observe" in text
+    assert "mitmproxy-ca-cert.pem" in text
+    assert f"log: {proxy.log}" in text
+    started = proxy.wait_for(lambda x: x["event"] == "proxy_started")
+    assert started and started[0]["listen"] == [f"127.0.0.1:{proxy.port}"]
+    assert proxy.lines("policy_loaded")
+
+
+def test_in_scope_https_is_intercepted_and_logged(proxy: Proxy, market: FakeMarket) -> None:
+    reply = fetch(proxy.port, f"https://{SHOP}/?spm=a21bo.secret", cafile=proxy.ca)
+    assert reply.status == 200
+    assert b"fake shop" in reply.body
+    assert reply.issuer == "mitmproxy"  # the client saw shopguard's certificate
+    assert market.recorder.find(SHOP, "/?spm=")  # and the request reached the upstream
+    (line,) = flows_for(proxy, SHOP)
+    assert line["schema"] == 1
+    assert line["site"] == "taobao"
+    assert line["method"] == "GET"
+    assert line["path"] == "/?spm=***"
+    assert line["status"] == 200
+    assert line["third_party"] is False
+    assert line["mode"] == "observe"
+    assert line["findings"] == [] and line["actions"] == []
+    assert isinstance(line["duration_ms"], float)
+
+
+def test_in_scope_api_post_over_https(proxy: Proxy, market: FakeMarket) -> None:
+    reply = fetch(
+        proxy.port,
+        f"https://{API}/h5/mtop.trade.order.create/1.0/?appKey=1&data=%7B%7D",
+        cafile=proxy.ca,
+        method="POST",
+        headers={"content-type": "application/x-www-form-urlencoded", "origin": f"https://{SHOP}"},
+        body=b"data=%7B%22receiverMobile%22%3A%2213800138000%22%7D",
+    )
+    assert reply.status == 200
+    (received,) = market.recorder.find(API, "/h5/mtop.trade.order.create")
+    assert received.body.startswith(b"data=")
+    (line,) = flows_for(proxy, API)
+    assert line["method"] == "POST" and line["path"].endswith("?appKey=***&data=***")
+    assert "13800138000" not in proxy.log.read_text()
+
+
+def test_shared_host_belongs_to_the_site_of_the_referer(proxy: Proxy) -> None:
+    reply = fetch(
+        proxy.port,
+        f"https://{CDN}/alilog/mlog/aplus_v2.js",
+        cafile=proxy.ca,
+        headers={"referer": f"https://{SHOP}/"},
+    )
+    assert reply.status == 200
+    (line,) = flows_for(proxy, CDN)
+    assert line["site"] == "taobao"
+    assert line["third_party"] is True
+
+
+def test_out_of_scope_https_is_not_intercepted_nor_logged(
+    proxy: Proxy, market: FakeMarket, pki: UpstreamPKI
+) -> None:
+    for host in (PIXEL, LOOKALIKE):
+        reply = fetch(proxy.port, f"https://{host}/tr?id=1", cafile=pki.ca_pem)
+        assert reply.status == 200
+        assert reply.issuer == "shopguard test upstream CA"  # the upstream's own certificate
+        assert market.recorder.find(host, "/tr?id=1")
+    proxy.wait_for(lambda x: x["event"] == "flow" and x["host"] == SHOP)
+    hosts = {x.get("host") for x in proxy.lines()}
+    assert PIXEL not in hosts and LOOKALIKE not in hosts
+
+
+def test_plain_http_in_scope_is_logged_and_out_of_scope_is_not(
+    proxy: Proxy, market: FakeMarket
+) -> None:
+    reply = fetch(proxy.port, f"http://{SHOP}/?q=phone")
+    assert reply.status == 200
+    assert [r for r in market.recorder.find(SHOP, "/?q=phone") if r.scheme == "http"]
+    reply = fetch(proxy.port, f"http://{PIXEL}/plain?id=2")
+    assert reply.status == 200
+    assert market.recorder.find(PIXEL, "/plain?id=2")
+    lines = flows_for(proxy, SHOP)
+    assert any(x["path"] == "/?q=***" for x in lines)
+    assert not [x for x in proxy.lines() if x.get("host") == PIXEL]
+
+
+def test_client_that_does_not_trust_the_ca_is_reported(proxy: Proxy, pki: UpstreamPKI) -> None:
+    with pytest.raises(ssl.SSLCertVerificationError):
+        fetch(proxy.port, f"https://{SHOP}/untrusted", cafile=pki.ca_pem)
+    (line,) = proxy.wait_for(lambda x: x["event"] == "tls_failed")
+    assert line["host"] == SHOP
+    assert line["site"] == "taobao"
+    assert "does not trust shopguard's CA" in line["hint"]
+
+
+def test_log_and_directory_are_private(proxy: Proxy) -> None:
+    assert os.stat(proxy.log).st_mode & 0o777 == 0o600
+    state = proxy.ca.parent
+    assert os.stat(state).st_mode & 0o777 == 0o700
+
+
+def run_cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [SHOPGUARD, *args],
+        env=isolated_env(home),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_unwritable_log_at_start_exits_2(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "run", "--listen-port", "0", "--log", "/dev/full")
+    assert result.returncode == 2
+    assert "cannot write the shopguard log /dev/full" in result.stderr
+
+
+def test_remote_listen_without_auth_exits_2(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "run", "--listen-host", "0.0.0.0", "--listen-port", "0")
+    assert result.returncode == 2
+    assert "refusing to listen on 0.0.0.0" in result.stderr
+
+
+def test_broken_config_exits_2_naming_file_and_line(tmp_path: Path) -> None:
+    sites = tmp_path / "cfg" / "sites"
+    sites.mkdir(parents=True)
+    (sites / "temu.yaml").write_text("site: temu\nhosts:\n  - '*temu.com'\n")
+    result = run_cli(tmp_path, "run", "--listen-port", "0", "--config", str(tmp_path / "cfg"))
+    assert result.returncode == 2
+    assert "sites/temu.yaml:3: hosts[0]: invalid host glob '*temu.com'" in result.stderr

@@ -1,0 +1,161 @@
+"""A fake marketplace on loopback: shop page, mtop-style API, beacon host, CDN and a third-party pixel.
+
+One HTTP and one HTTPS server answer for every name (virtual hosts by the Host header); each
+records what it receives, so tests can check what actually left the proxy.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from tests.support.certs import UpstreamPKI
+
+SHOP = "www.taobao.com"
+API = "h5api.m.taobao.com"
+BEACON = "gm.mmstat.com"
+CDN = "g.alicdn.com"
+PIXEL = "connect.facebook.net"  # out of scope: never intercepted, never logged
+LOOKALIKE = "taobao.com.evil.example"  # out of scope despite the name
+HOSTS = [SHOP, API, BEACON, CDN, PIXEL, LOOKALIKE]
+
+GIF = (
+    b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00"
+    b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+)
+
+SHOP_PAGE = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Fake Taobao</title>
+<script src="https://{CDN}/alilog/mlog/aplus_v2.js"></script>
+<script src="https://{PIXEL}/en_US/fbevents.js"></script>
+</head><body>
+<h1 id="title">shopguard fake shop</h1>
+<img src="https://{BEACON}/v.gif?cna=Zm9vYmFyMTIz&spm=a21bo.1.0" width="1" height="1">
+<script>
+  var data = JSON.stringify({{receiverName: "Test Buyer", receiverMobile: "13800138000",
+                              receiverAddress: "1 Example Road"}});
+  fetch("https://{API}/h5/mtop.trade.order.create/1.0/?appKey=12574478&t=1700000000000"
+        + "&data=" + encodeURIComponent(data),
+        {{method: "POST", mode: "no-cors", body: "data=" + encodeURIComponent(data),
+          headers: {{"content-type": "application/x-www-form-urlencoded"}}}})
+    .then(function () {{ document.getElementById("title").textContent = "order sent"; }});
+</script>
+</body></html>
+"""
+
+
+@dataclass
+class Received:
+    scheme: str
+    host: str
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Recorder:
+    requests: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, item: Received) -> None:
+        with self.lock:
+            self.requests.append(item)
+
+    def find(self, host: str, path_prefix: str = "/") -> list[Received]:
+        with self.lock:
+            return [r for r in self.requests if r.host == host and r.path.startswith(path_prefix)]
+
+    def clear(self) -> None:
+        with self.lock:
+            self.requests.clear()
+
+
+def _respond(host: str, path: str) -> tuple[int, dict[str, str], bytes]:
+    if host == SHOP and path.split("?")[0] == "/":
+        return 200, {"content-type": "text/html; charset=utf-8"}, SHOP_PAGE.encode()
+    if host == API and path.startswith("/h5/"):
+        body = json.dumps({"ret": ["SUCCESS::调用成功"], "data": {"ok": True}}).encode()
+        headers = {
+            "content-type": "application/json",
+            "set-cookie": "_m_h5_tk=0123456789abcdef0123456789abcdef_1700000000000; Path=/",
+            "access-control-allow-origin": f"https://{SHOP}",
+        }
+        return 200, headers, body
+    if host == BEACON or path.endswith(".gif") or path.startswith("/tr"):
+        return 200, {"content-type": "image/gif"}, GIF
+    if path.endswith(".js"):
+        return 200, {"content-type": "application/javascript"}, b"window.__loaded = true;\n"
+    if host in HOSTS:
+        return 200, {"content-type": "text/plain"}, f"fake {host}\n".encode()
+    return 404, {"content-type": "text/plain"}, b"unknown host\n"
+
+
+def _handler(recorder: Recorder, scheme: str) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            body = self.rfile.read(length) if length else b""
+            host = (self.headers.get("host") or "").split(":")[0].lower()
+            recorder.add(
+                Received(scheme, host, self.command, self.path, dict(self.headers), body)
+            )
+            status, headers, content = _respond(host, self.path)
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("content-length", str(len(content)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(content)
+
+        do_GET = do_POST = do_HEAD = do_PUT = do_OPTIONS = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+class FakeMarket:
+    """HTTP and HTTPS servers on 127.0.0.1 with free ports, serving every fake host."""
+
+    def __init__(self, pki: UpstreamPKI) -> None:
+        self.recorder = Recorder()
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.recorder, "http"))
+        self.https = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.recorder, "https"))
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(pki.cert_pem, pki.key_pem)
+        self.https.socket = context.wrap_socket(
+            self.https.socket, server_side=True, do_handshake_on_connect=False
+        )
+        self.http.daemon_threads = self.https.daemon_threads = True
+        self._threads = [
+            threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+            for s in (self.http, self.https)
+        ]
+
+    @property
+    def routes(self) -> dict[str, Any]:
+        return {
+            "http": self.http.server_address[1],
+            "https": self.https.server_address[1],
+            "hosts": HOSTS,
+        }
+
+    def start(self) -> FakeMarket:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        for server in (self.http, self.https):
+            server.shutdown()
+            server.server_close()
