@@ -39,10 +39,11 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check addons tests bench
 	$(VENV)/bin/ruff format --check addons tests bench
+	@mkdir -p .lint && ln -sfn ../addons .lint/shopguard
 	$(VENV)/bin/mypy
 
 bench: $(STAMP)
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .lint

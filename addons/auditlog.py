@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-
 from shopguard.paths import private_dir
 
 SCHEMA = 1
@@ -96,9 +95,11 @@ class RotatingFile:
         moved = self.path.with_name(f"{self.path.name}.{stamp}")
         os.replace(self.path, moved)
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with open(moved, "rb") as src, os.fdopen(fd, "wb") as raw, gzip.GzipFile(
-            fileobj=raw, mode="wb", filename=""
-        ) as out:
+        with (
+            open(moved, "rb") as src,
+            os.fdopen(fd, "wb") as raw,
+            gzip.GzipFile(fileobj=raw, mode="wb", filename="") as out,
+        ):
             shutil.copyfileobj(src, out)
         os.unlink(moved)
         self.open()

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http, tls
-
 from shopguard import __version__, paths
 from shopguard.auditlog import AuditLog
 from shopguard.engine.masking import mask_path
@@ -52,7 +51,7 @@ class Recorder:
         try:
             self.rt.attach_log(audit)
         except OSError as exc:
-            raise exceptions.OptionsError(f"cannot write the shopguard log {path}: {exc}")
+            raise exceptions.OptionsError(f"cannot write the shopguard log {path}: {exc}") from exc
 
     def running(self) -> None:
         config = self.rt.config

@@ -1,4 +1,4 @@
-"""State shared by the shopguard addons of one proxy, and the fail-closed guard around their hooks."""
+"""State shared by one proxy's shopguard addons, and the fail-closed guard around their hooks."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ import functools
 import html
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from mitmproxy import http
-
 from shopguard.auditlog import AuditLog
 from shopguard.engine.hosts import HostIndex
 from shopguard.engine.masking import mask_message
@@ -68,7 +67,9 @@ class Runtime:
             self.log_error = str(exc)
             return False
         if self.log_error is not None:
-            print(f"shopguard: writing the log {self.audit.path} again", file=sys.stderr, flush=True)
+            print(
+                f"shopguard: writing the log {self.audit.path} again", file=sys.stderr, flush=True
+            )
             self.log_error = None
         return True
 
@@ -105,9 +106,8 @@ class Runtime:
 
 def local_response(status: int, title: str, text: str) -> http.Response:
     """A short HTML page answered by the proxy itself, never sent upstream."""
-    body = (
-        "<!doctype html><meta charset=utf-8><title>{t}</title>"
-        "<h1>{t}</h1><p>{x}</p>".format(t=html.escape(title), x=html.escape(text))
+    body = "<!doctype html><meta charset=utf-8><title>{t}</title><h1>{t}</h1><p>{x}</p>".format(
+        t=html.escape(title), x=html.escape(text)
     )
     return http.Response.make(
         status,
@@ -116,10 +116,7 @@ def local_response(status: int, title: str, text: str) -> http.Response:
     )
 
 
-F = TypeVar("F", bound=Callable[..., None])
-
-
-def guarded(hook: F) -> F:
+def guarded[F: Callable[..., None]](hook: F) -> F:
     """Run a flow hook so that an exception fails the flow closed (enforce) or open (observe)."""
 
     @functools.wraps(hook)

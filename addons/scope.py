@@ -1,4 +1,4 @@
-"""Scope: which configured site a flow belongs to. Only those flows are intercepted and inspected."""
+"""Scope: which configured site a flow belongs to; only those flows are intercepted."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http
-
 from shopguard import paths
 from shopguard.engine.hosts import allow_hosts_pattern
 from shopguard.engine.located import ConfigErrors
@@ -58,7 +57,9 @@ class Scope:
             try:
                 config = load_config(paths.shipped_config_dir(), user or paths.user_config_dir())
             except ConfigErrors as exc:
-                raise exceptions.OptionsError("invalid shopguard configuration:\n" + str(exc))
+                raise exceptions.OptionsError(
+                    "invalid shopguard configuration:\n" + str(exc)
+                ) from exc
             self.rt.config = config
             self.rt.index = config.host_index()
             pattern = allow_hosts_pattern(g for s in config.enabled_sites for g in s.hosts)

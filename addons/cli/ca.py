@@ -1,4 +1,4 @@
-"""`shopguard ca` and `shopguard pac`: trusting the CA, and sending only marketplaces to the proxy."""
+"""`shopguard ca` and `shopguard pac`: trusting the CA; proxying only the marketplaces."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import json
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from mitmproxy import certs
-
 from shopguard import paths
 from shopguard.cli.common import load_or_report
 from shopguard.cli.main import EXIT_OK, EXIT_USAGE
@@ -29,7 +28,8 @@ How to trust it (only on devices you own; remove it when you stop using shopguar
                Windows/macOS: Chrome uses the system store (below). Remove: same dialog > Delete.
   macOS        sudo security add-trusted-cert -d -p ssl -r trustRoot \\
                  -k /Library/Keychains/System.keychain {pem}
-               Remove: sudo security delete-certificate -c mitmproxy /Library/Keychains/System.keychain
+               Remove: sudo security delete-certificate -c mitmproxy \\
+                 /Library/Keychains/System.keychain
   Windows      certutil -addstore root {cer}   (as administrator; or double-click the .cer >
                Install Certificate > Local Machine > Trusted Root Certification Authorities)
                Remove: certutil -delstore root mitmproxy

@@ -8,9 +8,9 @@ import ipaddress
 import logging
 import signal
 import sys
+
 from mitmproxy import exceptions, options
 from mitmproxy.master import Master
-
 from shopguard import __version__, paths
 from shopguard.chain import make_addons
 from shopguard.cli.common import load_or_report
@@ -72,7 +72,7 @@ async def serve(args: argparse.Namespace) -> int:
     master.addons.add(*make_addons(rt), Banner(rt, master))
     try:
         opts.update(
-            termlog_verbosity="warn",
+            termlog_verbosity="info" if args.web else "warn",  # --web: print the UI's URL
             shopguard_mode=args.mode or "",
             shopguard_log=str(args.log) if args.log else "",
             shopguard_config=str(args.config) if args.config else "",
@@ -96,15 +96,15 @@ async def serve(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not is_loopback(args.listen_host):
-        if not (args.allow_remote and has_proxyauth(args.set)):
-            print(
-                f"shopguard: refusing to listen on {args.listen_host}: other machines could use "
-                "the proxy and read its traffic. Use 127.0.0.1, or pass --allow-remote together "
-                "with --set proxyauth=USER:PASSWORD.",
-                file=sys.stderr,
-            )
-            return EXIT_USAGE
+    remote_ok = args.allow_remote and has_proxyauth(args.set)
+    if not is_loopback(args.listen_host) and not remote_ok:
+        print(
+            f"shopguard: refusing to listen on {args.listen_host}: other machines could use "
+            "the proxy and read its traffic. Use 127.0.0.1, or pass --allow-remote together "
+            "with --set proxyauth=USER:PASSWORD.",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     if load_or_report(args.config) is None:
         return EXIT_USAGE
     logging.getLogger().setLevel(logging.INFO)

@@ -94,8 +94,10 @@ class _Builder:
         return Located(self.constructor.construct_object(node), line, key, key_line or line)
 
 
-def load_located(path: Path, display: str | None = None) -> tuple[Located | None, list[ConfigError]]:
-    """Parse one YAML file; on failure return None and the errors (syntax errors with their line)."""
+def load_located(
+    path: Path, display: str | None = None
+) -> tuple[Located | None, list[ConfigError]]:
+    """Parse one YAML file; on failure return None and the errors (with their lines)."""
     name = display or str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -173,7 +175,9 @@ class Checker:
             return None
         ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
         if not ok:
-            self.error(at, f"expected {_TYPE_NAMES.get(kind, kind.__name__)}, got {_describe(value)}")
+            self.error(
+                at, f"expected {_TYPE_NAMES.get(kind, kind.__name__)}, got {_describe(value)}"
+            )
             return None
         return value
 

@@ -126,7 +126,9 @@ def _path(value: str, base: Path) -> Path:
 def _size(at: Located, check: Checker, minimum: int = 1) -> int | None:
     size = parse_size(at.value)
     if size is None or size < minimum:
-        check.error(at, f"expected a size in bytes >= {minimum} (e.g. 2097152 or 2MiB), got {at.value!r}")
+        check.error(
+            at, f"expected a size in bytes >= {minimum} (e.g. 2097152 or 2MiB), got {at.value!r}"
+        )
         return None
     return size
 
@@ -225,7 +227,9 @@ def load_config(shipped: Path, user: Path | None) -> Config:
         twin = next((s for s in sites if s.name == site.name), None)
         if twin is not None:
             errors.append(
-                ConfigError(display, site.line, "site", f"site {site.name!r} is also defined in {twin.file}")
+                ConfigError(
+                    display, site.line, "site", f"site {site.name!r} is also defined in {twin.file}"
+                )
             )
             continue
         sites.append(site)

@@ -76,7 +76,7 @@ def test_browser_page_assets_and_beacons_are_logged(
     assert market.recorder.find(CDN, "/alilog/mlog/aplus_v2.js")
     assert market.recorder.find(BEACON, "/v.gif")
     assert market.recorder.find(PIXEL, "/en_US/fbevents.js")
-    (order,) = market.recorder.find(API, "/h5/mtop.trade.order.create")
+    (order,) = market.recorder.find(API, "/h5/mtop.trade.order.create/1.0/?appKey=12574478")
     assert order.method == "POST"
 
     def logged(host: str) -> list[dict[str, object]]:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
+import socket
+import urllib.request
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -67,7 +70,7 @@ def test_in_scope_api_post_over_https(proxy: Proxy, market: FakeMarket) -> None:
         body=b"data=%7B%22receiverMobile%22%3A%2213800138000%22%7D",
     )
     assert reply.status == 200
-    (received,) = market.recorder.find(API, "/h5/mtop.trade.order.create")
+    (received,) = market.recorder.find(API, "/h5/mtop.trade.order.create/1.0/?appKey=1&")
     assert received.body.startswith(b"data=")
     (line,) = flows_for(proxy, API)
     assert line["method"] == "POST" and line["path"].endswith("?appKey=***&data=***")
@@ -159,3 +162,20 @@ def test_broken_config_exits_2_naming_file_and_line(tmp_path: Path) -> None:
     result = run_cli(tmp_path, "run", "--listen-port", "0", "--config", str(tmp_path / "cfg"))
     assert result.returncode == 2
     assert "sites/temu.yaml:3: hosts[0]: invalid host glob '*temu.com'" in result.stderr
+
+
+def test_web_flag_serves_mitmweb(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        web_port = probe.getsockname()[1]
+    running = start_proxy(
+        tmp_path, "--web", "--set", "web_open_browser=false", "--set", f"web_port={web_port}"
+    )
+    try:
+        match = re.search(rf"(http://127\.0\.0\.1:{web_port}/\?token=\w+)", running.output.text)
+        assert match, running.output.text
+        with urllib.request.urlopen(match.group(1), timeout=10) as page:
+            assert page.status == 200
+            assert b"mitmproxy" in page.read().lower()
+    finally:
+        running.stop()

@@ -1,4 +1,4 @@
-"""A fake marketplace on loopback: shop page, mtop-style API, beacon host, CDN and a third-party pixel.
+"""A fake marketplace on loopback: shop page, mtop-style API, beacon, CDN, third-party pixel.
 
 One HTTP and one HTTPS server answer for every name (virtual hosts by the Host header); each
 records what it receives, so tests can check what actually left the proxy.
@@ -104,9 +104,7 @@ def _handler(recorder: Recorder, scheme: str) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length) if length else b""
             host = (self.headers.get("host") or "").split(":")[0].lower()
-            recorder.add(
-                Received(scheme, host, self.command, self.path, dict(self.headers), body)
-            )
+            recorder.add(Received(scheme, host, self.command, self.path, dict(self.headers), body))
             status, headers, content = _respond(host, self.path)
             self.send_response(status)
             for name, value in headers.items():
