@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import re
 import socket
-import urllib.request
 import ssl
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
