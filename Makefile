@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run test lint bench clean venv
+.PHONY: run test lint clean venv
 
 venv: $(STAMP)
 
@@ -37,13 +37,10 @@ test: $(STAMP)
 	$(PY) -m pytest $(ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check addons tests bench
-	$(VENV)/bin/ruff format --check addons tests bench
+	$(VENV)/bin/ruff check addons tests $(wildcard bench)
+	$(VENV)/bin/ruff format --check addons tests $(wildcard bench)
 	@mkdir -p .lint && ln -sfn ../addons .lint/shopguard
 	$(VENV)/bin/mypy
-
-bench: $(STAMP)
-	$(PY) bench/run.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .lint
