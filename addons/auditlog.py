@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+
 from shopguard.paths import private_dir
 
 SCHEMA = 1

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http, tls
+
 from shopguard import __version__, paths
 from shopguard.auditlog import AuditLog
 from shopguard.engine.masking import mask_path

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mitmproxy import http
+
 from shopguard.auditlog import AuditLog
 from shopguard.engine.hosts import HostIndex
 from shopguard.engine.masking import mask_message

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http
+
 from shopguard import paths
 from shopguard.engine.hosts import allow_hosts_pattern
 from shopguard.engine.located import ConfigErrors

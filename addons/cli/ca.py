@@ -10,6 +10,7 @@ import json
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from mitmproxy import certs
+
 from shopguard import paths
 from shopguard.cli.common import load_or_report
 from shopguard.cli.main import EXIT_OK, EXIT_USAGE

@@ -8,9 +8,11 @@ import ipaddress
 import logging
 import signal
 import sys
+from pathlib import Path
 
 from mitmproxy import exceptions, options
 from mitmproxy.master import Master
+
 from shopguard import __version__, paths
 from shopguard.chain import make_addons
 from shopguard.cli.common import load_or_report
@@ -45,7 +47,9 @@ class Banner:
         addrs = proxy.listen_addrs() if proxy else []
         lines = [f"shopguard {__version__}"]
         lines += [f"  listening on http://{a[0]}:{a[1]}" for a in addrs]
-        lines.append("  config: " + ", ".join(config.files))
+        user = Path(self.master.options.shopguard_config or paths.user_config_dir())
+        lines.append(f"  defaults: {paths.shipped_config_dir()}")
+        lines.append(f"  your config: {user}" + ("" if user.is_dir() else " (none yet)"))
         for site in config.enabled_sites:
             lines.append(f"  site {site.name:<12} {self.rt.mode_for(site.name)}")
         confdir = self.master.options.confdir
