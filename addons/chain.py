@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shopguard.inspector import Inspector
 from shopguard.recorder import Recorder
 from shopguard.runtime import Runtime
 from shopguard.scope import Scope
@@ -12,4 +13,4 @@ from shopguard.scope import Scope
 def make_addons(rt: Runtime | None = None) -> list[Any]:
     """Scope first (it tags flows), the recorder last (it writes what the others decided)."""
     rt = rt or Runtime()
-    return [Scope(rt), Recorder(rt)]
+    return [Scope(rt), Inspector(rt), Recorder(rt)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from importlib.resources import files
 from pathlib import Path
 
@@ -50,3 +51,24 @@ def private_dir(path: Path) -> Path:
         directory.mkdir(mode=0o700)
         directory.chmod(0o700)  # mkdir's mode is filtered by the umask
     return path
+
+
+def install_secret() -> bytes:
+    """The per-install key of the log's fingerprints, created on first use (mode 600)."""
+    path = private_dir(state_dir()) / "secret.key"
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        pass
+    secret = os.urandom(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process created it meanwhile
+        return path.read_bytes()
+    with os.fdopen(fd, "wb") as out:
+        out.write(secret)
+    return secret
+
+
+def default_profile_path() -> Path:
+    return user_config_dir() / "profile.yaml"

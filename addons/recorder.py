@@ -104,7 +104,7 @@ class Recorder:
             "site": state["site"],
             "host": request.pretty_host,
             "method": request.method,
-            "path": request.path if raw else mask_path(request.path),
+            "path": request.path if raw else mask_path(request.path, _path_findings(state)),
         }
         if flow.response is not None:
             line["status"] = flow.response.status_code
@@ -134,3 +134,12 @@ class Recorder:
             error=data.conn.error,
             hint=TLS_HINT,
         )
+
+
+def _path_findings(state: dict[str, Any]) -> set[int]:
+    """Indexes of the path segments that carry a finding (`path:N`)."""
+    return {
+        int(f["location"][5:])
+        for f in state["findings"]
+        if f["location"].startswith("path:") and f["location"][5:].isdigit()
+    }

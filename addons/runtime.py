@@ -11,6 +11,7 @@ from typing import Any
 from mitmproxy import http
 
 from shopguard.auditlog import AuditLog
+from shopguard.engine.detect import Detector
 from shopguard.engine.hosts import HostIndex
 from shopguard.engine.masking import mask_message
 from shopguard.engine.settings import Config
@@ -27,6 +28,7 @@ class Runtime:
         self.mode_override: str | None = None
         self.audit: AuditLog | None = None
         self.log_error: str | None = None
+        self.detector: Detector | None = None  # set by the inspector
         self._pending: list[tuple[str, dict[str, Any]]] = []
 
     def mode_for(self, site: str | None) -> str:

@@ -22,6 +22,26 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _profile_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        type=Path,
+        help="your own known values (default: the `profile` setting, else profile.yaml in the "
+        "platform config directory)",
+    )
+
+
+def _confidence(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="shopguard",
@@ -38,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--mode", choices=("observe", "enforce"), help="override every site's mode")
     run.add_argument("--log", type=Path, metavar="PATH", help="JSON-lines log file")
+    _profile_arg(run)
     run.add_argument("--web", action="store_true", help="also open mitmweb's web interface")
     run.add_argument(
         "--set",
@@ -50,6 +71,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-remote",
         action="store_true",
         help="allow a non-loopback --listen-host (requires --set proxyauth=...)",
+    )
+
+    scan = commands.add_parser("scan", help="list the personal data in saved captures")
+    scan.add_argument("files", nargs="+", type=Path, metavar="FILE", help="HAR or mitmproxy flows")
+    _config_arg(scan)
+    _profile_arg(scan)
+    scan.add_argument("--format", choices=("table", "jsonl", "json"), default="table")
+    scan.add_argument(
+        "--min-confidence",
+        type=_confidence,
+        default=0.5,
+        metavar="X",
+        help="report findings at or above this confidence (default 0.5)",
+    )
+    scan.add_argument(
+        "--fail-on",
+        metavar="CATEGORY,…",
+        help="exit 1 when one of these categories is found (e.g. phone,email)",
     )
 
     policy = commands.add_parser("policy", help="check the configuration")
@@ -75,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from shopguard.cli.run import run
 
         return run(args)
+    if args.command == "scan":
+        from shopguard.cli.scan import scan
+
+        return scan(args)
     if args.command == "policy":
         from shopguard.cli.policy import check
 

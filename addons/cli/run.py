@@ -79,6 +79,7 @@ async def serve(args: argparse.Namespace) -> int:
             termlog_verbosity="info" if args.web else "warn",  # --web: print the UI's URL
             shopguard_mode=args.mode or "",
             shopguard_log=str(args.log) if args.log else "",
+            shopguard_profile=str(args.profile) if args.profile else "",
             shopguard_config=str(args.config) if args.config else "",
         )
         if args.set:

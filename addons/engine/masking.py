@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 MASK = "***"
 
 
-def mask_path(path: str) -> str:
+def mask_path(path: str, segments: Collection[int] = ()) -> str:
     """A request path with every query value replaced by `***` (names kept, empty values kept).
 
-    `/h5/api/1.0/?jsv=2.7&data={"phone":"138"}` -> `/h5/api/1.0/?jsv=***&data=***`
+    `/h5/api/1.0/?jsv=2.7&data={"phone":"138"}` -> `/h5/api/1.0/?jsv=***&data=***`; the
+    non-empty path segments numbered in `segments` (0-based, as `path:N` locations) are masked.
     """
     base, sep, query = path.partition("?")
+    if segments:
+        parts = base.split("/")
+        index = -1
+        for position, part in enumerate(parts):
+            if part:
+                index += 1
+                if index in segments:
+                    parts[position] = MASK
+        base = "/".join(parts)
     if not sep:
-        return path
+        return base
     parts = []
     for pair in query.split("&"):
         name, eq, value = pair.partition("=")

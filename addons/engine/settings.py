@@ -21,12 +21,14 @@ from shopguard.engine.located import (
     load_located,
     parse_size,
 )
+from shopguard.engine.trackers import TrackerNames
 
 MODES = ("observe", "enforce")
 LOG_VALUES = ("masked", "raw")
 GLOBAL_KEYS = ("mode", "log", "profile", "body_cap")
 LOG_KEYS = ("path", "rotate_bytes", "keep", "max_age_days", "values")
-SITE_KEYS = ("site", "enabled", "hosts", "first_party", "mode")
+SITE_KEYS = ("site", "enabled", "hosts", "first_party", "mode", "tracking_ids")
+TRACKING_KEYS = ("cookies", "params", "headers")
 _SITE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
@@ -56,6 +58,7 @@ class Site:
     mode: str | None
     file: str
     line: int  # where the site's hosts are declared, for messages
+    tracking_ids: TrackerNames = field(default_factory=TrackerNames)
 
     @property
     def scope(self) -> SiteHosts:
@@ -170,7 +173,28 @@ def _read_site(doc: Located, check: Checker, stem: str) -> Site | None:
         check.error(doc, "missing required key 'hosts' (or set 'enabled: false')")
     first_party = _read_globs(entries["first_party"], check) if "first_party" in entries else ()
     line = entries["hosts"].key_line if "hosts" in entries else doc.line
-    return Site(name, enabled, hosts, first_party, mode, check.file, line)
+    trackers = _read_trackers(entries["tracking_ids"], check) if "tracking_ids" in entries else None
+    return Site(
+        name, enabled, hosts, first_party, mode, check.file, line, trackers or TrackerNames()
+    )
+
+
+def _read_trackers(at: Located, check: Checker) -> TrackerNames | None:
+    entries = check.mapping(at, TRACKING_KEYS)
+    if entries is None:
+        return None
+    names: dict[str, frozenset[str]] = {}
+    for kind, value in entries.items():
+        items = []
+        for item in check.items(value):
+            if isinstance(item.value, str) and item.value.strip():
+                items.append(
+                    item.value.strip().lower() if kind == "headers" else item.value.strip()
+                )
+            else:
+                check.error(item, f"expected a {kind[:-1]} name, got {item.value!r}")
+        names[kind] = frozenset(items)
+    return TrackerNames(**names)
 
 
 def _merge_globals(layers: list[dict[str, Any]]) -> Settings:

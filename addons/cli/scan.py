@@ -1,0 +1,306 @@
+"""`shopguard scan`: the personal data in saved captures (HAR 1.2, mitmproxy flow files)."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from shopguard import paths
+from shopguard.cli.common import load_or_report
+from shopguard.cli.main import EXIT_FOUND, EXIT_OK, EXIT_USAGE
+from shopguard.engine.detect import Detector
+from shopguard.engine.extract import Limits, PlainRequest, extract
+from shopguard.engine.findings import CATEGORIES, Finding
+from shopguard.engine.known_values import KnownMatcher, load_profile
+from shopguard.engine.located import ConfigErrors
+from shopguard.engine.masking import mask_path
+from shopguard.engine.settings import Config
+from shopguard.engine.trackers import Linker
+
+
+class CaptureError(Exception):
+    """A capture that cannot be read; the message names the file and, if known, the entry."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    index: int
+    request: PlainRequest | None  # None: the entry could not be read (see `problem`)
+    problem: str = ""
+
+
+def _har_headers(items: Any) -> list[tuple[str, str]]:
+    if not isinstance(items, list):
+        return []
+    return [
+        (str(h.get("name", "")), str(h.get("value", "")))
+        for h in items
+        if isinstance(h, dict) and h.get("name")
+    ]
+
+
+def _har_body(post: Any) -> bytes:
+    if not isinstance(post, dict):
+        return b""
+    text = post.get("text")
+    if isinstance(text, str):
+        if post.get("encoding") == "base64":
+            try:
+                return base64.b64decode(text)
+            except (binascii.Error, ValueError):
+                return text.encode()
+        return text.encode()
+    params = post.get("params")
+    if isinstance(params, list):  # some tools give forms as params only
+        pairs = [f"{p.get('name', '')}={p.get('value', '')}" for p in params if isinstance(p, dict)]
+        return "&".join(pairs).encode()
+    return b""
+
+
+def har_entries(path: Path, data: Any) -> Iterator[Entry]:
+    log = data.get("log") if isinstance(data, dict) else None
+    if not isinstance(log, dict) or not isinstance(log.get("entries"), list):
+        raise CaptureError(f"{path}: not a HAR file (no log.entries)")
+    version = str(log.get("version", ""))
+    if version and not version.startswith("1."):
+        raise CaptureError(f"{path}: HAR version {version} is not supported (expected 1.x)")
+    for index, entry in enumerate(log["entries"]):
+        request = entry.get("request") if isinstance(entry, dict) else None
+        if not isinstance(request, dict) or not isinstance(request.get("url"), str):
+            yield Entry(index, None, "no request URL")
+            continue
+        response = entry.get("response")
+        yield Entry(
+            index,
+            PlainRequest(
+                method=str(request.get("method", "GET")),
+                url=request["url"],
+                headers=_har_headers(request.get("headers")),
+                body=_har_body(request.get("postData")),
+                response_headers=_har_headers(
+                    response.get("headers") if isinstance(response, dict) else None
+                ),
+            ),
+        )
+
+
+def flow_entries(path: Path) -> Iterator[Entry]:
+    from mitmproxy import http, io
+    from mitmproxy.exceptions import FlowReadException
+
+    from shopguard.adapt import plain_request
+
+    index = 0
+    with path.open("rb") as handle:
+        try:
+            for flow in io.FlowReader(handle).stream():
+                if isinstance(flow, http.HTTPFlow):
+                    yield Entry(index, plain_request(flow, Limits().body_cap))
+                index += 1
+        except FlowReadException as exc:
+            message = f"{path}: entry {index}: not a readable mitmproxy flow: {exc}"
+            raise CaptureError(message) from exc
+
+
+def read_capture(path: Path) -> Iterator[Entry]:
+    """The entries of a HAR or mitmproxy flow file; raises CaptureError for unreadable input."""
+    try:
+        head = path.open("rb").read(64).lstrip()
+    except OSError as exc:
+        raise CaptureError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    if head.startswith(b"{"):
+        try:
+            data = json.loads(path.read_bytes())
+        except (ValueError, RecursionError) as exc:
+            raise CaptureError(f"{path}: not valid JSON (truncated HAR?): {exc}") from exc
+        yield from har_entries(path, data)
+        return
+    if not head:
+        raise CaptureError(f"{path}: empty file")
+    yield from flow_entries(path)
+
+
+@dataclass(frozen=True)
+class Result:
+    file: str
+    index: int
+    url: str
+    host: str
+    site: str | None
+    inspection: str
+    findings: list[Finding]
+    problem: str = ""
+
+
+def masked_url(url: str, findings: list[Finding]) -> str:
+    parts = urlsplit(url)
+    segments = {
+        int(f.location[5:])
+        for f in findings
+        if f.location[:5] == "path:" and f.location[5:].isdigit()
+    }
+    query = f"?{parts.query}" if parts.query else ""
+    return f"{parts.scheme}://{parts.netloc}{mask_path(parts.path + query, segments)}"
+
+
+def scan_files(files: list[Path], config: Config, detector: Detector) -> Iterator[Result]:
+    index = config.host_index()
+    limits = Limits(body_cap=config.settings.body_cap)
+    for path in files:
+        linker = Linker()
+        for entry in read_capture(path):
+            if entry.request is None:
+                yield Result(str(path), entry.index, "", "", None, "none", [], entry.problem)
+                continue
+            request = entry.request
+            host = urlsplit(request.url).hostname or ""
+            scope = index.attribute(host, request.header("origin"), request.header("referer"))
+            site = config.site(scope.name) if scope else None
+            extraction = extract(request, limits)
+            findings = detector.detect(
+                extraction, host, site.tracking_ids if site else None, linker
+            )
+            yield Result(
+                str(path),
+                entry.index,
+                masked_url(request.url, findings),
+                host,
+                site.name if site else None,
+                extraction.inspection,
+                findings,
+            )
+
+
+def _print_table(results: list[Result], out: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="shopguard scan", show_lines=False)
+    for column in ("file", "#", "host", "site", "categories", "locations"):
+        table.add_column(column, overflow="fold")
+    shown = 0
+    for result in results:
+        if not result.findings and not result.problem:
+            continue
+        shown += 1
+        categories = sorted({f.category for f in result.findings})
+        locations = "\n".join(
+            f"{f.category}: {f.location}" + (f" [{f.transform}]" if f.transform else "")
+            for f in sorted(result.findings, key=lambda f: (f.category, f.location))
+        )
+        table.add_row(
+            Path(result.file).name,
+            str(result.index),
+            result.host,
+            result.site or "-",
+            ", ".join(categories) or result.problem,
+            locations,
+        )
+    console = Console(file=out)
+    if shown:
+        console.print(table)
+    counts: dict[str, int] = {}
+    for result in results:
+        for category in {f.category for f in result.findings}:
+            counts[category] = counts.get(category, 0) + 1
+    summary = ", ".join(f"{c} in {counts[c]}" for c in CATEGORIES if c in counts) or "nothing"
+    console.print(f"{len(results)} requests scanned; personal data found: {summary}")
+
+
+def scan(args: argparse.Namespace) -> int:
+    fail_on = {c.strip() for c in (args.fail_on or "").split(",") if c.strip()}
+    unknown = fail_on - set(CATEGORIES)
+    if unknown:
+        print(
+            f"shopguard: --fail-on: unknown categories {', '.join(sorted(unknown))} "
+            f"(expected some of: {', '.join(CATEGORIES)})",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    config = load_or_report(args.config)
+    if config is None:
+        return EXIT_USAGE
+    profile_path = args.profile or config.settings.profile or paths.default_profile_path()
+    matcher = None
+    region = "CN"
+    if args.profile or profile_path.exists():
+        try:
+            profile = load_profile(profile_path)
+        except ConfigErrors as exc:
+            for error in exc.errors:
+                print(error, file=sys.stderr)
+            return EXIT_USAGE
+        matcher, region = KnownMatcher(profile), profile.default_region
+    detector = Detector(
+        secret=paths.install_secret(),
+        matcher=matcher,
+        region=region,
+        min_confidence=args.min_confidence,
+        keep_values=config.settings.log.values == "raw",
+    )
+    results: list[Result] = []
+    try:
+        for result in _with_progress(scan_files(args.files, config, detector), args):
+            results.append(result)
+            if args.format == "jsonl":
+                _print_jsonl(result)
+    except CaptureError as exc:
+        print(f"shopguard: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for result in results:
+        if result.problem:
+            print(
+                f"shopguard: {result.file}: entry {result.index}: {result.problem}", file=sys.stderr
+            )
+    if args.format == "json":
+        json.dump([_result_dict(r) for r in results], sys.stdout, ensure_ascii=False, indent=2)
+        print()
+    elif args.format == "table":
+        _print_table(results, sys.stdout)
+    found = {f.category for r in results for f in r.findings}
+    return EXIT_FOUND if fail_on & found else EXIT_OK
+
+
+def _with_progress(results: Iterator[Result], args: argparse.Namespace) -> Iterator[Result]:
+    if args.format != "table" or not sys.stderr.isatty():
+        yield from results
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as progress:
+        task = progress.add_task("scanning", total=None)
+        for result in results:
+            progress.advance(task)
+            yield result
+
+
+def _result_dict(result: Result) -> dict[str, Any]:
+    return {
+        "file": result.file,
+        "flow": result.index,
+        "url": result.url,
+        "host": result.host,
+        "site": result.site,
+        "inspection": result.inspection,
+        "findings": [f.to_dict() for f in result.findings],
+    }
+
+
+def _print_jsonl(result: Result) -> None:
+    for finding in result.findings:
+        line = finding.to_dict() | {
+            "flow": result.index,
+            "file": result.file,
+            "url": result.url,
+            "host": result.host,
+            "site": result.site,
+        }
+        print(json.dumps(line, ensure_ascii=False))

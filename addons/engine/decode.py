@@ -1,0 +1,134 @@
+"""Bounded decoders for the layers values hide under: compression, percent, base64, hex, escapes.
+
+Every function here returns None instead of raising, and never produces more than it is allowed
+to: a decompression bomb or a huge blob costs at most `limit` bytes of work.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import zlib
+
+import brotli  # type: ignore[import-untyped,unused-ignore]
+
+try:  # Python 3.14
+    from compression import zstd  # type: ignore[import-not-found,unused-ignore]
+except ImportError:  # pragma: no cover - depends on the Python version
+    from backports import zstd  # type: ignore[import-not-found,no-redef,unused-ignore]
+
+
+def decompress(data: bytes, encoding: str, limit: int) -> tuple[bytes, bool] | None:
+    """Undo one Content-Encoding; returns (bytes, truncated) or None when it cannot be decoded."""
+    encoding = encoding.strip().lower()
+    try:
+        if encoding in ("gzip", "x-gzip", "deflate"):
+            wbits = 47 if encoding != "deflate" else 15
+            try:
+                inflater = zlib.decompressobj(wbits)
+                out = inflater.decompress(data, limit)
+            except zlib.error:
+                if encoding != "deflate":
+                    raise
+                inflater = zlib.decompressobj(-15)  # raw deflate, as some servers send it
+                out = inflater.decompress(data, limit)
+            return out, bool(inflater.unconsumed_tail)
+        if encoding == "br":
+            decompressor = brotli.Decompressor()
+            out = decompressor.process(data, output_buffer_limit=limit)
+            return out[:limit], len(out) >= limit and not decompressor.is_finished()
+        if encoding == "zstd":
+            zdecompressor = zstd.ZstdDecompressor()
+            out = zdecompressor.decompress(data, max_length=limit)
+            return out, not zdecompressor.eof
+        if encoding in ("identity", ""):
+            return data[:limit], len(data) > limit
+    except Exception:  # every codec raises its own error type on bad input
+        return None
+    return None
+
+
+def text_of(data: bytes) -> str | None:
+    """Bytes as text when they are (nearly all) printable UTF-8; None for binary."""
+    if not data:
+        return ""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not text.isprintable():
+        controls = sum(1 for ch in text if not ch.isprintable() and ch not in "\r\n\t")
+        if controls > len(text) // 50:
+            return None
+    return text
+
+
+_PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
+_B64 = re.compile(r"^[A-Za-z0-9+/]{8,}={0,2}$")
+_B64URL = re.compile(r"^[A-Za-z0-9_-]{8,}={0,2}$")
+_HEX = re.compile(r"^(?:[0-9a-fA-F]{2}){4,}$")
+_UNICODE_ESCAPE = re.compile(r"\\u[0-9a-fA-F]{4}")
+
+
+_PERCENT_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
+
+
+def unquote(value: str, plus: bool = False, errors: str = "replace") -> str:
+    """Percent-decoding; like urllib's, but decodes each run of escapes in one step (fast)."""
+    if plus:
+        value = value.replace("+", " ")
+    if "%" not in value:
+        return value
+    return _PERCENT_RUN.sub(
+        lambda m: bytes.fromhex(m.group(0).replace("%", "")).decode("utf-8", errors), value
+    )
+
+
+def percent(value: str) -> str | None:
+    """Percent-decoded text, if the value has escapes that decode to valid UTF-8."""
+    if "%" not in value or not _PERCENT.search(value):
+        return None
+    try:
+        decoded = unquote(value, errors="strict")
+    except UnicodeDecodeError:
+        return None
+    return decoded if decoded != value else None
+
+
+def b64(value: str) -> tuple[str, str] | None:
+    """(text, label) for a base64 or base64url value that decodes to text; else None."""
+    if len(value) < 8 or len(value) % 4 == 1 or len(value) > 1_000_000:
+        return None
+    if _B64.match(value):
+        label, alphabet = "base64", None
+    elif _B64URL.match(value):
+        label, alphabet = "base64url", b"-_"
+    else:
+        return None
+    if value.isdigit() or (value.isalpha() and (value.islower() or value.isupper())):
+        return None  # plain numbers and words are not base64 in practice
+    padded = value + "=" * (-len(value) % 4)
+    try:
+        raw = base64.b64decode(padded, altchars=alphabet, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    text = text_of(raw)
+    if not text or len(text) < 3:
+        return None
+    return text, label
+
+
+def hexa(value: str) -> str | None:
+    """Text of a hex-encoded value (e.g. `77616e67…`), if it decodes to printable text."""
+    if len(value) < 8 or len(value) % 2 or not _HEX.match(value) or value.isdigit():
+        return None
+    text = text_of(bytes.fromhex(value))
+    return text if text and len(text) >= 4 and text.isprintable() else None
+
+
+def unicode_escapes(value: str) -> str | None:
+    """`\\u738b\\u5c0f` outside JSON, as some trackers double-escape."""
+    if "\\u" not in value or not _UNICODE_ESCAPE.search(value):
+        return None
+    return _UNICODE_ESCAPE.sub(lambda m: chr(int(m.group(0)[2:], 16)), value)

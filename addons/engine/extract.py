@@ -1,0 +1,368 @@
+"""Extraction: every place a value travels in a request, decoded until nothing more decodes.
+
+Input is a `PlainRequest` (no mitmproxy objects); output is a list of `Field`s, each with a
+location string such as `query:data.$.shipTo.mobileNo`, `cookie:cna`, `body:$.address.fullName`,
+`body.form:cardNumber`, `header:anti-content` or `path:2`. Work is bounded: bodies are read up to
+`body_cap`, values are decoded at most `max_layers` deep, and at most `max_fields` fields are
+produced; when a bound cuts something off, the extraction says `partial`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from email.message import Message
+from urllib.parse import urlsplit
+
+from shopguard.engine import decode
+
+FULL, PARTIAL, NONE = "full", "partial", "none"
+
+
+@dataclass(frozen=True)
+class PlainRequest:
+    """A request as the engine sees it; `body` None means the body was not available."""
+
+    method: str
+    url: str
+    headers: Sequence[tuple[str, str]] = ()
+    body: bytes | None = b""
+    body_truncated: bool = False  # the caller already cut the body (e.g. at body_cap)
+    response_headers: Sequence[tuple[str, str]] = ()
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        return next((v for k, v in self.headers if k.lower() == name), None)
+
+
+@dataclass(frozen=True)
+class Field:
+    """One value and where it travelled."""
+
+    location: str  # e.g. "query:data.$.receiverMobile"
+    key: str  # the innermost key name ("receiverMobile"), "" where there is none
+    value: str
+    transform: str = ""  # decoding chain, outermost layer first: "base64>urlencode"
+    parent: str = ""  # the key of the enclosing object or field ("address" for address.name)
+
+    @property
+    def container(self) -> str:
+        """The location of the object holding this field (siblings share it)."""
+        cut = max(self.location.rfind("."), self.location.rfind(":"))
+        return self.location[: cut + 1]
+
+
+@dataclass(frozen=True)
+class Limits:
+    body_cap: int = 2 * 1024 * 1024
+    max_fields: int = 5000
+    max_layers: int = 4  # nested decodings of one value (percent, base64, JSON in form…)
+    max_value: int = 64 * 1024  # longer values are matched but not decoded further
+    max_json_depth: int = 64
+
+
+@dataclass
+class Extraction:
+    fields: list[Field] = field(default_factory=list)
+    inspection: str = FULL
+    problems: list[str] = field(default_factory=list)
+
+    def cut(self, problem: str) -> None:
+        if self.inspection == FULL:
+            self.inspection = PARTIAL
+        if problem not in self.problems:
+            self.problems.append(problem)
+
+
+_FORM = re.compile(r"^[^=&\s{}\[\]\"]{1,100}=[^&]*(?:&[^=&\s]{1,100}=[^&]*)*$")
+_SKIP_HEADERS = frozenset(
+    {"host", "content-length", "connection", "accept-encoding", "cookie", "content-encoding"}
+)
+
+
+class _Walker:
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.out = Extraction()
+
+    # -- emitting and decoding ------------------------------------------------------------
+    def emit(
+        self, location: str, key: str, value: str, transform: str = "", parent: str = ""
+    ) -> None:
+        if len(self.out.fields) >= self.limits.max_fields:
+            self.out.cut(f"more than {self.limits.max_fields} fields")
+            return
+        if not value:
+            return
+        if value.isdigit() or (len(value) < 8 and value.isalnum()):  # nothing to decode: fast path
+            self.out.fields.append(Field(location, key, value, transform, parent))
+            return
+        layers = transform.count(">") + 1 if transform else 0
+        if layers < self.limits.max_layers and len(value) <= self.limits.max_value:
+            if self._decode(location, key, value, transform, parent):
+                return
+        elif len(value) > self.limits.max_value:
+            self.out.cut("a value too long to decode")
+        self.out.fields.append(Field(location, key, value, transform, parent))
+
+    def _decode(self, location: str, key: str, value: str, transform: str, parent: str) -> bool:
+        """Emit what `value` decodes to; True when that replaces the value itself.
+
+        Structure (JSON, forms) and unambiguous escapes replace the value; base64 and hex are
+        guesses, so the value is kept beside what it decodes to.
+        """
+        stripped = value.strip()
+        if stripped[:1] in "{[" and stripped[-1:] in "}]":
+            try:
+                parsed = json.loads(stripped)
+            except (ValueError, RecursionError):
+                parsed = None
+            if isinstance(parsed, (dict, list)):
+                self.json(parsed, _nest(location, "$"), transform, key)
+                return True
+        if "=" in value and _FORM.match(value) and not _looks_base64(value):
+            self.form(value, location, transform, plus=True)
+            return True
+        step, label, replaces = decode.percent(value), "urlencode", True
+        if step is None:
+            step, label = decode.unicode_escapes(value), "unicode_escape"
+        if step is None and (found := decode.b64(stripped)):
+            (step, label), replaces = found, False
+        if step is None:
+            step, label, replaces = decode.hexa(stripped), "hex", False
+        if step is None:
+            return False
+        self.emit(location, key, step, f"{transform}>{label}" if transform else label, parent)
+        return replaces
+
+    # -- structures -------------------------------------------------------------------------
+    def json(self, root: object, base: str, transform: str, parent: str = "") -> None:
+        stack: list[tuple[object, str, str, str, int]] = [(root, base, "", parent, 0)]
+        while stack:
+            node, location, key, parent_key, depth = stack.pop()
+            if depth > self.limits.max_json_depth:
+                self.out.cut("JSON nested too deep")
+                continue
+            if isinstance(node, dict):
+                items = list(node.items())
+                for name, child in reversed(items):
+                    stack.append((child, _nest(location, str(name)), str(name), key, depth + 1))
+            elif isinstance(node, list):
+                for index in range(len(node) - 1, -1, -1):
+                    stack.append((node[index], f"{location}[{index}]", key, parent_key, depth + 1))
+            elif isinstance(node, str):
+                self.emit(location, key, node, transform, parent_key)
+            elif isinstance(node, (int, float)) and not isinstance(node, bool):
+                self.emit(location, key, _number(node), transform, parent_key)
+            if len(self.out.fields) >= self.limits.max_fields:
+                self.out.cut(f"more than {self.limits.max_fields} fields")
+                return
+
+    def form(self, text: str, base: str, transform: str, plus: bool) -> None:
+        """`a=1&b=2` (a query or urlencoded body) below `base` (e.g. `query:`)."""
+        for count, pair in enumerate(text.split("&")):
+            if count >= self.limits.max_fields:
+                self.out.cut(f"more than {self.limits.max_fields} fields")
+                return
+            if not pair:
+                continue
+            name, _, raw = pair.partition("=")
+            name = decode.unquote(name, plus=True)
+            self.emit(_nest(base, name), name, decode.unquote(raw, plus=plus), transform)
+
+    # -- request parts ------------------------------------------------------------------------
+    def url(self, url: str) -> None:
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            self.out.cut("an unparsable URL")
+            return
+        segments = [s for s in parts.path.split("/") if s]
+        for index, segment in enumerate(segments[: self.limits.max_fields]):
+            self.emit(f"path:{index}", "", decode.unquote(segment))
+        if parts.query:
+            self.form(parts.query, "query:", "", plus=True)
+        if parts.fragment:
+            self.form(parts.fragment, "fragment:", "", plus=False)
+
+    def headers(self, headers: Sequence[tuple[str, str]]) -> None:
+        for name, value in headers:
+            lower = name.lower()
+            if lower == "cookie":
+                self.cookies(value, "cookie:")
+            elif lower in ("referer", "location", "origin"):
+                self.referer(lower, value)
+            elif lower not in _SKIP_HEADERS:
+                self.emit(f"header:{lower}", lower, value)
+
+    def referer(self, name: str, value: str) -> None:
+        try:
+            parts = urlsplit(value)
+        except ValueError:
+            self.emit(f"header:{name}", name, value)
+            return
+        self.emit(f"header:{name}", name, f"{parts.scheme}://{parts.netloc}{parts.path}")
+        if parts.query:
+            self.form(parts.query, f"header:{name}.", "", plus=True)
+        if parts.fragment:
+            self.form(parts.fragment, f"header:{name}#", "", plus=False)
+
+    def cookies(self, header: str, base: str) -> None:
+        for pair in header.split(";"):
+            name, eq, value = pair.strip().partition("=")
+            if eq and name:
+                self.emit(f"{base}{name}", name, value.strip().strip('"'))
+
+    def set_cookies(self, headers: Sequence[tuple[str, str]]) -> None:
+        for name, value in headers:
+            if name.lower() == "set-cookie":
+                self.cookies(value.split(";", 1)[0], "set-cookie:")
+
+    def body(self, request: PlainRequest) -> None:
+        data = request.body
+        if data is None:
+            self.out.cut("the body was not available (streamed)")
+            return
+        if request.body_truncated:
+            self.out.cut(f"the body was cut at {self.limits.body_cap} bytes")
+        if not data:
+            return
+        encoding = request.header("content-encoding") or ""
+        for layer in reversed([e for e in encoding.split(",") if e.strip()]):
+            decoded = decode.decompress(data, layer, self.limits.body_cap)
+            if decoded is None:
+                self.out.cut(f"a body that does not decode as {layer.strip()}")
+                return
+            data, truncated = decoded
+            if truncated:
+                self.out.cut(f"the body was cut at {self.limits.body_cap} bytes")
+        if len(data) > self.limits.body_cap:
+            data = data[: self.limits.body_cap]
+            self.out.cut(f"the body was cut at {self.limits.body_cap} bytes")
+        content_type = (request.header("content-type") or "").lower()
+        if content_type.startswith("multipart/"):
+            self.multipart(data, request.header("content-type") or "")
+            return
+        text = decode.text_of(data)
+        if text is None:
+            text = _cut_utf8(data)
+            if text is None:
+                self.out.cut("a binary body")
+                return
+        self.text_body(text, content_type)
+
+    def text_body(self, text: str, content_type: str) -> None:
+        stripped = text.strip()
+        if "json" in content_type or stripped[:1] in "{[":
+            try:
+                parsed = json.loads(stripped)
+            except RecursionError:
+                self.out.cut("JSON nested too deep")
+                parsed = None
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, (dict, list)):
+                self.json(parsed, "body:$", "")
+                return
+        if "x-www-form-urlencoded" in content_type or _FORM.match(stripped):
+            self.form(stripped, "body.form:", "", plus=True)
+            return
+        self.emit("body.text", "", text)
+
+    def multipart(self, data: bytes, content_type: str) -> None:
+        boundary = _boundary(content_type)
+        if not boundary:
+            self.out.cut("a multipart body without boundary")
+            return
+        for headers, content in _parts(data, boundary):
+            disposition = Message()
+            disposition["content-disposition"] = headers.get("content-disposition", "")
+            name = disposition.get_param("name", header="content-disposition")
+            filename = disposition.get_param("filename", header="content-disposition")
+            name = str(name) if name else ""
+            if filename is not None:  # file parts by name only: their content is not read
+                self.emit(f"body.file:{name}", name, str(filename))
+                continue
+            text = decode.text_of(content)
+            if text is None:
+                self.out.cut("a binary multipart part")
+                continue
+            self.emit(f"body.form:{name}", name, text)
+
+
+def _nest(base: str, name: str) -> str:
+    return f"{base}{name}" if base.endswith((":", ".", "#")) else f"{base}.{name}"
+
+
+def _number(value: int | float) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _looks_base64(value: str) -> bool:
+    """`abc==` looks like a form pair to a naive parser; it is base64 padding."""
+    return value.endswith("=") and "&" not in value and decode.b64(value) is not None
+
+
+def _cut_utf8(data: bytes) -> str | None:
+    """Text of a body cut in the middle of a UTF-8 character (a capped body)."""
+    for drop in (1, 2, 3):
+        text = decode.text_of(data[:-drop])
+        if text is not None:
+            return text
+    return None
+
+
+def _boundary(content_type: str) -> str | None:
+    message = Message()
+    message["content-type"] = content_type
+    boundary = message.get_param("boundary")
+    return str(boundary) if boundary else None
+
+
+def _parts(data: bytes, boundary: str) -> Iterator[tuple[dict[str, str], bytes]]:
+    delimiter = b"--" + boundary.encode("latin-1", "replace")
+    for chunk in data.split(delimiter)[1:]:
+        if chunk.startswith(b"--"):
+            break
+        head, sep, content = chunk.partition(b"\r\n\r\n")
+        if not sep:
+            head, sep, content = chunk.partition(b"\n\n")
+        headers = {}
+        for line in head.decode("utf-8", "replace").splitlines():
+            name, colon, value = line.partition(":")
+            if colon:
+                headers[name.strip().lower()] = value.strip()
+        yield headers, content.removesuffix(b"\r\n").removesuffix(b"\n")
+
+
+def extract(request: PlainRequest, limits: Limits | None = None) -> Extraction:
+    """Every field of `request`; never raises on malformed input."""
+    walker = _Walker(limits or Limits())
+    walker.url(request.url)
+    walker.headers(request.headers)
+    walker.body(request)
+    walker.set_cookies(request.response_headers)
+    return walker.out
+
+
+def extract_message(content: bytes | str, limits: Limits | None = None) -> Extraction:
+    """The fields of one WebSocket message (`ws:$…` for JSON, `ws.text` otherwise)."""
+    walker = _Walker(limits or Limits())
+    text = (
+        content if isinstance(content, str) else decode.text_of(content[: walker.limits.body_cap])
+    )
+    if text is None:
+        walker.out.cut("a binary message")
+        return walker.out
+    stripped = text.strip()
+    try:
+        parsed = json.loads(stripped) if stripped[:1] in "{[" else None
+    except (ValueError, RecursionError):
+        parsed = None
+    if isinstance(parsed, (dict, list)):
+        walker.json(parsed, "ws:$", "")
+    else:
+        walker.emit("ws.text", "", text)
+    return walker.out

@@ -1,0 +1,75 @@
+"""Findings (DESIGN §3, a contract): what was found, where, how, and a masked preview."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from typing import Any
+
+CATEGORIES = (
+    "phone",
+    "email",
+    "name",
+    "address",
+    "postcode",
+    "id_number",
+    "payment_card",
+    "geo",
+    "device_id",
+    "tracking_id",
+    "ip_address",
+)
+DETECTORS = ("profile", "pattern", "tracker")
+
+
+@dataclass(frozen=True)
+class Finding:
+    category: str
+    location: str
+    detector: str
+    transform: str
+    confidence: float
+    preview: str
+    fingerprint: str
+    linked_from: str | None = None  # tracking IDs seen first elsewhere: "cookie:cna@host"
+    value: str | None = None  # the raw value: only kept when the user asked (`log.values: raw`)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for optional in ("linked_from", "value"):
+            if data[optional] is None:
+                del data[optional]
+        return data
+
+
+def fingerprint(secret: bytes, category: str, normalised: str) -> str:
+    """Keyed BLAKE2: the same value is recognisable across lines without being readable."""
+    digest = hashlib.blake2b(
+        f"{category}\x00{normalised}".encode(), key=secret[:64], digest_size=10
+    )
+    return digest.hexdigest()
+
+
+def mask(category: str, value: str) -> str:
+    """A preview that shows the shape of a value but not the value: `138****8000`."""
+    value = value.strip()
+    if not value:
+        return ""
+    if category == "email" and "@" in value:
+        local, _, domain = value.rpartition("@")
+        return f"{local[:1]}***@{domain}"
+    if category in ("phone", "id_number", "payment_card", "device_id") or value.isdigit():
+        digits = value.replace(" ", "").replace("-", "")
+        if len(digits) >= 11:
+            return f"{digits[:3]}{'*' * (len(digits) - 7)}{digits[-4:]}"
+        if len(digits) >= 7:
+            return f"{digits[:2]}{'*' * (len(digits) - 4)}{digits[-2:]}"
+        return "*" * len(digits)
+    if category in ("name", "address"):
+        keep = 1 if len(value) <= 8 else 2
+        return value[:keep] + "*" * min(len(value) - keep, 12)
+    if category == "geo":
+        return "".join("*" if ch.isdigit() else ch for ch in value)[:40]
+    if len(value) > 8:
+        return f"{value[:3]}***{value[-2:]}"
+    return value[:1] + "***"

@@ -1,0 +1,233 @@
+"""Pattern detectors for values the user never listed: validation plus key-name context.
+
+Every detector here validates (Luhn, MOD 11-2, phone-number metadata, a real top-level domain)
+and most also need the key a value travels under to say what it is; that is what keeps an
+11-digit item ID from being a phone and a Luhn-valid SKU from being a card.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+
+import phonenumbers
+from publicsuffixlist import PublicSuffixList
+
+from shopguard.engine.extract import Field
+from shopguard.engine.keys import KeyDictionary
+
+
+@dataclass(frozen=True)
+class Hit:
+    category: str
+    confidence: float
+    value: str  # as found (masked before it is shown)
+    canonical: str  # normalised, for the fingerprint
+
+
+_EMAIL = re.compile(
+    r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
+    r"[A-Za-z0-9])?\.)+[A-Za-z]{2,24})(?![\w-])"
+)
+_CN_MOBILE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
+_INTL_PHONE = re.compile(r"(?<![\w+])\+\d[\d ()-]{6,18}\d(?!\d)")
+_PHONE_WORDS = re.compile(r"(?:手机|电话|联系方式|tel|mobile|phone|cell)\W{0,3}$", re.IGNORECASE)
+_CN_ID = re.compile(
+    r"(?<![0-9A-Za-z])[1-8]\d{5}(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]"
+    r"(?![0-9A-Za-z])"
+)
+_IMEI = re.compile(r"(?<!\d)\d{15}(?!\d)")
+_DIGITS_ONLY = re.compile(r"^\+?[\d\s().-]{6,20}$")
+_NUMBER = re.compile(r"^\s*-?\d{1,3}(?:\.\d+)?\s*$")
+_PAIR = re.compile(r"^\s*(-?\d{1,3}\.\d{2,})\s*[,;| ]\s*(-?\d{1,3}\.\d{2,})\s*$")
+_POSTCODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 -]{2,9}$")
+_PLACEHOLDERS = frozenset(
+    {"unknown", "null", "undefined", "none", "nil", "default", "test", "true", "false", "0"}
+)
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_CARD_PREFIXES = (
+    ("4", 13, 19),  # Visa
+    ("51", 16, 16), ("52", 16, 16), ("53", 16, 16), ("54", 16, 16), ("55", 16, 16),
+    ("2221", 16, 16), ("2720", 16, 16),  # Mastercard 2-series (checked as a range below)
+    ("34", 15, 15), ("37", 15, 15),  # American Express
+    ("62", 16, 19),  # UnionPay
+    ("35", 16, 19),  # JCB
+    ("6011", 16, 19), ("65", 16, 19), ("644", 16, 19),  # Discover
+    ("36", 14, 19), ("38", 14, 19), ("300", 14, 19),  # Diners
+)  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def _suffixes() -> PublicSuffixList:
+    return PublicSuffixList()
+
+
+def luhn(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char)
+        if index % 2:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return total % 10 == 0
+
+
+def cn_id_valid(text: str) -> bool:
+    """MOD 11-2 check character and a real birth date not in the future."""
+    body, check = text[:17], text[17].upper()
+    total = sum(int(d) * w for d, w in zip(body, _ID_WEIGHTS, strict=True))
+    if "10X98765432"[total % 11] != check:
+        return False
+    try:
+        born = datetime.date(int(text[6:10]), int(text[10:12]), int(text[12:14]))
+    except ValueError:
+        return False
+    return datetime.date(1900, 1, 1) <= born <= datetime.date.today()
+
+
+def card_issuer_ok(digits: str) -> bool:
+    if 2221 <= int(digits[:4]) <= 2720:
+        return len(digits) == 16
+    return any(
+        digits.startswith(prefix) and low <= len(digits) <= high
+        for prefix, low, high in _CARD_PREFIXES
+    )
+
+
+def email_ok(domain: str) -> bool:
+    """A domain under a real public suffix (`2x.png` has none)."""
+    return _suffixes().publicsuffix(domain.lower(), accept_unknown=False) is not None
+
+
+def parse_phone(text: str, region: str) -> str | None:
+    """E.164 of a valid phone number written alone in `text`, else None."""
+    if not _DIGITS_ONLY.match(text):
+        return None
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _plausible_identifier(value: str) -> bool:
+    compact = value.strip().lower()
+    if len(compact) < 8 or compact in _PLACEHOLDERS:
+        return False
+    distinct = set(compact) - set("-_:. ")
+    return len(distinct) >= 4
+
+
+def context_hits(field: Field, categories: frozenset[str], region: str) -> list[Hit]:
+    """What a value is by the categories its key suggests (`receiverMobile`, `zip`, `imei`…)."""
+    value = field.value
+    stripped = value.strip()
+    hits: list[Hit] = []
+    if "email" in categories and "@" in value:
+        for match in _EMAIL.finditer(value):
+            if email_ok(match.group(1)):
+                hits.append(Hit("email", 0.95, match.group(0), match.group(0).lower()))
+    if "phone" in categories and (e164 := parse_phone(stripped, region)):
+        hits.append(Hit("phone", 0.9, stripped, e164))
+    if "payment_card" in categories:
+        digits = re.sub(r"[\s-]", "", value)
+        if digits.isdigit() and 13 <= len(digits) <= 19 and luhn(digits) and card_issuer_ok(digits):
+            hits.append(Hit("payment_card", 0.9, stripped, digits))
+    if "device_id" in categories and _plausible_identifier(value):
+        hits.append(Hit("device_id", 0.8, stripped, stripped.lower()))
+    if "ip_address" in categories:
+        for part in value.split(","):
+            try:
+                ip = ipaddress.ip_address(part.strip())
+            except ValueError:
+                continue
+            if not (ip.is_loopback or ip.is_unspecified):
+                hits.append(Hit("ip_address", 0.9, part.strip(), str(ip)))
+    if "name" in categories and _plausible_name(stripped):
+        hits.append(Hit("name", 0.75, stripped, stripped.casefold()))
+    if "address" in categories and _plausible_address(stripped):
+        hits.append(Hit("address", 0.75, stripped, stripped.casefold()))
+    if (
+        "postcode" in categories
+        and _POSTCODE.match(stripped)
+        and any(c.isdigit() for c in stripped)
+    ):
+        hits.append(Hit("postcode", 0.8, stripped, stripped.upper().replace(" ", "")))
+    return hits
+
+
+def text_hits(text: str, region: str) -> Iterator[tuple[int, Hit]]:
+    """(position, hit) for values recognisable by shape alone, anywhere in `text`.
+
+    `text` may be many field values joined by NUL characters; every pattern stops at a NUL.
+    """
+    if "@" in text:
+        for match in _EMAIL.finditer(text):
+            if email_ok(match.group(1)):
+                address = match.group(0)
+                yield match.start(), Hit("email", 0.85, address, address.lower())
+    for match in _CN_ID.finditer(text):
+        if cn_id_valid(match.group(0)):
+            yield match.start(), Hit("id_number", 0.9, match.group(0), match.group(0).upper())
+    for match in _CN_MOBILE.finditer(text):
+        before = text[max(0, match.start() - 12) : match.start()].rpartition("\x00")[2]
+        if _PHONE_WORDS.search(before) and (e164 := parse_phone(match.group(0), "CN")):
+            yield match.start(), Hit("phone", 0.8, match.group(0), e164)
+    if "+" in text:
+        for match in _INTL_PHONE.finditer(text):
+            if e164 := parse_phone(match.group(0), region):
+                yield match.start(), Hit("phone", 0.75, match.group(0), e164)
+    if "imei" in text.lower():
+        for match in _IMEI.finditer(text):
+            before = text[max(0, match.start() - 12) : match.start()].rpartition("\x00")[2]
+            if "imei" in before.lower() and luhn(match.group(0)):
+                yield match.start(), Hit("device_id", 0.75, match.group(0), match.group(0))
+
+
+def _plausible_name(value: str) -> bool:
+    if not 2 <= len(value) <= 60 or any(c.isdigit() for c in value):
+        return False
+    if value.lower() in _PLACEHOLDERS or "@" in value or "/" in value or "=" in value:
+        return False
+    return any(c.isalpha() for c in value)
+
+
+def _plausible_address(value: str) -> bool:
+    if len(value) < 5 or value.lower() in _PLACEHOLDERS or value.startswith(("http", "{", "[")):
+        return False
+    letters = sum(c.isalpha() for c in value)
+    return letters >= 3 and (len(value) >= 8 or any(c.isdigit() for c in value))
+
+
+def geo_hits(fields: Iterable[Field], keys: KeyDictionary) -> Iterator[tuple[Field, Hit]]:
+    """Positions: latitude and longitude keys in one object, or "lng,lat" under a location key."""
+    by_container: dict[str, dict[str, Field]] = {}
+    for field in fields:
+        if not field.key:
+            continue
+        role = keys.geo_role(field.key)
+        if role == "location":
+            match = _PAIR.match(field.value)
+            if match and _position(float(match.group(1)), float(match.group(2))):
+                yield field, Hit("geo", 0.85, field.value, field.value.strip())
+        elif role and _NUMBER.match(field.value):
+            by_container.setdefault(field.container, {}).setdefault(role, field)
+    for pair in by_container.values():
+        if "lat" in pair and "lng" in pair:
+            lat, lng = float(pair["lat"].value), float(pair["lng"].value)
+            if -90 <= lat <= 90 and -180 <= lng <= 180 and (lat, lng) != (0.0, 0.0):
+                text = f"{pair['lat'].value},{pair['lng'].value}"
+                yield pair["lat"], Hit("geo", 0.85, text, text)
+
+
+def _position(a: float, b: float) -> bool:
+    """Either order of a plausible (lng, lat) pair, not (0, 0)."""
+    if (a, b) == (0.0, 0.0):
+        return False
+    return (-180 <= a <= 180 and -90 <= b <= 90) or (-90 <= a <= 90 and -180 <= b <= 180)

@@ -1,0 +1,61 @@
+"""Tracking identifiers: the names a site uses for them, and linking values across requests."""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+
+_TOKEN_SPLIT = re.compile(r"[\x00&=,;|:/\s\"'{}\[\]]+")
+_MIN_LINK = 8  # shorter tracking values are too likely to recur by chance
+
+
+@dataclass(frozen=True)
+class TrackerNames:
+    """A site's tracking identifiers (site file `tracking_ids`)."""
+
+    cookies: frozenset[str] = frozenset()
+    params: frozenset[str] = frozenset()
+    headers: frozenset[str] = frozenset()
+
+    @cached_property
+    def locations(self) -> frozenset[str]:
+        """The field locations that carry them (top-level parameters only, not nested JSON)."""
+        return frozenset(
+            [f"cookie:{c}" for c in self.cookies]
+            + [f"set-cookie:{c}" for c in self.cookies]
+            + [f"header:{h.lower()}" for h in self.headers]
+            + [f"query:{p}" for p in self.params]
+            + [f"body.form:{p}" for p in self.params]
+        )
+
+    def names(self, location: str) -> bool:
+        return location in self.locations
+
+
+class Linker:
+    """Remembers tracking-cookie values so that they are recognised wherever they reappear."""
+
+    def __init__(self, capacity: int = 20_000) -> None:
+        self.capacity = capacity
+        self._seen: OrderedDict[str, str] = OrderedDict()
+
+    def remember(self, value: str, origin: str) -> None:
+        if len(value) < _MIN_LINK:
+            return
+        for form in {value, value.rstrip("=")}:  # base64 padding is split off in text
+            self._seen[form] = origin
+            self._seen.move_to_end(form)
+        while len(self._seen) > self.capacity:
+            self._seen.popitem(last=False)
+
+    def links(self, text: str) -> Iterator[tuple[str, str, int]]:
+        """(tracking value, where it was first seen, position) for each one found in `text`."""
+        if not self._seen:
+            return
+        for token in set(_TOKEN_SPLIT.split(text)).intersection(self._seen):
+            position = -1
+            while (position := text.find(token, position + 1)) != -1:
+                yield token, self._seen[token], position

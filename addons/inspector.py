@@ -1,0 +1,219 @@
+"""Inspector: finds the personal fields each in-scope request carries (engine: extract + detect)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import time
+from pathlib import Path
+from typing import Any
+
+from mitmproxy import ctx, exceptions, http
+
+from shopguard import paths
+from shopguard.adapt import plain_request
+from shopguard.engine.detect import DEFAULT_MIN_CONFIDENCE, Detector
+from shopguard.engine.extract import Limits, extract, extract_message
+from shopguard.engine.findings import Finding
+from shopguard.engine.known_values import KnownMatcher, Profile, load_profile
+from shopguard.engine.located import ConfigErrors
+from shopguard.engine.trackers import Linker, TrackerNames
+from shopguard.runtime import META, Runtime, guarded
+
+logger = logging.getLogger(__name__)
+RELOAD_CHECK_SECONDS = 1.0
+
+
+def profile_warning(path: Path) -> str | None:
+    """A warning when others than the owner may read the profile."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return (
+            f"{path} can be read by other users (mode {stat.S_IMODE(mode):o}); "
+            f"run: chmod 600 {path}"
+        )
+    return None
+
+
+class Inspector:
+    """Runs the detection engine on every in-scope request and WebSocket message."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.linker = Linker()
+        self.profile_path: Path | None = None
+        self.profile_stamp: tuple[float, int] | None = None
+        self.next_check = 0.0
+
+    def load(self, loader: Any) -> None:
+        loader.add_option(
+            "shopguard_profile",
+            str,
+            "",
+            "File of your own known values (name, phone, e-mail…); empty: the `profile` "
+            "setting, else profile.yaml in the platform config directory.",
+        )
+        loader.add_option(
+            "shopguard_min_confidence",
+            str,
+            str(DEFAULT_MIN_CONFIDENCE),
+            "Report findings at or above this confidence (0 to 1).",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        relevant = {"shopguard_profile", "shopguard_min_confidence", "shopguard_config"}
+        if not updated & relevant or self.rt.config is None:
+            return
+        try:
+            minimum = float(ctx.options.shopguard_min_confidence)
+        except ValueError:
+            minimum = -1.0
+        if not 0 <= minimum <= 1:
+            raise exceptions.OptionsError(
+                "shopguard_min_confidence: expected a number from 0 to 1, "
+                f"got {ctx.options.shopguard_min_confidence!r}"
+            )
+        path = self._profile_path()
+        if ctx.options.shopguard_profile and not path.is_file():
+            raise exceptions.OptionsError(f"shopguard profile not found: {path}")
+        try:
+            profile = self._read_profile(path)
+        except ConfigErrors as exc:
+            raise exceptions.OptionsError("invalid shopguard profile:\n" + str(exc)) from exc
+        self._install(profile, minimum)
+
+    def _profile_path(self) -> Path:
+        if ctx.options.shopguard_profile:
+            return Path(ctx.options.shopguard_profile).expanduser()
+        assert self.rt.config is not None
+        return self.rt.config.settings.profile or paths.default_profile_path()
+
+    def _read_profile(self, path: Path) -> Profile | None:
+        self.profile_path = path
+        self.profile_stamp = _stamp(path)
+        if self.profile_stamp is None:
+            return None  # no profile: pattern and tracker detection only
+        if warning := profile_warning(path):
+            logger.warning(warning)
+            self.rt.emit("profile_warning", path=str(path), warning=warning)
+        return load_profile(path)
+
+    def _install(self, profile: Profile | None, minimum: float) -> None:
+        assert self.rt.config is not None
+        self.rt.detector = Detector(
+            secret=paths.install_secret(),
+            matcher=KnownMatcher(profile) if profile else None,
+            region=profile.default_region if profile else "CN",
+            min_confidence=minimum,
+            keep_values=self.rt.config.settings.log.values == "raw",
+        )
+        self.rt.emit(
+            "profile_loaded",
+            path=str(self.profile_path),
+            values=len(profile.values) if profile else 0,
+            pool=self.rt.detector.matcher.pool_size if self.rt.detector.matcher else 0,
+        )
+
+    def _reload_if_changed(self) -> None:
+        """Pick up an edited profile; an invalid edit keeps the last good one."""
+        now = time.monotonic()
+        if now < self.next_check or self.profile_path is None or self.rt.detector is None:
+            return
+        self.next_check = now + RELOAD_CHECK_SECONDS
+        if _stamp(self.profile_path) == self.profile_stamp:
+            return
+        try:
+            profile = self._read_profile(self.profile_path)
+        except ConfigErrors as exc:
+            self.rt.emit(
+                "profile_rejected",
+                path=str(self.profile_path),
+                errors=[str(e) for e in exc.errors],
+            )
+            logger.warning("shopguard keeps the last good profile:\n%s", exc)
+            return
+        self._install(profile, self.rt.detector.min_confidence)
+
+    def trackers(self, site: str) -> TrackerNames | None:
+        config = self.rt.config
+        found = config.site(site) if config else None
+        return found.tracking_ids if found else None
+
+    def findings(self, flow: http.HTTPFlow, state: dict[str, Any], response: bool) -> None:
+        assert self.rt.config is not None and self.rt.detector is not None
+        cap = self.rt.config.settings.body_cap
+        request = plain_request(flow, cap)
+        if response:  # only the response's Set-Cookie: tracking identifiers
+            request = type(request)("GET", "", (), b"", False, request.response_headers)
+        extraction = extract(request, Limits(body_cap=cap))
+        found = self.rt.detector.detect(
+            extraction, flow.request.pretty_host, self.trackers(state["site"]), self.linker
+        )
+        if not response:
+            state["inspection"] = extraction.inspection
+            if extraction.problems:
+                state["inspection_notes"] = extraction.problems
+        _merge(state, found)
+        if state["findings"]:
+            categories = sorted({f["category"] for f in state["findings"]})
+            flow.comment = "shopguard: " + ", ".join(categories)
+            flow.marked = ":warning:"
+
+    @guarded
+    def request(self, flow: http.HTTPFlow) -> None:
+        state = flow.metadata.get(META)
+        if state is None or flow.response is not None or self.rt.detector is None:
+            return
+        self._reload_if_changed()
+        self.findings(flow, state, response=False)
+
+    @guarded
+    def response(self, flow: http.HTTPFlow) -> None:
+        state = flow.metadata.get(META)
+        if state is None or flow.response is None or self.rt.detector is None:
+            return
+        if "set-cookie" in flow.response.headers:
+            self.findings(flow, state, response=True)
+
+    @guarded
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        state = flow.metadata.get(META)
+        if state is None or flow.websocket is None or self.rt.detector is None:
+            return
+        message = flow.websocket.messages[-1]
+        assert self.rt.config is not None
+        extraction = extract_message(message.content, Limits(self.rt.config.settings.body_cap))
+        found = self.rt.detector.detect(
+            extraction, flow.request.pretty_host, self.trackers(state["site"]), self.linker
+        )
+        if found:
+            self.rt.emit(
+                "ws_message",
+                site=state["site"],
+                host=flow.request.pretty_host,
+                direction="sent" if message.from_client else "received",
+                inspection=extraction.inspection,
+                findings=[f.to_dict() for f in found],
+            )
+
+
+def _stamp(path: Path) -> tuple[float, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_mtime, info.st_size
+
+
+def _merge(state: dict[str, Any], found: list[Finding]) -> None:
+    """One finding per (category, location) per flow."""
+    have = {(f["category"], f["location"]): i for i, f in enumerate(state["findings"])}
+    for finding in found:
+        slot = (finding.category, finding.location)
+        if slot not in have:
+            have[slot] = len(state["findings"])
+            state["findings"].append(finding.to_dict())

@@ -1,0 +1,131 @@
+"""shopguard benchmarks (`make bench`): engine cost per request, body throughput, profile build.
+
+Prints figures; asserts nothing. Targets (issue: detection): <= 150 us median per typical 2 KB
+request with a full profile, >= 50 MB/s on a 1 MiB JSON body, profile build <= 1 s.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from shopguard import paths  # noqa: E402
+from shopguard.engine.detect import Detector  # noqa: E402
+from shopguard.engine.extract import Limits, PlainRequest, extract  # noqa: E402
+from shopguard.engine.known_values import KnownMatcher, load_profile  # noqa: E402
+from shopguard.engine.settings import load_config  # noqa: E402
+from shopguard.engine.trackers import Linker  # noqa: E402
+
+PROFILE = ROOT / "tests" / "fixtures" / "corpus" / "profile.yaml"
+
+
+def typical_request() -> PlainRequest:
+    """An mtop order-create call of about 2 KB: query, cookies, headers, form body with JSON."""
+    data = {
+        "addressId": "8837726511",
+        "receiver": {"fullName": "李四", "mobile": "13912345678", "postCode": "200120"},
+        "deliveryAddress": "上海市浦东新区世纪大道100号",
+        "items": [
+            {"itemId": 651234567890 + i, "skuId": 4812345678901 + i, "quantity": 1}
+            for i in range(6)
+        ],
+        "buyerMessage": "请尽快发货",
+        "ua": "140#" + "x" * 300,
+    }
+    encoded = quote(json.dumps(data, ensure_ascii=False))
+    url = (
+        "https://h5api.m.taobao.com/h5/mtop.trade.order.create.h5/4.0/?jsv=2.7.2&appKey=12574478"
+        "&t=1700000000000&sign=0f1e2d3c4b5a69788796a5b4c3d2e1f0&api=mtop.trade.order.create.h5"
+        "&v=4.0&type=originaljson&dataType=json&timeout=20000"
+    )
+    headers = [
+        ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126 Safari"),
+        ("accept", "application/json"),
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("origin", "https://buy.taobao.com"),
+        ("referer", "https://buy.taobao.com/auction/order/confirm_order.htm?spm=a1z0d.1.0.0"),
+        (
+            "cookie",
+            "cna=Zm9vYmFyYmF6cXV4; isg=BKqqZm9vYmFyYmF6cXV4c3VzcGVjdA; t=0a1b2c3d4e5f; "
+            "_m_h5_tk=0123456789abcdef0123456789abcdef_1700000000000; "
+            "_m_h5_tk_enc=fedcba9876543210fedcba9876543210; cookie2=1f2e3d4c5b6a",
+        ),
+        ("bx-umidtoken", "T2gAk" + "Z" * 60),
+    ]
+    return PlainRequest("POST", url, headers, f"data={encoded}".encode())
+
+
+def big_json(size: int = 1024 * 1024) -> PlainRequest:
+    item = {
+        "itemId": 651234567890,
+        "title": "学院风双肩包 大容量",
+        "price": "59.90",
+        "shop": {"shopId": 123456, "name": "旗舰店"},
+        "tags": ["new", "hot"],
+    }
+    items = []
+    while len(json.dumps(items, ensure_ascii=False).encode()) < size:
+        items.extend([item] * 200)
+    body = json.dumps({"items": items}, ensure_ascii=False).encode()[:size]
+    body = json.dumps({"items": items[: len(items) * size // max(len(body), 1)]}).encode()
+    return PlainRequest(
+        "POST", "https://h5api.m.taobao.com/h5/x/1.0/", [("content-type", "application/json")], body
+    )
+
+
+def main() -> None:
+    started = time.perf_counter()
+    profile = load_profile(PROFILE)
+    matcher = KnownMatcher(profile)
+    build = time.perf_counter() - started
+    print(
+        f"profile: {len(profile.values)} values, {len(profile.forms)} plain forms, "
+        f"digest pool {matcher.pool_size} entries, built in {build * 1000:.1f} ms"
+    )
+
+    config = load_config(paths.shipped_config_dir(), None)
+    trackers = config.site("taobao").tracking_ids  # type: ignore[union-attr]
+    detector = Detector(b"bench-secret", matcher, profile.default_region)
+    request = typical_request()
+    size = (
+        len(request.url)
+        + sum(len(k) + len(v) for k, v in request.headers)
+        + len(request.body or b"")
+    )
+    linker = Linker()
+    for _ in range(200):  # warm-up
+        detector.detect(extract(request), "h5api.m.taobao.com", trackers, linker)
+    times = []
+    for _ in range(3000):
+        t = time.perf_counter_ns()
+        detector.detect(extract(request), "h5api.m.taobao.com", trackers, linker)
+        times.append((time.perf_counter_ns() - t) / 1000)
+    times.sort()
+    print(
+        f"typical request ({size} bytes): median {statistics.median(times):.0f} us, "
+        f"p99 {times[int(len(times) * 0.99)]:.0f} us per request (extract + detect)"
+    )
+
+    body = big_json()
+    limits = Limits(body_cap=4 * 1024 * 1024)
+    rounds = []
+    for _ in range(5):
+        t = time.perf_counter()
+        detector.detect(extract(body, limits), "h5api.m.taobao.com", trackers)
+        rounds.append(time.perf_counter() - t)
+    megabytes = len(body.body or b"") / 1e6
+    print(
+        f"1 MiB JSON body: {megabytes / min(rounds):.0f} MB/s (best of 5), "
+        f"{megabytes / statistics.median(rounds):.0f} MB/s median"
+    )
+
+
+if __name__ == "__main__":
+    main()
