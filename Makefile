@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run test lint clean venv
+.PHONY: run test lint bench clean venv
 
 venv: $(STAMP)
 
@@ -44,3 +44,6 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .lint
+
+bench: $(STAMP)
+	$(PY) bench/run.py

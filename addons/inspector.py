@@ -166,8 +166,8 @@ class Inspector:
     @guarded
     def request(self, flow: http.HTTPFlow) -> None:
         state = flow.metadata.get(META)
-        if state is None or flow.response is not None or self.rt.detector is None:
-            return
+        if state is None or self.rt.detector is None:
+            return  # a request answered locally (blocked) is still inspected: it says what it held
         self._reload_if_changed()
         self.findings(flow, state, response=False)
 

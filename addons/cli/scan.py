@@ -204,7 +204,7 @@ def _print_table(results: list[Result], out: Any) -> None:
             ", ".join(categories) or result.problem,
             locations,
         )
-    console = Console(file=out)
+    console = Console(file=out, width=None if out.isatty() else 200)  # pipes: no folding
     if shown:
         console.print(table)
     counts: dict[str, int] = {}

@@ -134,8 +134,10 @@ class _Walker:
             step, label, replaces = decode.hexa(stripped), "hex", False
         if step is None:
             return False
+        if not replaces:  # a guess: the value as sent comes first, then what it may decode to
+            self.out.fields.append(Field(location, key, value, transform, parent))
         self.emit(location, key, step, f"{transform}>{label}" if transform else label, parent)
-        return replaces
+        return True
 
     # -- structures -------------------------------------------------------------------------
     def json(self, root: object, base: str, transform: str, parent: str = "") -> None:
@@ -222,8 +224,9 @@ class _Walker:
 
     def body(self, request: PlainRequest) -> None:
         data = request.body
-        if data is None:
-            self.out.cut("the body was not available (streamed)")
+        if data is None:  # streamed through without being kept: nothing of it was seen
+            self.out.cut("the body was streamed, not inspected")
+            self.out.inspection = NONE
             return
         if request.body_truncated:
             self.out.cut(f"the body was cut at {self.limits.body_cap} bytes")

@@ -86,8 +86,19 @@ def test_browser_page_assets_and_beacons_are_logged(
     assert logged(CDN)[0]["third_party"] is True
     beacon = logged(BEACON)[0]
     assert beacon["site"] == "taobao" and beacon["path"] == "/v.gif?cna=***&spm=***"
+    assert {"category": "tracking_id", "location": "query:cna"}.items() <= beacon["findings"][
+        0
+    ].items()
     api = logged(API)
     assert api and api[0]["method"] == "POST" and api[0]["status"] == 200
+    # what the page's script sent: the recipient in the order call, query and form body alike
+    assert {(f["category"], f["location"]) for f in api[0]["findings"]} >= {
+        ("phone", "body.form:data.$.receiverMobile"),
+        ("name", "body.form:data.$.receiverName"),
+        ("address", "body.form:data.$.receiverAddress"),
+        ("phone", "query:data.$.receiverMobile"),
+    }
+    assert api[0]["inspection"] == "full"
     # the third-party pixel host is not a configured site: relayed untouched, never logged
     assert not [x for x in proxy.lines() if x.get("host") == PIXEL]
     assert "13800138000" not in proxy.log.read_text()

@@ -22,7 +22,12 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def proxy(module_home: Path, market: FakeMarket, pki: UpstreamPKI) -> Iterator[Proxy]:
-    running = start_proxy(module_home, routes=market.routes, upstream_ca=pki.ca_pem)
+    profile = module_home / "profile.yaml"
+    profile.write_text('phone: ["+86 138 0013 8000"]\n', encoding="utf-8")
+    profile.chmod(0o600)
+    running = start_proxy(
+        module_home, "--profile", str(profile), routes=market.routes, upstream_ca=pki.ca_pem
+    )
     yield running
     running.stop()
 
@@ -74,6 +79,14 @@ def test_in_scope_api_post_over_https(proxy: Proxy, market: FakeMarket) -> None:
     assert received.body.startswith(b"data=")
     (line,) = flows_for(proxy, API)
     assert line["method"] == "POST" and line["path"].endswith("?appKey=***&data=***")
+    assert line["inspection"] == "full"
+    (phone,) = line["findings"]
+    assert (phone["category"], phone["location"], phone["detector"]) == (
+        "phone",
+        "body.form:data.$.receiverMobile",
+        "profile",
+    )
+    assert phone["preview"] == "138****8000" and len(phone["fingerprint"]) == 20
     assert "13800138000" not in proxy.log.read_text()
 
 

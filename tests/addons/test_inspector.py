@@ -1,0 +1,173 @@
+"""The inspector addon on tflow flows: findings in metadata and the log, profile reloads."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mitmproxy import exceptions
+from mitmproxy.test import taddons, tflow
+
+from shopguard.chain import make_addons
+from shopguard.runtime import META, Runtime
+
+PROFILE = Path(__file__).resolve().parents[1] / "fixtures" / "corpus" / "profile.yaml"
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(PROFILE.read_text(encoding="utf-8"), encoding="utf-8")
+    profile.chmod(0o600)
+    rt = Runtime()
+    addons = make_addons(rt)
+    log = tmp_path / "flows.jsonl"
+    with taddons.context(*addons) as tctx:
+        tctx.options.update(
+            shopguard_config="",
+            shopguard_log=str(log),
+            shopguard_profile=str(profile),
+        )
+        yield {"rt": rt, "addons": addons, "log": log, "profile": profile, "tctx": tctx}
+
+
+def run(addons: list[Any], flow: Any) -> None:
+    for hook in ("requestheaders", "request", "response"):
+        for addon in addons:
+            if hasattr(addon, hook):
+                getattr(addon, hook)(flow)
+
+
+def lines(log: Path, event: str) -> list[dict[str, Any]]:
+    return [x for x in map(json.loads, log.read_text().splitlines()) if x["event"] == event]
+
+
+def order_flow() -> Any:
+    flow = tflow.tflow(resp=True)
+    flow.request.host = "h5api.m.taobao.com"
+    flow.request.headers["host"] = "h5api.m.taobao.com"
+    flow.request.path = "/h5/mtop.trade.order.create/1.0/?appKey=1&t=1700000000000"
+    flow.request.method = "POST"
+    flow.request.headers["content-type"] = "application/x-www-form-urlencoded"
+    flow.request.headers["cookie"] = "cna=Qm9vZ2llV29vZ2ll; _m_h5_tk=abc_1"
+    flow.request.content = b"data=%7B%22receiverMobile%22%3A%2213800138000%22%7D"
+    return flow
+
+
+def test_findings_go_into_the_flow_and_the_log(env: dict[str, Any]) -> None:
+    flow = order_flow()
+    run(env["addons"], flow)
+    state = flow.metadata[META]
+    assert state["inspection"] == "full"
+    found = {(f["category"], f["location"]) for f in state["findings"]}
+    assert ("phone", "body.form:data.$.receiverMobile") in found
+    assert ("tracking_id", "cookie:cna") in found
+    assert flow.comment == "shopguard: phone, tracking_id"
+    (line,) = lines(env["log"], "flow")
+    assert {(f["category"], f["location"]) for f in line["findings"]} == found
+    text = env["log"].read_text()
+    assert "13800138000" not in text and "Qm9vZ2llV29vZ2ll" not in text
+
+
+def test_phone_in_a_path_segment_is_masked_in_the_logged_path(env: dict[str, Any]) -> None:
+    flow = tflow.tflow(resp=True)
+    flow.request.host = "www.aliexpress.com"
+    flow.request.headers["host"] = "www.aliexpress.com"
+    flow.request.path = "/user/13800138000/orders?page=2"
+    run(env["addons"], flow)
+    (line,) = lines(env["log"], "flow")
+    assert line["path"] == "/user/***/orders?page=***"
+
+
+def test_out_of_scope_flows_are_not_inspected(env: dict[str, Any]) -> None:
+    flow = tflow.tflow(resp=True)
+    flow.request.path = "/?mobile=13800138000"
+    run(env["addons"], flow)
+    assert META not in flow.metadata
+    assert not lines(env["log"], "flow")
+
+
+def test_streamed_body_is_logged_with_inspection_none(env: dict[str, Any]) -> None:
+    flow = order_flow()
+    flow.request.stream = True
+    run(env["addons"], flow)
+    (line,) = lines(env["log"], "flow")
+    assert line["inspection"] == "none"
+
+
+def test_body_over_the_cap_is_partial(env: dict[str, Any]) -> None:
+    env["tctx"].options.update(shopguard_config="")  # reload with body_cap from the defaults
+    flow = order_flow()
+    flow.request.content = b"data=" + b"x" * (3 * 1024 * 1024)
+    run(env["addons"], flow)
+    assert flow.metadata[META]["inspection"] == "partial"
+
+
+def test_profile_edit_is_reloaded_and_invalid_edit_keeps_the_last_good(
+    env: dict[str, Any],
+) -> None:
+    profile: Path = env["profile"]
+    inspector = env["addons"][1]
+    profile.write_text('phone: ["+86 139 1234 5678"]\n', encoding="utf-8")
+    os.utime(profile, (time.time() + 5, time.time() + 5))
+    inspector.next_check = 0
+    flow = order_flow()
+    flow.request.content = b"data=%7B%22q%22%3A%2213912345678%22%7D"
+    run(env["addons"], flow)
+    assert [f["category"] for f in flow.metadata[META]["findings"]].count("phone") == 1
+    profile.write_text("phone: [[broken\n", encoding="utf-8")
+    os.utime(profile, (time.time() + 10, time.time() + 10))
+    inspector.next_check = 0
+    flow = order_flow()
+    flow.request.content = b"data=%7B%22q%22%3A%2213912345678%22%7D"
+    run(env["addons"], flow)
+    assert "phone" in [f["category"] for f in flow.metadata[META]["findings"]]
+    (rejected,) = lines(env["log"], "profile_rejected")
+    assert rejected["errors"] and "YAML syntax error" in rejected["errors"][0]
+
+
+def test_profile_readable_by_others_is_warned_about(env: dict[str, Any]) -> None:
+    env["profile"].chmod(0o644)
+    env["tctx"].options.update(shopguard_profile=str(env["profile"]))
+    (warning,) = lines(env["log"], "profile_warning")
+    assert "chmod 600" in warning["warning"]
+
+
+def test_missing_or_invalid_profile_is_an_options_error(
+    env: dict[str, Any], tmp_path: Path
+) -> None:
+    with pytest.raises(exceptions.OptionsError, match="profile not found"):
+        env["tctx"].options.update(shopguard_profile=str(tmp_path / "nope.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("email: [1, 2]\nphone: x\n", encoding="utf-8")
+    with pytest.raises(exceptions.OptionsError, match=r"bad.yaml:2: phone: expected a list"):
+        env["tctx"].options.update(shopguard_profile=str(bad))
+
+
+def test_websocket_message_with_findings_gets_its_own_line(env: dict[str, Any]) -> None:
+    flow = tflow.twebsocketflow()
+    flow.request.host = "im.taobao.com"
+    flow.request.headers["host"] = "im.taobao.com"
+    for addon in env["addons"]:
+        if hasattr(addon, "requestheaders"):
+            addon.requestheaders(flow)
+    from mitmproxy import websocket
+    from wsproto.frame_protocol import Opcode
+
+    assert flow.websocket is not None
+    flow.websocket.messages.append(
+        websocket.WebSocketMessage(Opcode.TEXT, True, b'{"to": {"mobile": "13800138000"}}')
+    )
+    env["addons"][1].websocket_message(flow)
+    (line,) = lines(env["log"], "ws_message")
+    assert line["direction"] == "sent" and line["site"] == "taobao"
+    assert [(f["category"], f["location"]) for f in line["findings"]] == [
+        ("phone", "ws:$.to.mobile")
+    ]

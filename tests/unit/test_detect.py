@@ -1,0 +1,112 @@
+"""Detection as a whole: findings format, trackers and linking, confidence, fingerprints."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from shopguard.engine.detect import Detector
+from shopguard.engine.extract import PlainRequest, extract
+from shopguard.engine.findings import CATEGORIES, mask
+from shopguard.engine.known_values import KnownMatcher, load_profile
+from shopguard.engine.trackers import Linker, TrackerNames
+
+TEMU = TrackerNames(cookies=frozenset({"api_uid", "_nano_fp"}), headers=frozenset({"anti-content"}))
+PROFILE = Path(__file__).resolve().parents[1] / "fixtures" / "corpus" / "profile.yaml"
+
+
+def detector(**kwargs: object) -> Detector:
+    return Detector(b"secret-one", KnownMatcher(load_profile(PROFILE)), **kwargs)  # type: ignore[arg-type]
+
+
+def test_finding_has_the_contract_fields_and_no_raw_value() -> None:
+    request = PlainRequest("GET", "https://a/?mobile=13800138000")
+    (finding,) = detector().detect(extract(request))
+    data = finding.to_dict()
+    assert set(data) == {
+        "category", "location", "detector", "transform", "confidence", "preview", "fingerprint"
+    }  # fmt: skip
+    assert data["category"] in CATEGORIES
+    assert data["location"] == "query:mobile" and data["detector"] == "profile"
+    assert data["preview"] == "138****8000"
+    assert "13800138000" not in json.dumps(data)
+
+
+def test_one_finding_per_category_and_location_highest_confidence_wins() -> None:
+    # a known phone under a phone key: the profile (0.95) and the pattern (0.9) agree
+    findings = detector().detect(extract(PlainRequest("GET", "https://a/?tel=13800138000")))
+    assert [(f.category, f.detector, f.confidence) for f in findings] == [
+        ("phone", "profile", 0.95)
+    ]
+
+
+def test_min_confidence_filters() -> None:
+    request = PlainRequest("GET", "https://a/?q=Xiaoming")  # a name part: 0.7
+    assert detector().detect(extract(request))
+    assert not detector(min_confidence=0.8).detect(extract(request))
+
+
+def test_fingerprint_is_keyed_and_stable() -> None:
+    request = PlainRequest("GET", "https://a/?mobile=13800138000&tel=+86%20138%200013%208000")
+    findings = detector().detect(extract(request))
+    assert len({f.fingerprint for f in findings}) == 1  # two forms, one person's number
+    other = Detector(b"secret-two", KnownMatcher(load_profile(PROFILE))).detect(extract(request))
+    assert {f.fingerprint for f in other}.isdisjoint({f.fingerprint for f in findings})
+
+
+def test_raw_values_only_when_asked() -> None:
+    request = PlainRequest("GET", "https://a/?mobile=13800138000")
+    (finding,) = detector(keep_values=True).detect(extract(request))
+    assert finding.to_dict()["value"] == "13800138000"
+
+
+def test_tracking_ids_by_name_and_linking_to_another_host() -> None:
+    linker = Linker()
+    first = PlainRequest(
+        "GET",
+        "https://www.temu.com/",
+        [("cookie", "api_uid=CkZ3Zl8xYWJjZGVm; lang=en"), ("anti-content", "0aqWtxvLmd")],
+        response_headers=[("set-cookie", "_nano_fp=XpEonpdaX0UxnpTblC; Path=/")],
+    )
+    found = {
+        (f.category, f.location)
+        for f in detector().detect(extract(first), "www.temu.com", TEMU, linker)
+    }
+    assert found == {
+        ("tracking_id", "cookie:api_uid"),
+        ("tracking_id", "header:anti-content"),
+        ("tracking_id", "set-cookie:_nano_fp"),
+    }
+    second = PlainRequest(
+        "POST",
+        "https://collector.example.net/t?fp=XpEonpdaX0UxnpTblC",
+        [("content-type", "application/json")],
+        b'{"ids": ["CkZ3Zl8xYWJjZGVm"]}',
+    )
+    linked = detector().detect(extract(second), "collector.example.net", None, linker)
+    assert {(f.location, f.linked_from) for f in linked} == {
+        ("query:fp", "set-cookie:_nano_fp@www.temu.com"),
+        ("body:$.ids[0]", "cookie:api_uid@www.temu.com"),
+    }
+
+
+def test_name_parts_inside_the_email_are_not_name_findings() -> None:
+    request = PlainRequest("GET", "https://a/?u=wang.xiaoming@example.com")
+    assert [f.category for f in detector().detect(extract(request))] == ["email"]
+
+
+def test_hashed_email_in_a_pixel() -> None:
+    digest = hashlib.sha256(b"wang.xiaoming@example.com").hexdigest()
+    request = PlainRequest("GET", f"https://analytics.example.net/tr?ud[em]={digest}")
+    (finding,) = detector().detect(extract(request))
+    assert (finding.category, finding.transform, finding.confidence) == ("email", "sha256", 0.99)
+    assert finding.preview == "w***@example.com"
+
+
+def test_masking_shapes() -> None:
+    assert mask("phone", "13800138000") == "138****8000"
+    assert mask("email", "wang@example.com") == "w***@example.com"
+    assert mask("name", "王小明") == "王**"
+    assert mask("payment_card", "4111111111111111") == "411*********1111"
+    assert "39.99" not in mask("geo", "39.9912,116.3252")

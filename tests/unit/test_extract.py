@@ -1,0 +1,164 @@
+"""Extraction: every location a value travels, decoded, with its location string."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from urllib.parse import quote
+
+import brotli
+import pytest
+
+from shopguard.engine.extract import Limits, PlainRequest, extract, extract_message
+
+
+def fields(request: PlainRequest, limits: Limits | None = None) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for field in extract(request, limits).fields:
+        found.setdefault(field.location, []).append(field.value)
+    return found
+
+
+def transforms(request: PlainRequest) -> dict[tuple[str, str], str]:
+    return {(f.location, f.value): f.transform for f in extract(request).fields}
+
+
+def test_mtop_data_json_inside_the_query() -> None:
+    data = quote(json.dumps({"shipTo": {"mobileNo": "13800138000", "tags": ["a", 7]}}))
+    got = fields(PlainRequest("GET", f"https://h5api.m.taobao.com/h5/x/1.0/?appKey=1&data={data}"))
+    assert got["query:data.$.shipTo.mobileNo"] == ["13800138000"]
+    assert got["query:data.$.shipTo.tags[0]"] == ["a"]
+    assert got["query:data.$.shipTo.tags[1]"] == ["7"]
+    assert got["query:appKey"] == ["1"]
+    assert got["path:0"] == ["h5"] and got["path:2"] == ["1.0"]
+    assert "query:data" not in got  # the container is replaced by its leaves
+
+
+def test_headers_cookies_referer_and_set_cookie() -> None:
+    request = PlainRequest(
+        "GET",
+        "https://www.temu.com/",
+        [
+            ("Cookie", "api_uid=CkAbc123; _nano_fp=XpEonpdaX0Ux"),
+            ("Referer", "https://www.temu.com/search?q=bag&email=a%40b.example"),
+            ("anti-content", "0aqAfxnUmcK"),
+            ("Host", "www.temu.com"),
+        ],
+        b"",
+        response_headers=[("Set-Cookie", "verifyAuthToken=zzz123456; Path=/; HttpOnly")],
+    )
+    got = fields(request)
+    assert got["cookie:api_uid"] == ["CkAbc123"]
+    assert got["cookie:_nano_fp"] == ["XpEonpdaX0Ux"]
+    assert got["header:referer.email"] == ["a@b.example"]
+    assert got["header:anti-content"] == ["0aqAfxnUmcK"]
+    assert got["set-cookie:verifyAuthToken"] == ["zzz123456"]
+    assert "header:host" not in got
+
+
+def test_json_body_urlencoded_body_and_text_body() -> None:
+    body = json.dumps({"address": {"fullName": "Ann", "zip": 10001}}).encode()
+    got = fields(PlainRequest("POST", "https://a/", [("content-type", "application/json")], body))
+    assert got["body:$.address.fullName"] == ["Ann"]
+    assert got["body:$.address.zip"] == ["10001"]
+    form = b"cardNumber=4111+1111+1111+1111&note=hi%20there"
+    ct = [("content-type", "application/x-www-form-urlencoded")]
+    got = fields(PlainRequest("POST", "https://a/", ct, form))
+    assert got["body.form:cardNumber"] == ["4111 1111 1111 1111"]
+    assert got["body.form:note"] == ["hi there"]
+    got = fields(PlainRequest("POST", "https://a/", [("content-type", "text/plain")], b"call me"))
+    assert got["body.text"] == ["call me"]
+
+
+def test_multipart_text_parts_and_file_parts_by_name_only() -> None:
+    body = (
+        b'--XyZ\r\nContent-Disposition: form-data; name="comment"\r\n\r\ntel 13800138000\r\n'
+        b'--XyZ\r\nContent-Disposition: form-data; name="photo"; filename="me.jpg"\r\n'
+        b"Content-Type: image/jpeg\r\n\r\n\xff\xd8\xff\xe0secret-bytes\r\n--XyZ--\r\n"
+    )
+    headers = [("content-type", "multipart/form-data; boundary=XyZ")]
+    got = fields(PlainRequest("POST", "https://a/", headers, body))
+    assert got["body.form:comment"] == ["tel 13800138000"]
+    assert got["body.file:photo"] == ["me.jpg"]
+    assert not any("secret-bytes" in v for values in got.values() for v in values)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "compress"),
+    [("gzip", gzip.compress), ("br", brotli.compress), ("deflate", None)],
+)
+def test_compressed_bodies(encoding: str, compress: object) -> None:
+    import zlib
+
+    raw = json.dumps({"mobile": "13800138000"}).encode()
+    body = zlib.compress(raw) if compress is None else compress(raw)  # type: ignore[operator]
+    headers = [("content-type", "application/json"), ("content-encoding", encoding)]
+    extraction = extract(PlainRequest("POST", "https://a/", headers, body))
+    assert [f.value for f in extraction.fields if f.location == "body:$.mobile"] == ["13800138000"]
+    assert extraction.inspection == "full"
+
+
+def test_encoding_layers_are_undone_and_named() -> None:
+    inner = json.dumps({"phone": "13800138000"})
+    b64 = base64.b64encode(inner.encode()).decode()
+    url = (
+        f"https://a/?q={quote(b64)}"
+        f"&h={b'wang@example.com'.hex()}"
+        f"&u={quote(chr(92) + 'u738b' + chr(92) + 'u5c0f')}"
+        f"&twice={quote(quote('a@b.example'))}"
+    )
+    got = transforms(PlainRequest("GET", url))
+    assert got[("query:q.$.phone", "13800138000")] == "base64"
+    assert got[("query:h", "wang@example.com")] == "hex"
+    assert got[("query:u", "王小")] == "unicode_escape"
+    assert got[("query:twice", "a@b.example")] == "urlencode"
+
+
+def test_three_nested_layers_form_in_base64_in_query() -> None:
+    form = "name=" + quote("王小明") + "&mobile=13800138000"
+    url = "https://a/?p=" + quote(base64.b64encode(form.encode()).decode())
+    got = fields(PlainRequest("GET", url))
+    assert got["query:p.mobile"] == ["13800138000"]
+    assert got["query:p.name"] == ["王小明"]
+
+
+def test_guessed_decodings_keep_the_value_as_sent() -> None:
+    got = fields(PlainRequest("GET", "https://a/?cna=Zm9vYmFyMTIz"))
+    assert got["query:cna"] == ["Zm9vYmFyMTIz", "foobar123"]
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "problem"),
+    [
+        (b"\x1f\x8b\x08broken", [("content-encoding", "gzip")], "does not decode as gzip"),
+        (bytes(range(256)) * 4, [("content-type", "application/octet-stream")], "binary body"),
+        (b"[" * 5000 + b"]" * 5000, [("content-type", "application/json")], "nested too deep"),
+    ],
+)
+def test_bad_bodies_are_partial_with_a_reason(
+    body: bytes, headers: list[tuple[str, str]], problem: str
+) -> None:
+    extraction = extract(PlainRequest("POST", "https://a/?x=1", headers, body))
+    assert extraction.inspection == "partial"
+    assert any(problem in p for p in extraction.problems), extraction.problems
+    assert [f.value for f in extraction.fields if f.location == "query:x"] == ["1"]
+
+
+def test_streamed_body_is_none_and_caps_are_partial() -> None:
+    assert extract(PlainRequest("POST", "https://a/", [], None)).inspection == "none"
+    limits = Limits(body_cap=1024)
+    big = PlainRequest("POST", "https://a/", [("content-type", "text/plain")], b"x" * 5000)
+    extraction = extract(big, limits)
+    assert extraction.inspection == "partial"
+    assert sum(len(f.value) for f in extraction.fields if f.location == "body.text") == 1024
+    many = "&".join(f"p{i}=v{i}" for i in range(3000))
+    extraction = extract(PlainRequest("GET", f"https://a/?{many}"), Limits(max_fields=100))
+    assert len(extraction.fields) == 100 and extraction.inspection == "partial"
+
+
+def test_websocket_messages() -> None:
+    json_fields = extract_message(b'{"msg": {"tel": "13800138000"}}').fields
+    assert [(f.location, f.value) for f in json_fields] == [("ws:$.msg.tel", "13800138000")]
+    assert [f.location for f in extract_message("hello there").fields] == ["ws.text"]
+    assert extract_message(b"\x00\x01\x02\xff" * 50).inspection == "partial"

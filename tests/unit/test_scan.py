@@ -1,0 +1,136 @@
+"""`shopguard scan` over HAR and mitmproxy flow files: formats, exit codes, bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from mitmproxy import io
+from mitmproxy.test import tflow
+
+from shopguard.cli.main import main
+
+PROFILE = Path(__file__).resolve().parents[1] / "fixtures" / "corpus" / "profile.yaml"
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+
+
+def har(entries: list[dict[str, object]], version: str = "1.2") -> dict[str, object]:
+    return {"log": {"version": version, "creator": {"name": "test"}, "entries": entries}}
+
+
+def entry(url: str, headers: list[tuple[str, str]] = (), body: str | None = None) -> dict:  # type: ignore[assignment]
+    request: dict[str, object] = {
+        "method": "POST" if body else "GET",
+        "url": url,
+        "headers": [{"name": k, "value": v} for k, v in headers],
+    }
+    if body is not None:
+        request["postData"] = {"mimeType": "application/json", "text": body}
+    return {"request": request, "response": {"status": 200, "headers": []}}
+
+
+@pytest.fixture
+def capture(tmp_path: Path) -> Path:
+    digest = hashlib.sha256(b"wang.xiaoming@example.com").hexdigest()
+    path = tmp_path / "capture.har"
+    path.write_text(
+        json.dumps(
+            har(
+                [
+                    entry("https://www.taobao.com/", [("cookie", "cna=Qm9vZ2llV29vZ2ll")]),
+                    entry("https://example.org/plain"),
+                    entry(f"https://connect.facebook.net/tr?ud[em]={digest}"),
+                    entry(
+                        "https://h5api.m.taobao.com/h5/x/1.0/",
+                        [("content-type", "application/json")],
+                        '{"receiverMobile": "13800138000"}',
+                    ),
+                ]
+            )
+        )
+    )
+    return path
+
+
+def test_jsonl_one_line_per_finding_with_flow_file_url_host_site(
+    capture: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["scan", str(capture), "--profile", str(PROFILE), "--format", "jsonl"]) == 0
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    by_flow = {(r["flow"], r["category"]): r for r in rows}
+    assert set(by_flow) == {(0, "tracking_id"), (2, "email"), (3, "phone")}
+    email = by_flow[(2, "email")]
+    assert email["site"] is None and email["host"] == "connect.facebook.net"  # every entry
+    assert email["transform"] == "sha256" and email["file"] == str(capture)
+    assert "ud[em]=***" in email["url"]
+    assert by_flow[(3, "phone")]["site"] == "taobao"
+    assert "13800138000" not in json.dumps(rows)
+
+
+def test_table_lists_hosts_and_categories(
+    capture: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["scan", str(capture), "--profile", str(PROFILE)]) == 0
+    out = capsys.readouterr().out
+    assert "h5api.m.taobao.com" in out and "phone" in out
+    assert "4 requests scanned" in out
+
+
+def test_fail_on_exits_1_only_when_found(capture: Path) -> None:
+    assert main(["scan", str(capture), "--profile", str(PROFILE), "--fail-on", "phone"]) == 1
+    assert main(["scan", str(capture), "--profile", str(PROFILE), "--fail-on", "geo"]) == 0
+    assert main(["scan", str(capture), "--fail-on", "telephone"]) == 2
+
+
+def test_mitmproxy_flow_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    flow = tflow.tflow(resp=True)
+    flow.request.host = "www.temu.com"
+    flow.request.path = "/api/addr?mobile=13912345678"
+    path = tmp_path / "flows.mitm"
+    with path.open("wb") as out:
+        io.FlowWriter(out).add(flow)
+    assert main(["scan", str(path), "--format", "json"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    assert result["site"] == "temu" and result["flow"] == 0
+    assert [f["location"] for f in result["findings"]] == ["query:mobile"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"log": {"version": "1.2", "entries": [', "not valid JSON"),
+        (b'{"hello": 1}', "not a HAR file"),
+        (json.dumps(har([], version="2.0")).encode(), "HAR version 2.0 is not supported"),
+        (b"", "empty file"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(range(256)), "not a readable mitmproxy flow"),
+    ],
+)
+def test_unreadable_input_exits_2_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, message: str
+) -> None:
+    path = tmp_path / "broken.har"
+    path.write_bytes(content)
+    assert main(["scan", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and message in err
+
+
+def test_bad_entries_are_reported_and_the_rest_scanned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "odd.har"
+    body = bytes([0xFF, 0xFE, 0x00]).decode("latin-1")
+    entries = [{"request": {"method": "GET"}}, entry("https://a.example/?mobile=13912345678"),
+               entry("https://a.example/", body=body)]  # fmt: skip
+    path.write_text(json.dumps(har(entries)))
+    assert main(["scan", str(path), "--format", "jsonl"]) == 0
+    captured = capsys.readouterr()
+    assert f"{path}: entry 0: no request URL" in captured.err
+    assert [json.loads(x)["flow"] for x in captured.out.splitlines()] == [1]
