@@ -65,21 +65,29 @@ def text_of(data: bytes) -> str | None:
 
 
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
-_B64 = re.compile(r"^[A-Za-z0-9+/]{8,}={0,2}$")
-_B64URL = re.compile(r"^[A-Za-z0-9_-]{8,}={0,2}$")
+_B64 = re.compile(r"^[A-Za-z0-9+/]{12,}={0,2}$")
+_B64URL = re.compile(r"^[A-Za-z0-9_-]{12,}={0,2}$")
 _HEX = re.compile(r"^(?:[0-9a-fA-F]{2}){4,}$")
 _UNICODE_ESCAPE = re.compile(r"\\u[0-9a-fA-F]{4}")
 
 
 _PERCENT_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
+_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 def unquote(value: str, plus: bool = False, errors: str = "replace") -> str:
-    """Percent-decoding; like urllib's, but decodes each run of escapes in one step (fast)."""
+    """Percent-decoding, as urllib's `unquote` (or `unquote_plus`), an order of magnitude faster.
+
+    With every `%` starting a valid escape, `%XX` is quoted-printable's `=XX` once the literal
+    `=` are escaped, and binascii decodes that in C; otherwise runs are decoded one by one.
+    """
     if plus:
         value = value.replace("+", " ")
     if "%" not in value:
         return value
+    if value.isascii() and not _LONE_PERCENT.search(value):
+        raw = binascii.a2b_qp(value.replace("=", "=3D").replace("%", "=").encode("ascii"))
+        return raw.decode("utf-8", errors)
     return _PERCENT_RUN.sub(
         lambda m: bytes.fromhex(m.group(0).replace("%", "")).decode("utf-8", errors), value
     )
@@ -98,8 +106,8 @@ def percent(value: str) -> str | None:
 
 def b64(value: str) -> tuple[str, str] | None:
     """(text, label) for a base64 or base64url value that decodes to text; else None."""
-    if len(value) < 8 or len(value) % 4 == 1 or len(value) > 1_000_000:
-        return None
+    if len(value) < 12 or len(value) % 4 == 1 or len(value) > 1_000_000:
+        return None  # 12 characters carry 9 bytes: less holds no phone, e-mail or full name
     if _B64.match(value):
         label, alphabet = "base64", None
     elif _B64URL.match(value):
@@ -121,7 +129,7 @@ def b64(value: str) -> tuple[str, str] | None:
 
 def hexa(value: str) -> str | None:
     """Text of a hex-encoded value (e.g. `77616e67…`), if it decodes to printable text."""
-    if len(value) < 8 or len(value) % 2 or not _HEX.match(value) or value.isdigit():
+    if len(value) < 12 or len(value) % 2 or not _HEX.match(value) or value.isdigit():
         return None
     text = text_of(bytes.fromhex(value))
     return text if text and len(text) >= 4 and text.isprintable() else None

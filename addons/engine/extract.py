@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from shopguard.engine import decode
@@ -37,9 +38,8 @@ class PlainRequest:
         return next((v for k, v in self.headers if k.lower() == name), None)
 
 
-@dataclass(frozen=True)
-class Field:
-    """One value and where it travelled."""
+class Field(NamedTuple):
+    """One value and where it travelled (a tuple: requests have many, they must be cheap)."""
 
     location: str  # e.g. "query:data.$.receiverMobile"
     key: str  # the innermost key name ("receiverMobile"), "" where there is none
@@ -142,6 +142,7 @@ class _Walker:
     # -- structures -------------------------------------------------------------------------
     def json(self, root: object, base: str, transform: str, parent: str = "") -> None:
         stack: list[tuple[object, str, str, str, int]] = [(root, base, "", parent, 0)]
+        fields = self.out.fields
         while stack:
             node, location, key, parent_key, depth = stack.pop()
             if depth > self.limits.max_json_depth:
@@ -157,7 +158,7 @@ class _Walker:
             elif isinstance(node, str):
                 self.emit(location, key, node, transform, parent_key)
             elif isinstance(node, (int, float)) and not isinstance(node, bool):
-                self.emit(location, key, _number(node), transform, parent_key)
+                fields.append(Field(location, key, _number(node), transform, parent_key))
             if len(self.out.fields) >= self.limits.max_fields:
                 self.out.cut(f"more than {self.limits.max_fields} fields")
                 return

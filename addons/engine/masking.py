@@ -35,8 +35,10 @@ def mask_path(path: str, segments: Collection[int] = ()) -> str:
 
 # Anything that may be a value: quoted text, e-mail or URL-like tokens, anything with a digit,
 # and non-ASCII words (names and addresses in CJK scripts).
-_QUOTED = re.compile(r"""(?P<q>['"])(?:(?!(?P=q)).){1,2000}(?P=q)""", re.DOTALL)
-_VALUE_TOKEN = re.compile(r"[^\s,;:()\[\]{}<>=]*(?:\d|@|%|[^\x00-\x7f])[^\s,;:()\[\]{}<>=]*")
+# Both patterns are linear: negated classes only, no nested repetition to backtrack over.
+_QUOTED = re.compile(r"'[^']+'|\"[^\"]+\"")
+_TOKEN = re.compile(r"[^\s,;:()\[\]{}<>=]+")
+_VALUE_LIKE = re.compile(r"[\d@%]|[^\x00-\x7f]")
 
 
 def mask_message(text: str, limit: int = 300) -> str:
@@ -45,6 +47,6 @@ def mask_message(text: str, limit: int = 300) -> str:
     Tracebacks and exception messages can carry the very data shopguard must not write
     (`KeyError: '13800138000'`), so quoted parts and value-like tokens are replaced.
     """
-    text = _QUOTED.sub(lambda m: f"{m.group('q')}{MASK}{m.group('q')}", text)
-    text = _VALUE_TOKEN.sub(MASK, text)
+    text = _QUOTED.sub(lambda m: f"{m.group(0)[0]}{MASK}{m.group(0)[0]}", text)
+    text = _TOKEN.sub(lambda m: MASK if _VALUE_LIKE.search(m.group(0)) else m.group(0), text)
     return text if len(text) <= limit else text[: limit - 1] + "…"

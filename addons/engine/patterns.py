@@ -33,13 +33,12 @@ _EMAIL = re.compile(
     r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
     r"[A-Za-z0-9])?\.)+[A-Za-z]{2,24})(?![\w-])"
 )
-_CN_MOBILE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
+# Patterns that run over whole requests start with a literal or a narrow class and leave the
+# boundary checks to Python: a leading look-behind would make `re` try every position.
+_CN_MOBILE = re.compile(r"1[3-9]\d{9}")
 _INTL_PHONE = re.compile(r"(?<![\w+])\+\d[\d ()-]{6,18}\d(?!\d)")
 _PHONE_WORDS = re.compile(r"(?:手机|电话|联系方式|tel|mobile|phone|cell)\W{0,3}$", re.IGNORECASE)
-_CN_ID = re.compile(
-    r"(?<![0-9A-Za-z])[1-8]\d{5}(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]"
-    r"(?![0-9A-Za-z])"
-)
+_CN_ID = re.compile(r"[1-8]\d{5}(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]")
 _IMEI = re.compile(r"(?<!\d)\d{15}(?!\d)")
 _DIGITS_ONLY = re.compile(r"^\+?[\d\s().-]{6,20}$")
 _NUMBER = re.compile(r"^\s*-?\d{1,3}(?:\.\d+)?\s*$")
@@ -98,11 +97,13 @@ def card_issuer_ok(digits: str) -> bool:
     )
 
 
+@lru_cache(maxsize=4096)
 def email_ok(domain: str) -> bool:
     """A domain under a real public suffix (`2x.png` has none)."""
     return _suffixes().publicsuffix(domain.lower(), accept_unknown=False) is not None
 
 
+@lru_cache(maxsize=8192)  # the same numbers recur in request after request
 def parse_phone(text: str, region: str) -> str | None:
     """E.164 of a valid phone number written alone in `text`, else None."""
     if not _DIGITS_ONLY.match(text):
@@ -162,27 +163,48 @@ def context_hits(field: Field, categories: frozenset[str], region: str) -> list[
     return hits
 
 
+def _alone(text: str, start: int, end: int, alnum: bool = False) -> bool:
+    """No digit (or, with `alnum`, no ASCII letter or digit) right before or after the span."""
+    for char in (text[start - 1] if start else "", text[end] if end < len(text) else ""):
+        if char.isdigit() or (alnum and char.isascii() and char.isalpha()):
+            return False
+    return True
+
+
+def _around(text: str, char: str) -> Iterator[tuple[int, str]]:
+    """(offset, the NUL-delimited stretch) around each occurrence of a rare character."""
+    position = text.find(char)
+    while position != -1:
+        start = text.rfind("\x00", 0, position) + 1
+        end = text.find("\x00", position)
+        end = len(text) if end == -1 else end
+        yield start, text[start:end]
+        position = text.find(char, end)
+
+
 def text_hits(text: str, region: str) -> Iterator[tuple[int, Hit]]:
     """(position, hit) for values recognisable by shape alone, anywhere in `text`.
 
     `text` may be many field values joined by NUL characters; every pattern stops at a NUL.
     """
-    if "@" in text:
-        for match in _EMAIL.finditer(text):
+    for offset, stretch in _around(text, "@"):
+        for match in _EMAIL.finditer(stretch):
             if email_ok(match.group(1)):
                 address = match.group(0)
-                yield match.start(), Hit("email", 0.85, address, address.lower())
+                yield offset + match.start(), Hit("email", 0.85, address, address.lower())
     for match in _CN_ID.finditer(text):
-        if cn_id_valid(match.group(0)):
+        if _alone(text, match.start(), match.end(), alnum=True) and cn_id_valid(match.group(0)):
             yield match.start(), Hit("id_number", 0.9, match.group(0), match.group(0).upper())
     for match in _CN_MOBILE.finditer(text):
+        if not _alone(text, match.start(), match.end()):
+            continue
         before = text[max(0, match.start() - 12) : match.start()].rpartition("\x00")[2]
         if _PHONE_WORDS.search(before) and (e164 := parse_phone(match.group(0), "CN")):
             yield match.start(), Hit("phone", 0.8, match.group(0), e164)
-    if "+" in text:
-        for match in _INTL_PHONE.finditer(text):
+    for offset, stretch in _around(text, "+"):
+        for match in _INTL_PHONE.finditer(stretch):
             if e164 := parse_phone(match.group(0), region):
-                yield match.start(), Hit("phone", 0.75, match.group(0), e164)
+                yield offset + match.start(), Hit("phone", 0.75, match.group(0), e164)
     if "imei" in text.lower():
         for match in _IMEI.finditer(text):
             before = text[max(0, match.start() - 12) : match.start()].rpartition("\x00")[2]

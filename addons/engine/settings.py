@@ -250,9 +250,13 @@ def load_config(shipped: Path, user: Path | None) -> Config:
             continue
         twin = next((s for s in sites if s.name == site.name), None)
         if twin is not None:
+            named = doc.value.get("site") if isinstance(doc.value, dict) else None
             errors.append(
                 ConfigError(
-                    display, site.line, "site", f"site {site.name!r} is also defined in {twin.file}"
+                    display,
+                    named.key_line if named is not None else doc.line,
+                    "site",
+                    f"site {site.name!r} is also defined in {twin.file}",
                 )
             )
             continue

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
-_TOKEN_SPLIT = re.compile(r"[\x00&=,;|:/\s\"'{}\[\]]+")
+_TOKENS = re.compile(r"[^\x00&=,;|:/\s\"'{}\[\]]{8,}")  # candidate values, >= _MIN_LINK long
 _MIN_LINK = 8  # shorter tracking values are too likely to recur by chance
 
 
@@ -55,7 +55,7 @@ class Linker:
         """(tracking value, where it was first seen, position) for each one found in `text`."""
         if not self._seen:
             return
-        for token in set(_TOKEN_SPLIT.split(text)).intersection(self._seen):
+        for token in set(_TOKENS.findall(text)).intersection(self._seen):
             position = -1
             while (position := text.find(token, position + 1)) != -1:
                 yield token, self._seen[token], position

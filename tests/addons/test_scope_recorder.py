@@ -1,0 +1,417 @@
+"""The scope and recorder addons and the fail-closed guard, on tflow flows inside taddons."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mitmproxy import exceptions, http, tls
+from mitmproxy.proxy.context import Context
+from mitmproxy.test import taddons, tflow
+
+from shopguard import paths
+from shopguard.auditlog import AuditLog
+from shopguard.chain import make_addons
+from shopguard.engine.hosts import allow_hosts_pattern
+from shopguard.engine.settings import load_config
+from shopguard.runtime import META, Runtime, guarded
+
+PHONE = "13800138000"
+HOOKS = ("requestheaders", "request", "responseheaders", "response")
+
+
+@dataclass
+class Proxy:
+    rt: Runtime
+    addons: list[Any]
+    tctx: taddons.context
+    config: Path
+    log: Path
+
+    def run(self, flow: http.HTTPFlow, hooks: tuple[str, ...] = HOOKS) -> http.HTTPFlow:
+        for hook in hooks:
+            for addon in self.addons:
+                if hasattr(addon, hook):
+                    getattr(addon, hook)(flow)
+        return flow
+
+    def lines(self, event: str | None = None) -> list[dict[str, Any]]:
+        found = [json.loads(x) for x in self.log.read_text(encoding="utf-8").splitlines()]
+        return [x for x in found if event is None or x["event"] == event]
+
+    @property
+    def recorder(self) -> Any:
+        return self.addons[-1]
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Callable[..., Proxy]]:
+    """Starts the addon chain over a user config dir made of the given files."""
+    contexts: list[tuple[taddons.context, Runtime]] = []
+
+    def starter(files: dict[str, str] | None = None, **options: str) -> Proxy:
+        config = tmp_path / "config"
+        (config / "sites").mkdir(parents=True, exist_ok=True)
+        for name, text in (files or {}).items():
+            (config / name).write_text(text, encoding="utf-8")
+        log = tmp_path / "flows.jsonl"
+        rt = Runtime()
+        addons = make_addons(rt)
+        tctx = taddons.context(*addons)
+        contexts.append((tctx, rt))
+        tctx.configure(addons[0], shopguard_config=str(config), shopguard_log=str(log), **options)
+        return Proxy(rt, addons, tctx, config, log)
+
+    yield starter
+    for tctx, rt in contexts:
+        if rt.audit is not None:
+            rt.audit.close()
+        tctx.__exit__(None, None, None)
+
+
+@pytest.fixture
+def proxy(start: Callable[..., Proxy]) -> Proxy:
+    return start()
+
+
+def request_to(
+    host: str,
+    path: str = "/",
+    *,
+    method: str = "GET",
+    referer: str | None = None,
+    origin: str | None = None,
+    resp: bool = False,
+    err: bool = False,
+) -> http.HTTPFlow:
+    flow = tflow.tflow(resp=resp, err=err)
+    flow.request.scheme, flow.request.host, flow.request.port = "https", host, 443
+    flow.request.headers.clear()
+    flow.request.headers["host"] = host
+    flow.request.method = method
+    flow.request.path = path
+    flow.request.content = b""
+    if referer:
+        flow.request.headers["referer"] = referer
+    if origin:
+        flow.request.headers["origin"] = origin
+    return flow
+
+
+def respond(flow: http.HTTPFlow, status: int = 200) -> http.HTTPFlow:
+    flow.response = http.Response.make(status, b"ok", {"content-type": "text/plain"})
+    return flow
+
+
+# --- scope ----------------------------------------------------------------------------------
+
+
+def test_allow_hosts_is_the_anchored_pattern_of_the_enabled_sites(
+    start: Callable[..., Proxy],
+) -> None:
+    proxy = start({"sites/jd.yaml": "enabled: false\n"})
+    config = load_config(paths.shipped_config_dir(), proxy.config)
+    expected = allow_hosts_pattern(g for s in config.enabled_sites for g in s.hosts)
+    (pattern,) = proxy.tctx.options.allow_hosts
+    assert pattern == expected
+
+    def allowed(host_port: str) -> bool:  # as mitmproxy's next_layer checks it
+        return re.search(pattern, host_port, re.IGNORECASE) is not None
+
+    assert allowed("www.taobao.com:443")
+    assert allowed("TAOBAO.COM.:443")
+    assert allowed("www.temu.com:443")
+    assert not allowed("www.jd.com:443")  # disabled
+    assert not allowed("taobao.com.evil.example:443")
+    assert not allowed("example.org:443")
+    assert not allowed("127.0.0.1:8080")
+
+
+def test_in_scope_first_party_flow_is_tagged(proxy: Proxy) -> None:
+    flow = proxy.run(request_to("www.taobao.com"), ("requestheaders",))
+    state = flow.metadata[META]
+    assert state["site"] == "taobao"
+    assert state["third_party"] is False
+    assert state["mode"] == "observe"
+
+
+def test_shared_host_goes_to_the_referring_site_as_third_party(proxy: Proxy) -> None:
+    flow = request_to("g.alicdn.com", referer="https://www.aliexpress.com/item/1.html")
+    state = proxy.run(flow, ("requestheaders",)).metadata[META]
+    assert (state["site"], state["third_party"]) == ("aliexpress", True)
+
+
+def test_shared_host_goes_to_the_origin_before_the_referer(proxy: Proxy) -> None:
+    flow = request_to(
+        "g.alicdn.com", origin="https://www.aliexpress.com", referer="https://www.taobao.com/"
+    )
+    assert proxy.run(flow, ("requestheaders",)).metadata[META]["site"] == "aliexpress"
+
+
+@pytest.mark.parametrize("host", ["example.org", "taobao.com.evil.example", "eviltaobao.com"])
+def test_out_of_scope_flow_is_left_alone_and_not_logged(proxy: Proxy, host: str) -> None:
+    flow = proxy.run(respond(request_to(host, f"/?mobile={PHONE}")))
+    assert META not in flow.metadata
+    assert flow.response is not None and flow.response.status_code == 200
+    assert proxy.lines("flow") == []
+    assert host not in proxy.log.read_text()
+
+
+def test_configuration_is_logged_when_loaded(proxy: Proxy) -> None:
+    (loaded,) = proxy.lines("policy_loaded")
+    assert {s["site"] for s in loaded["sites"]} >= {"taobao", "jd", "temu"}
+
+
+def test_invalid_configuration_is_refused_and_the_last_good_one_kept(proxy: Proxy) -> None:
+    before = proxy.rt.config
+    bad = proxy.config / "sites" / "bazaar.yaml"
+    bad.write_text("hosts:\n  - ok.example\n  - '*bazaar.example'\n", encoding="utf-8")
+    with pytest.raises(exceptions.OptionsError, match=r"sites/bazaar.yaml:3: hosts\[1\]: "):
+        proxy.tctx.options.update(shopguard_config=str(proxy.config) + "/")
+    assert proxy.rt.config is before
+    assert proxy.run(request_to("www.taobao.com"), ("requestheaders",)).metadata[META]
+
+
+def test_missing_config_directory_is_an_options_error(proxy: Proxy, tmp_path: Path) -> None:
+    with pytest.raises(exceptions.OptionsError, match="config directory not found"):
+        proxy.tctx.options.update(shopguard_config=str(tmp_path / "nope"))
+
+
+# --- modes ----------------------------------------------------------------------------------
+
+ENFORCE_BUT_JD = {
+    "shopguard.yaml": "mode: enforce\n",
+    "sites/jd.yaml": 'hosts: ["*.jd.com"]\nmode: observe\n',
+}
+
+
+@pytest.mark.parametrize(
+    ("files", "option", "taobao", "jd"),
+    [
+        pytest.param({}, "", "observe", "observe", id="shipped global"),
+        pytest.param({"shopguard.yaml": "mode: enforce\n"}, "", "enforce", "enforce", id="global"),
+        pytest.param(ENFORCE_BUT_JD, "", "enforce", "observe", id="site beats global"),
+        pytest.param(
+            {"sites/jd.yaml": 'hosts: ["*.jd.com"]\nmode: enforce\n'},
+            "",
+            "observe",
+            "enforce",
+            id="site beats shipped global",
+        ),
+        pytest.param(ENFORCE_BUT_JD, "observe", "observe", "observe", id="option beats all"),
+        pytest.param(ENFORCE_BUT_JD, "enforce", "enforce", "enforce", id="option enforce"),
+    ],
+)
+def test_mode_precedence(
+    start: Callable[..., Proxy], files: dict[str, str], option: str, taobao: str, jd: str
+) -> None:
+    proxy = start(files, shopguard_mode=option)
+    for host, expected in (("www.taobao.com", taobao), ("www.jd.com", jd)):
+        flow = proxy.run(respond(request_to(host)))
+        assert flow.metadata[META]["mode"] == expected
+    assert [x["mode"] for x in proxy.lines("flow")] == [taobao, jd]
+
+
+def test_mode_option_can_be_cleared(start: Callable[..., Proxy]) -> None:
+    proxy = start(ENFORCE_BUT_JD, shopguard_mode="observe")
+    proxy.tctx.options.update(shopguard_mode="")
+    flow = proxy.run(request_to("www.taobao.com"), ("requestheaders",))
+    assert flow.metadata[META]["mode"] == "enforce"
+
+
+def test_bad_mode_option_is_refused(proxy: Proxy) -> None:
+    with pytest.raises(exceptions.OptionsError, match="shopguard_mode: expected observe or"):
+        proxy.tctx.options.update(shopguard_mode="block")
+    assert proxy.rt.mode_for("taobao") == "observe"
+
+
+# --- recorder -------------------------------------------------------------------------------
+
+
+def test_one_flow_line_per_flow_with_masked_path(proxy: Proxy) -> None:
+    flow = request_to("www.taobao.com", f"/item.htm?id=42&spm=a1z10.1&from=&mobile={PHONE}")
+    proxy.run(flow, ("requestheaders", "request"))
+    assert proxy.lines("flow") == []  # written once the flow is complete
+    proxy.run(respond(flow, 200), ("responseheaders", "response"))
+    (line,) = proxy.lines("flow")
+    assert list(line)[:3] == ["schema", "timestamp", "event"]
+    duration = line.pop("duration_ms")
+    assert isinstance(duration, int | float) and duration >= 0
+    line.pop("timestamp")
+    assert line == {
+        "schema": 1,
+        "event": "flow",
+        "site": "taobao",
+        "host": "www.taobao.com",
+        "method": "GET",
+        "path": "/item.htm?id=***&spm=***&from=&mobile=***",
+        "status": 200,
+        "third_party": False,
+        "mode": "observe",
+        "inspection": "full",
+        "findings": line["findings"],
+        "actions": [],
+    }
+    assert not [f for f in line["findings"] if f["category"] != "phone"]
+    assert PHONE not in proxy.log.read_text()
+
+
+def test_a_third_party_flow_is_logged_as_such(proxy: Proxy) -> None:
+    flow = request_to("g.alicdn.com", "/js/x.js", referer="https://www.aliexpress.com/")
+    proxy.run(respond(flow, 304))
+    (line,) = proxy.lines("flow")
+    assert (line["site"], line["host"], line["third_party"], line["status"]) == (
+        "aliexpress",
+        "g.alicdn.com",
+        True,
+        304,
+    )
+    assert line["findings"] == [] and line["actions"] == []
+
+
+def test_a_failed_flow_is_logged_with_its_error(proxy: Proxy) -> None:
+    flow = request_to("www.temu.com", "/api?x=1", method="POST", err=True)
+    proxy.run(flow, ("requestheaders", "request"))
+    proxy.recorder.error(flow)
+    (line,) = proxy.lines("flow")
+    assert line["error"] == flow.error.msg  # type: ignore[union-attr]
+    assert "status" not in line
+    assert (line["site"], line["method"], line["path"]) == ("temu", "POST", "/api?x=***")
+
+
+def test_a_flow_is_logged_once_even_if_an_error_follows_its_response(proxy: Proxy) -> None:
+    flow = proxy.run(respond(request_to("www.taobao.com")))
+    flow.error = tflow.terr("connection closed")
+    proxy.recorder.error(flow)
+    assert len(proxy.lines("flow")) == 1
+
+
+def test_the_log_option_moves_the_log(proxy: Proxy, tmp_path: Path) -> None:
+    other = tmp_path / "elsewhere" / "log.jsonl"
+    proxy.tctx.options.update(shopguard_log=str(other))
+    proxy.run(respond(request_to("www.taobao.com")))
+    assert proxy.lines("flow") == []
+    assert [json.loads(x)["event"] for x in other.read_text().splitlines()] == ["flow"]
+
+
+def test_an_unwritable_log_path_is_refused(proxy: Proxy, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(exceptions.OptionsError, match="cannot write the shopguard log"):
+        proxy.tctx.options.update(shopguard_log=str(blocker / "flows.jsonl"))
+
+
+# --- tls_failed -----------------------------------------------------------------------------
+
+
+def tls_failure(proxy: Proxy, sni: str | None) -> tls.TlsData:
+    client = tflow.tclient_conn()
+    client.sni = sni
+    client.error = "Client TLS handshake failed. The client does not trust the proxy's certificate"
+    return tls.TlsData(client, Context(client, proxy.tctx.options))
+
+
+def test_tls_failure_of_an_in_scope_host_is_logged(proxy: Proxy) -> None:
+    proxy.recorder.tls_failed_client(tls_failure(proxy, "h5api.m.taobao.com"))
+    (line,) = proxy.lines("tls_failed")
+    assert (line["site"], line["host"]) == ("taobao", "h5api.m.taobao.com")
+    assert "does not trust" in line["error"]
+    assert "shopguard ca" in line["hint"]
+
+
+@pytest.mark.parametrize("sni", ["example.org", "taobao.com.evil.example", None])
+def test_tls_failure_out_of_scope_is_not_logged(proxy: Proxy, sni: str | None) -> None:
+    proxy.recorder.tls_failed_client(tls_failure(proxy, sni))
+    assert proxy.lines("tls_failed") == []
+
+
+# --- the guard: an addon that raises --------------------------------------------------------
+
+
+class Boom:
+    """An addon whose request hook fails once, with personal data in its message."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.failures = 1
+
+    @guarded
+    def request(self, flow: http.HTTPFlow) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ValueError(PHONE)
+
+
+@pytest.mark.parametrize("mode", ["enforce", "observe"])
+def test_a_failing_hook_fails_closed_in_enforce_and_open_in_observe(
+    start: Callable[..., Proxy], mode: str
+) -> None:
+    proxy = start(shopguard_mode=mode)
+    boom = Boom(proxy.rt)
+    proxy.addons.insert(2, boom)
+    flow = proxy.run(request_to("www.taobao.com", "/cart"), ("requestheaders", "request"))
+    if mode == "enforce":
+        assert flow.response is not None and flow.response.status_code == 502
+        assert "shopguard stopped this request" in flow.response.get_text()
+    else:
+        assert flow.response is None
+    (error,) = proxy.lines("addon_error")
+    assert error["error_type"] == "ValueError"
+    assert error["mode"] == mode
+    assert PHONE not in error["message"]
+    assert PHONE not in proxy.log.read_text()
+
+    second = proxy.run(respond(proxy.run(request_to("www.taobao.com", "/"), HOOKS[:2])))
+    assert second.response is not None and second.response.status_code == 200
+    assert [x["status"] for x in proxy.lines("flow")][-1] == 200
+    assert len(proxy.lines("addon_error")) == 1
+
+
+# --- the log cannot be written --------------------------------------------------------------
+
+
+def break_log(proxy: Proxy) -> None:
+    assert proxy.rt.audit is not None
+    proxy.rt.audit.close()
+    proxy.rt.audit = AuditLog(Path("/dev/full"), 1024 * 1024, 1, 0)
+
+
+def test_unwritable_log_blocks_enforce_and_passes_observe(
+    start: Callable[..., Proxy], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    proxy = start({"sites/jd.yaml": 'hosts: ["*.jd.com"]\nmode: enforce\n'})
+    break_log(proxy)
+    proxy.run(respond(request_to("www.taobao.com")))  # its line cannot be written
+    assert "cannot write the log /dev/full" in capsys.readouterr().err
+
+    enforced = proxy.run(request_to("www.jd.com"), ("requestheaders",))
+    assert enforced.response is not None and enforced.response.status_code == 502
+    assert "cannot write its log" in enforced.response.get_text()
+
+    observed = proxy.run(request_to("www.taobao.com"), ("requestheaders",))
+    assert observed.response is None
+
+    outside = proxy.run(request_to("example.org"), ("requestheaders",))
+    assert outside.response is None
+
+    good = tmp_path / "recovered.jsonl"
+    proxy.rt.audit.close()  # type: ignore[union-attr]
+    proxy.rt.audit = AuditLog(good, 1024 * 1024, 1, 0)
+    recovered = proxy.run(request_to("www.jd.com"), ("requestheaders",))
+    assert recovered.response is None
+    proxy.run(respond(recovered), ("response",))
+    assert [json.loads(x)["host"] for x in good.read_text().splitlines() if '"flow"' in x] == [
+        "www.jd.com"
+    ]
+    proxy.rt.audit.close()

@@ -1,0 +1,220 @@
+"""The audit log file: JSON lines, private modes, written per line, rotated and pruned."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import stat
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shopguard.auditlog import AuditLog
+
+MiB = 1024 * 1024
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def rotated(path: Path) -> list[Path]:
+    return sorted(path.parent.glob(path.name + ".*.gz"))
+
+
+@pytest.fixture(params=[0o000, 0o022, 0o077], ids=["umask000", "umask022", "umask077"])
+def umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    old = os.umask(request.param)
+    yield request.param
+    os.umask(old)
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Iterator[AuditLog]:
+    audit = AuditLog(tmp_path / "flows.jsonl", MiB, 5, 30)
+    audit.open()
+    yield audit
+    audit.close()
+
+
+def test_lines_are_json_with_schema_timestamp_and_event_first(log: AuditLog) -> None:
+    log.write("flow", site="taobao", host="www.taobao.com", findings=[], third_party=False)
+    log.write("tls_failed", site="taobao", host="收货.taobao.com")
+    first, second = read_lines(log.path)
+    assert list(first)[:3] == ["schema", "timestamp", "event"]
+    assert first == {
+        "schema": 1,
+        "timestamp": first["timestamp"],
+        "event": "flow",
+        "site": "taobao",
+        "host": "www.taobao.com",
+        "findings": [],
+        "third_party": False,
+    }
+    stamp = datetime.fromisoformat(first["timestamp"])
+    assert stamp.utcoffset() is not None and stamp.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
+    assert second["event"] == "tls_failed" and second["host"] == "收货.taobao.com"
+
+
+def test_each_line_is_on_disk_before_the_log_is_closed(log: AuditLog) -> None:
+    for n in range(3):
+        log.write("flow", n=n)
+        assert [x["n"] for x in read_lines(log.path)] == list(range(n + 1))
+    assert log.path.read_bytes().endswith(b"\n")
+
+
+def test_values_that_are_not_json_are_written_as_text(log: AuditLog) -> None:
+    log.write("policy_loaded", files=[Path("/etc/x.yaml")])
+    (line,) = read_lines(log.path)
+    assert line["files"] == ["/etc/x.yaml"]
+
+
+def test_an_existing_log_is_appended_to(tmp_path: Path) -> None:
+    path = tmp_path / "flows.jsonl"
+    for n in range(2):
+        audit = AuditLog(path, MiB, 5, 30)
+        audit.open()
+        audit.write("proxy_started", n=n)
+        audit.close()
+    assert [x["n"] for x in read_lines(path)] == [0, 1]
+
+
+def test_file_is_private_and_created_directories_too(tmp_path: Path, umask: int) -> None:
+    path = tmp_path / "state" / "shopguard" / "flows.jsonl"
+    audit = AuditLog(path, MiB, 5, 30)
+    audit.open()
+    audit.write("flow")
+    audit.close()
+    assert mode(path) == 0o600
+    assert mode(path.parent) == 0o700
+    assert mode(path.parent.parent) == 0o700
+
+
+def test_a_log_readable_by_others_is_made_private(tmp_path: Path) -> None:
+    path = tmp_path / "flows.jsonl"
+    path.write_text("")
+    path.chmod(0o644)
+    audit = AuditLog(path, MiB, 5, 30)
+    audit.open()
+    audit.close()
+    assert mode(path) == 0o600
+
+
+def test_writing_opens_the_file_if_needed(tmp_path: Path) -> None:
+    audit = AuditLog(tmp_path / "new" / "flows.jsonl", MiB, 5, 30)
+    audit.write("flow", n=1)
+    assert [x["n"] for x in read_lines(audit.path)] == [1]
+    audit.close()
+
+
+def fill(audit: AuditLog, count: int, start: int = 0) -> None:
+    for n in range(start, start + count):
+        audit.write("flow", n=n, pad="x" * 200)
+
+
+def test_rotation_by_size_keeps_every_line_compressed(tmp_path: Path, umask: int) -> None:
+    path = tmp_path / "flows.jsonl"
+    audit = AuditLog(path, 1024, 100, 0)
+    fill(audit, 20)
+    audit.close()
+    old = rotated(path)
+    assert old, "no rotated file"
+    assert path.stat().st_size <= 1024
+    numbers: list[int] = []
+    for archive in old:
+        assert mode(archive) == 0o600
+        with gzip.open(archive, "rt", encoding="utf-8") as text:
+            numbers += [json.loads(line)["n"] for line in text.read().splitlines()]
+    numbers += [x["n"] for x in read_lines(path)]
+    assert numbers == list(range(20))
+
+
+def test_keep_limits_the_number_of_rotated_files(tmp_path: Path) -> None:
+    path = tmp_path / "flows.jsonl"
+    audit = AuditLog(path, 1024, 2, 0)
+    fill(audit, 40)
+    audit.close()
+    old = rotated(path)
+    assert len(old) == 2
+    with gzip.open(old[-1], "rt", encoding="utf-8") as text:
+        last_rotated = [json.loads(line)["n"] for line in text.read().splitlines()]
+    current = [x["n"] for x in read_lines(path)]
+    assert last_rotated[-1] + 1 == current[0]  # the newest ones are kept
+
+
+def fake_rotated(path: Path, stamp: str, age_days: float) -> Path:
+    archive = path.with_name(f"{path.name}.{stamp}.gz")
+    archive.write_bytes(gzip.compress(b'{"event": "flow"}\n'))
+    when = time.time() - age_days * 86400
+    os.utime(archive, (when, when))
+    return archive
+
+
+def test_keep_applies_when_the_log_is_opened(tmp_path: Path) -> None:
+    path = tmp_path / "flows.jsonl"
+    archives = [
+        fake_rotated(path, f"2024010{day}T000000000000Z", age_days=1) for day in range(1, 6)
+    ]
+    audit = AuditLog(path, MiB, 2, 0)
+    audit.open()
+    audit.close()
+    assert rotated(path) == archives[-2:]
+
+
+def test_keep_zero_keeps_no_rotated_file(tmp_path: Path) -> None:
+    path = tmp_path / "flows.jsonl"
+    fake_rotated(path, "20240101T000000000000Z", age_days=1)
+    audit = AuditLog(path, 1024, 0, 0)
+    fill(audit, 10)
+    audit.close()
+    assert rotated(path) == []
+    assert read_lines(path)[-1]["n"] == 9
+
+
+def test_max_age_days_deletes_old_rotated_files(tmp_path: Path) -> None:
+    path = tmp_path / "flows.jsonl"
+    old = fake_rotated(path, "20240101T000000000000Z", age_days=40)
+    recent = fake_rotated(path, "20240301T000000000000Z", age_days=2)
+    audit = AuditLog(path, MiB, 5, 30)
+    audit.open()
+    audit.close()
+    assert not old.exists()
+    assert recent.exists()
+
+
+def test_max_age_days_zero_means_no_age_limit(tmp_path: Path) -> None:
+    path = tmp_path / "flows.jsonl"
+    old = fake_rotated(path, "20200101T000000000000Z", age_days=2000)
+    audit = AuditLog(path, MiB, 5, 0)
+    audit.open()
+    audit.close()
+    assert old.exists()
+
+
+def test_pruning_leaves_other_files_alone(tmp_path: Path) -> None:
+    path = tmp_path / "flows.jsonl"
+    others = [tmp_path / "notes.txt", tmp_path / "other.jsonl.20200101T000000000000Z.gz"]
+    for other in others:
+        other.write_text("mine")
+        os.utime(other, (0, 0))
+    audit = AuditLog(path, 1024, 0, 1)
+    fill(audit, 10)
+    audit.close()
+    assert all(other.exists() for other in others)
+
+
+def test_a_full_disk_raises_oserror() -> None:
+    audit = AuditLog(Path("/dev/full"), MiB, 5, 30)
+    with pytest.raises(OSError, match="No space left"):
+        audit.open()
+        audit.write("flow", site="taobao")
+    audit.close()
