@@ -77,6 +77,7 @@ class Extraction:
 
 
 _FORM = re.compile(r"^[^=&\s{}\[\]\"]{1,100}=[^&]*(?:&[^=&\s]{1,100}=[^&]*)*$")
+_PADDED_BASE64 = re.compile(r"^[A-Za-z0-9+/_-]{6,}={1,2}$")
 _SKIP_HEADERS = frozenset(
     {"host", "content-length", "connection", "accept-encoding", "cookie", "content-encoding"}
 )
@@ -305,8 +306,8 @@ def _number(value: int | float) -> str:
 
 
 def _looks_base64(value: str) -> bool:
-    """`abc==` looks like a form pair to a naive parser; it is base64 padding."""
-    return value.endswith("=") and "&" not in value and decode.b64(value) is not None
+    """`abc==` looks like a form pair to a naive parser; it is base64 padding (of text or not)."""
+    return _PADDED_BASE64.match(value) is not None
 
 
 def _cut_utf8(data: bytes) -> str | None:

@@ -162,3 +162,10 @@ def test_websocket_messages() -> None:
     assert [(f.location, f.value) for f in json_fields] == [("ws:$.msg.tel", "13800138000")]
     assert [f.location for f in extract_message("hello there").fields] == ["ws.text"]
     assert extract_message(b"\x00\x01\x02\xff" * 50).inspection == "partial"
+
+
+def test_padded_base64_of_binary_is_not_read_as_a_form_pair() -> None:
+    token = base64.b64encode(bytes(range(190, 254))).decode()  # 64 bytes: a sha512 digest's size
+    assert token.endswith("==") or token.endswith("=")
+    got = fields(PlainRequest("GET", f"https://a/?ue={quote(token, safe='')}"))
+    assert got["query:ue"] == [token]
