@@ -41,7 +41,6 @@ class Detector:
         linker: Linker | None = None,
     ) -> list[Finding]:
         found: dict[tuple[str, str], Finding] = {}
-        fields = [f for f in extraction.fields if not f.location.startswith("set-cookie:")]
 
         def add(fld: Field, detector: str, hit: Hit, transform: str = "", linked: str = "") -> None:
             if hit.confidence < self.min_confidence:
@@ -61,22 +60,28 @@ class Detector:
                 value=hit.value if self.keep_values else None,
             )
 
-        # tracking identifiers first, so that a cookie set and reused in one request links
+        # one pass over the fields: tracking identifiers (remembered before the linking below,
+        # so that a cookie set and reused in one request links) and key-context detectors
+        tracker_locations = trackers.locations if trackers is not None else frozenset()
         tracker_fields: set[int] = set()
-        if trackers is not None:
-            for fld in extraction.fields:
-                if trackers.names(fld.location):
-                    tracker_fields.add(id(fld))
-                    add(fld, "tracker", Hit("tracking_id", 0.9, fld.value, fld.value))
-                    if linker is not None and fld.location.startswith(("cookie:", "set-cookie:")):
-                        linker.remember(
-                            fld.value, f"{fld.location}@{host}" if host else fld.location
-                        )
-        categories = [self.keys.categories_of(f.key, f.parent) for f in fields]
-        for fld, cats in zip(fields, categories, strict=True):
+        fields: list[Field] = []
+        categories: list[frozenset[str]] = []
+        categories_of = self.keys.categories_of
+        for fld in extraction.fields:
+            location = fld.location
+            if location in tracker_locations:
+                tracker_fields.add(id(fld))
+                add(fld, "tracker", Hit("tracking_id", 0.9, fld.value, fld.value))
+                if linker is not None and location.startswith(("cookie:", "set-cookie:")):
+                    linker.remember(fld.value, f"{location}@{host}" if host else location)
+            if location.startswith("set-cookie:"):
+                continue  # a response cookie is a tracking identifier or nothing
+            cats = categories_of(fld.key, fld.parent)
             if cats:
                 for hit in context_hits(fld, cats, self.region):
                     add(fld, "pattern", hit)
+            fields.append(fld)
+            categories.append(cats)
         text = "\x00".join(f.value for f in fields)
         starts = list(accumulate((len(f.value) + 1 for f in fields[:-1]), initial=0))
 

@@ -38,7 +38,9 @@ _EMAIL = re.compile(
 _CN_MOBILE = re.compile(r"1[3-9]\d{9}")
 _INTL_PHONE = re.compile(r"(?<![\w+])\+\d[\d ()-]{6,18}\d(?!\d)")
 _PHONE_WORDS = re.compile(r"(?:手机|电话|联系方式|tel|mobile|phone|cell)\W{0,3}$", re.IGNORECASE)
-_CN_ID = re.compile(r"[1-8]\d{5}(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]")
+# the birth date inside a resident ID: it starts with a literal (19|20), which `re` finds fast
+_CN_ID_DATE = re.compile(r"(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]")
+_CN_ID_REGION = re.compile(r"[1-8]\d{5}")
 _IMEI = re.compile(r"(?<!\d)\d{15}(?!\d)")
 _DIGITS_ONLY = re.compile(r"^\+?[\d\s().-]{6,20}$")
 _NUMBER = re.compile(r"^\s*-?\d{1,3}(?:\.\d+)?\s*$")
@@ -182,6 +184,23 @@ def _around(text: str, char: str) -> Iterator[tuple[int, str]]:
         position = text.find(char, end)
 
 
+def _cn_ids(text: str) -> Iterator[tuple[int, str]]:
+    """Valid 18-character resident IDs: six region digits before a birth date, then a check."""
+    position = 0
+    while match := _CN_ID_DATE.search(text, position):
+        start = match.start() - 6
+        if (
+            start >= 0
+            and _CN_ID_REGION.fullmatch(text, start, match.start())
+            and _alone(text, start, match.end(), alnum=True)
+            and cn_id_valid(text[start : match.end()])
+        ):
+            yield start, text[start : match.end()]
+            position = match.end()
+        else:
+            position = match.start() + 1
+
+
 def text_hits(text: str, region: str) -> Iterator[tuple[int, Hit]]:
     """(position, hit) for values recognisable by shape alone, anywhere in `text`.
 
@@ -192,9 +211,8 @@ def text_hits(text: str, region: str) -> Iterator[tuple[int, Hit]]:
             if email_ok(match.group(1)):
                 address = match.group(0)
                 yield offset + match.start(), Hit("email", 0.85, address, address.lower())
-    for match in _CN_ID.finditer(text):
-        if _alone(text, match.start(), match.end(), alnum=True) and cn_id_valid(match.group(0)):
-            yield match.start(), Hit("id_number", 0.9, match.group(0), match.group(0).upper())
+    for start, number in _cn_ids(text):
+        yield start, Hit("id_number", 0.9, number, number.upper())
     for match in _CN_MOBILE.finditer(text):
         if not _alone(text, match.start(), match.end()):
             continue

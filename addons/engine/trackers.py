@@ -31,9 +31,6 @@ class TrackerNames:
             + [f"body.form:{p}" for p in self.params]
         )
 
-    def names(self, location: str) -> bool:
-        return location in self.locations
-
 
 class Linker:
     """Remembers tracking-cookie values so that they are recognised wherever they reappear."""
