@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
+from functools import lru_cache
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
@@ -108,6 +109,22 @@ class _Walker:
             self.out.cut("a value too long to decode")
         self.out.fields.append(Field(location, key, value, transform, parent))
 
+    def emit_repeated(self, location: str, key: str, value: str) -> None:
+        """`emit` for values that recur request after request (cookies, user agent, tokens).
+
+        Their decoding is remembered, so a browsing session pays for it once per value.
+        """
+        if len(value) > _MEMO_MAX:
+            self.emit(location, key, value)
+            return
+        fields, problems = _emitted(location, key, value, self.limits)
+        room = self.limits.max_fields - len(self.out.fields)
+        if len(fields) > room:
+            self.out.cut(f"more than {self.limits.max_fields} fields")
+        self.out.fields.extend(fields[: max(room, 0)])
+        for problem in problems:
+            self.out.cut(problem)
+
     def _decode(self, location: str, key: str, value: str, transform: str, parent: str) -> bool:
         """Emit what `value` decodes to; True when that replaces the value itself.
 
@@ -199,7 +216,7 @@ class _Walker:
             elif lower in ("referer", "location", "origin"):
                 self.referer(lower, value)
             elif lower not in _SKIP_HEADERS:
-                self.emit(f"header:{lower}", lower, value)
+                self.emit_repeated(f"header:{lower}", lower, value)
 
     def referer(self, name: str, value: str) -> None:
         try:
@@ -217,7 +234,7 @@ class _Walker:
         for pair in header.split(";"):
             name, eq, value = pair.strip().partition("=")
             if eq and name:
-                self.emit(f"{base}{name}", name, value.strip().strip('"'))
+                self.emit_repeated(f"{base}{name}", name, value.strip().strip('"'))
 
     def set_cookies(self, headers: Sequence[tuple[str, str]]) -> None:
         for name, value in headers:
@@ -295,6 +312,23 @@ class _Walker:
                 self.out.cut("a binary multipart part")
                 continue
             self.emit(f"body.form:{name}", name, text)
+
+
+_MEMO_MAX = 4096  # longer values are decoded each time rather than kept in memory
+
+
+@lru_cache(maxsize=4096)
+def _emitted(
+    location: str, key: str, value: str, limits: Limits
+) -> tuple[tuple[Field, ...], tuple[str, ...]]:
+    walker = _Walker(limits)
+    walker.emit(location, key, value)
+    return tuple(walker.out.fields), tuple(walker.out.problems)
+
+
+def clear_caches() -> None:
+    """Forget remembered decodings (benchmarks measure first sight with it)."""
+    _emitted.cache_clear()
 
 
 def _nest(base: str, name: str) -> str:
