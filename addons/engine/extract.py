@@ -78,6 +78,7 @@ class Extraction:
 
 
 _FORM = re.compile(r"^[^=&\s{}\[\]\"]{1,100}=[^&]*(?:&[^=&\s]{1,100}=[^&]*)*$")
+_DECODABLE_SHORT = re.compile(r"[%\\={\[]")  # what can still decode in a short value
 _PADDED_BASE64 = re.compile(r"^[A-Za-z0-9+/_-]{6,}={1,2}$")
 _SKIP_HEADERS = frozenset(
     {"host", "content-length", "connection", "accept-encoding", "cookie", "content-encoding"}
@@ -98,7 +99,8 @@ class _Walker:
             return
         if not value:
             return
-        if value.isdigit() or (len(value) < 8 and value.isalnum()):  # nothing to decode: fast path
+        if value.isdigit() or (len(value) < 12 and not _DECODABLE_SHORT.search(value)):
+            # nothing to decode (base64 and hex need 12 characters): the fast path
             self.out.fields.append(Field(location, key, value, transform, parent))
             return
         layers = transform.count(">") + 1 if transform else 0
@@ -161,23 +163,33 @@ class _Walker:
     def json(self, root: object, base: str, transform: str, parent: str = "") -> None:
         stack: list[tuple[object, str, str, str, int]] = [(root, base, "", parent, 0)]
         fields = self.out.fields
+        budget = self.limits.max_fields
         while stack:
             node, location, key, parent_key, depth = stack.pop()
-            if depth > self.limits.max_json_depth:
-                self.out.cut("JSON nested too deep")
-                continue
-            if isinstance(node, dict):
-                items = list(node.items())
-                for name, child in reversed(items):
-                    stack.append((child, _nest(location, str(name)), str(name), key, depth + 1))
-            elif isinstance(node, list):
-                for index in range(len(node) - 1, -1, -1):
-                    stack.append((node[index], f"{location}[{index}]", key, parent_key, depth + 1))
-            elif isinstance(node, str):
+            if isinstance(node, str):
                 self.emit(location, key, node, transform, parent_key)
+            elif isinstance(node, (dict, list)):
+                if depth >= self.limits.max_json_depth:
+                    self.out.cut("JSON nested too deep")
+                    continue
+                # children beyond what the field budget can still take are never visited
+                room = budget - len(fields)
+                if len(node) > room:
+                    self.out.cut(f"more than {budget} fields")
+                if isinstance(node, dict):
+                    prefix = location if location.endswith((":", ".", "#")) else location + "."
+                    items = list(node.items())[:room]
+                    for name, child in reversed(items):
+                        name = str(name)
+                        stack.append((child, prefix + name, name, key, depth + 1))
+                else:
+                    for index in range(min(len(node), room) - 1, -1, -1):
+                        stack.append(
+                            (node[index], f"{location}[{index}]", key, parent_key, depth + 1)
+                        )
             elif isinstance(node, (int, float)) and not isinstance(node, bool):
                 fields.append(Field(location, key, _number(node), transform, parent_key))
-            if len(self.out.fields) >= self.limits.max_fields:
+            if len(fields) >= budget:
                 self.out.cut(f"more than {self.limits.max_fields} fields")
                 return
 
