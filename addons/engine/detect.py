@@ -10,7 +10,7 @@ from itertools import accumulate
 from shopguard.engine.extract import Extraction, Field
 from shopguard.engine.findings import Finding, fingerprint, mask
 from shopguard.engine.keys import KeyDictionary, default_dictionary
-from shopguard.engine.known_values import KnownMatcher
+from shopguard.engine.known_values import KnownMatcher, fold
 from shopguard.engine.patterns import Hit, context_hits, geo_hits, text_hits
 from shopguard.engine.trackers import Linker, TrackerNames
 
@@ -94,10 +94,11 @@ class Detector:
                 if id(fld) not in tracker_fields:
                     add(fld, "tracker", Hit("tracking_id", 0.8, token, token), linked=origin)
 
-        for position, hit in text_hits(text, self.region):
+        folded = fold(text)
+        for position, hit in text_hits(text, self.region, folded):
             add(fields[owner(position)], "pattern", hit)
         if self.matcher is not None:
-            self._known(text, fields, categories, owner, add)
+            self._known(text, folded, fields, categories, owner, add)
         for fld, hit in geo_hits(fields, self.keys):
             add(fld, "pattern", hit)
         return list(found.values())
@@ -105,13 +106,14 @@ class Detector:
     def _known(
         self,
         text: str,
+        folded: str,
         fields: list[Field],
         categories: list[frozenset[str]],
         owner: Callable[[int], int],
         add: Callable[..., None],
     ) -> None:
         assert self.matcher is not None
-        spans = sorted(self.matcher.find(text), key=lambda s: (s[1], -(s[2] - s[1])))
+        spans = sorted(self.matcher.find(text, folded), key=lambda s: (s[1], -(s[2] - s[1])))
         kept: list[tuple[int, int]] = []
         for match, start, end in spans:
             # a shorter match inside a longer one (a name part inside the e-mail) is not its own

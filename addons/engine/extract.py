@@ -14,8 +14,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
-from functools import lru_cache
-from typing import NamedTuple
+from typing import NamedTuple, cast
 from urllib.parse import urlsplit
 
 from shopguard.engine import decode
@@ -78,8 +77,10 @@ class Extraction:
 
 
 _FORM = re.compile(r"^[^=&\s{}\[\]\"]{1,100}=[^&]*(?:&[^=&\s]{1,100}=[^&]*)*$")
-_DECODABLE_SHORT = re.compile(r"[%\\={\[]")  # what can still decode in a short value
+_DECODABLE = re.compile(r"[%\\={\[]")  # escapes and structure
+_BASE64_ALPHABET = re.compile(r"\s*[A-Za-z0-9+/_-]+=*\s*")  # (hex is a part of it)
 _PADDED_BASE64 = re.compile(r"^[A-Za-z0-9+/_-]{6,}={1,2}$")
+_URL_HEADERS = frozenset({"header:referer", "header:location", "header:origin"})
 _SKIP_HEADERS = frozenset(
     {"host", "content-length", "connection", "accept-encoding", "cookie", "content-encoding"}
 )
@@ -89,6 +90,12 @@ class _Walker:
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self.out = Extraction()
+        memo = _memos.get(limits)
+        if memo is None:
+            if len(_memos) >= 16:
+                _memos.clear()
+            memo = _memos[limits] = {}
+        self.memo = memo
 
     # -- emitting and decoding ------------------------------------------------------------
     def emit(
@@ -99,8 +106,12 @@ class _Walker:
             return
         if not value:
             return
-        if value.isdigit() or (len(value) < 12 and not _DECODABLE_SHORT.search(value)):
-            # nothing to decode (base64 and hex need 12 characters): the fast path
+        if value.isdigit() or (
+            not _DECODABLE.search(value)
+            and (len(value) < 12 or not _BASE64_ALPHABET.fullmatch(value))
+        ):
+            # nothing to decode (no escape or structure, and not base64 or hex, which need 12
+            # characters of their alphabet): the fast path
             self.out.fields.append(Field(location, key, value, transform, parent))
             return
         layers = transform.count(">") + 1 if transform else 0
@@ -112,14 +123,25 @@ class _Walker:
         self.out.fields.append(Field(location, key, value, transform, parent))
 
     def emit_repeated(self, location: str, key: str, value: str) -> None:
-        """`emit` for values that recur request after request (cookies, user agent, tokens).
+        """`emit` for values that recur request after request (cookies, user agent, Referer).
 
         Their decoding is remembered, so a browsing session pays for it once per value.
         """
         if len(value) > _MEMO_MAX:
             self.emit(location, key, value)
             return
-        fields, problems = _emitted(location, key, value, self.limits)
+        entry = self.memo.get((location, key, value))
+        if entry is None:
+            walker = _Walker(self.limits)
+            if location in _URL_HEADERS:
+                walker.referer(key, value)
+            else:
+                walker.emit(location, key, value)
+            entry = (tuple(walker.out.fields), tuple(walker.out.problems))
+            if len(self.memo) >= _MEMO_ENTRIES:
+                del self.memo[next(iter(self.memo))]  # the oldest first
+            self.memo[(location, key, value)] = entry
+        fields, problems = entry
         room = self.limits.max_fields - len(self.out.fields)
         if len(fields) > room:
             self.out.cut(f"more than {self.limits.max_fields} fields")
@@ -161,49 +183,57 @@ class _Walker:
 
     # -- structures -------------------------------------------------------------------------
     def json(self, root: object, base: str, transform: str, parent: str = "") -> None:
-        stack: list[tuple[object, str, str, str, int]] = [(root, base, "", parent, 0)]
+        """Every leaf of parsed JSON below `base` (`body:$`), with its path and enclosing key.
+
+        Recursion follows containers only (leaves are handled in their parent's loop) and stops
+        at `max_json_depth`; the walk ends when the field budget is spent.
+        """
         fields = self.out.fields
         budget = self.limits.max_fields
-        while stack:
-            node, location, key, parent_key, depth = stack.pop()
-            if isinstance(node, str):
-                self.emit(location, key, node, transform, parent_key)
-            elif isinstance(node, (dict, list)):
-                if depth >= self.limits.max_json_depth:
-                    self.out.cut("JSON nested too deep")
-                    continue
-                # children beyond what the field budget can still take are never visited
-                room = budget - len(fields)
-                if len(node) > room:
-                    self.out.cut(f"more than {budget} fields")
-                if isinstance(node, dict):
-                    prefix = location if location.endswith((":", ".", "#")) else location + "."
-                    items = list(node.items())[:room]
-                    for name, child in reversed(items):
-                        name = str(name)
-                        stack.append((child, prefix + name, name, key, depth + 1))
-                else:
-                    for index in range(min(len(node), room) - 1, -1, -1):
-                        stack.append(
-                            (node[index], f"{location}[{index}]", key, parent_key, depth + 1)
-                        )
-            elif isinstance(node, (int, float)) and not isinstance(node, bool):
-                fields.append(Field(location, key, _number(node), transform, parent_key))
+        max_depth = self.limits.max_json_depth
+        emit = self.emit
+
+        out = self.out
+
+        def walk(value: object, location: str, key: str, parent_key: str, depth: int) -> bool:
+            """Emit a string or number, descend into a container; False once the budget is spent."""
             if len(fields) >= budget:
-                self.out.cut(f"more than {self.limits.max_fields} fields")
-                return
+                out.cut(f"more than {budget} fields")
+                return False
+            kind = type(value)
+            if kind is str:
+                emit(location, key, cast(str, value), transform, parent_key)
+            elif kind is int or kind is float:
+                number = _number(cast(float, value))
+                fields.append(Field(location, key, number, transform, parent_key))
+            elif depth >= max_depth:
+                if kind is dict or kind is list:
+                    out.cut("JSON nested too deep")
+            elif kind is dict:
+                prefix = location if location.endswith((":", ".", "#")) else location + "."
+                for name, child in cast(dict[str, object], value).items():
+                    if not walk(child, prefix + name, name, key, depth + 1):
+                        return False
+            elif kind is list:
+                for index, child in enumerate(cast(list[object], value)):
+                    if not walk(child, f"{location}[{index}]", key, parent_key, depth + 1):
+                        return False
+            return True
+
+        walk(root, base, "", parent, 0)
 
     def form(self, text: str, base: str, transform: str, plus: bool) -> None:
         """`a=1&b=2` (a query or urlencoded body) below `base` (e.g. `query:`)."""
-        for count, pair in enumerate(text.split("&")):
-            if count >= self.limits.max_fields:
-                self.out.cut(f"more than {self.limits.max_fields} fields")
-                return
-            if not pair:
-                continue
-            name, _, raw = pair.partition("=")
-            name = decode.unquote(name, plus=True)
-            self.emit(_nest(base, name), name, decode.unquote(raw, plus=plus), transform)
+        prefix = _nest(base, "")
+        pairs = text.split("&")
+        if len(pairs) > self.limits.max_fields:
+            self.out.cut(f"more than {self.limits.max_fields} fields")
+            del pairs[self.limits.max_fields :]
+        for pair in pairs:
+            if pair:
+                name, _, raw = pair.partition("=")
+                name = decode.unquote(name, plus=True)
+                self.emit(prefix + name, name, decode.unquote(raw, plus=plus), transform)
 
     # -- request parts ------------------------------------------------------------------------
     def url(self, url: str) -> None:
@@ -225,12 +255,11 @@ class _Walker:
             lower = name.lower()
             if lower == "cookie":
                 self.cookies(value, "cookie:")
-            elif lower in ("referer", "location", "origin"):
-                self.referer(lower, value)
             elif lower not in _SKIP_HEADERS:
                 self.emit_repeated(f"header:{lower}", lower, value)
 
     def referer(self, name: str, value: str) -> None:
+        """A URL-bearing header: its address, then its query and fragment as fields."""
         try:
             parts = urlsplit(value)
         except ValueError:
@@ -327,20 +356,14 @@ class _Walker:
 
 
 _MEMO_MAX = 4096  # longer values are decoded each time rather than kept in memory
-
-
-@lru_cache(maxsize=4096)
-def _emitted(
-    location: str, key: str, value: str, limits: Limits
-) -> tuple[tuple[Field, ...], tuple[str, ...]]:
-    walker = _Walker(limits)
-    walker.emit(location, key, value)
-    return tuple(walker.out.fields), tuple(walker.out.problems)
+_MEMO_ENTRIES = 4096  # remembered decodings per set of limits
+_Memo = dict[tuple[str, str, str], tuple[tuple[Field, ...], tuple[str, ...]]]
+_memos: dict[Limits, _Memo] = {}
 
 
 def clear_caches() -> None:
     """Forget remembered decodings (benchmarks measure first sight with it)."""
-    _emitted.cache_clear()
+    _memos.clear()
 
 
 def _nest(base: str, name: str) -> str:

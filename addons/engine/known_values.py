@@ -246,13 +246,15 @@ class KnownMatcher:
                             deeper.append((digest.hex().encode(), chain))
                 layer = deeper
 
-    def find(self, text: str) -> Iterator[tuple[Match, int, int]]:
-        """(match, start, end) of every known plain form in `text` (case-insensitive)."""
+    def find(self, text: str, folded: str | None = None) -> Iterator[tuple[Match, int, int]]:
+        """(match, start, end) of every known plain form in `text` (case-insensitive).
+
+        `folded` is `fold(text)` when the caller already has it.
+        """
         if not len(self.automaton):
             return
-        folded = text.casefold()
-        if len(folded) != len(text):  # a fold that changes lengths (ß): keep positions exact
-            folded = "".join(ch if len(ch.casefold()) != 1 else ch.casefold() for ch in text)
+        if folded is None:
+            folded = fold(text)
         for end, (needle, indexes) in self.automaton.iter(folded):
             start = end - len(needle) + 1
             if _bounded(folded, start, end + 1, needle):
@@ -295,6 +297,14 @@ def _b64_bytes(token: str) -> bytes | None:
         return base64.b64decode(padded, validate=True)
     except (binascii.Error, ValueError):
         return None
+
+
+def fold(text: str) -> str:
+    """`text` case-folded, position for position (a fold that changes lengths, ß, is skipped)."""
+    folded = text.casefold()
+    if len(folded) != len(text):
+        folded = "".join(ch if len(ch.casefold()) != 1 else ch.casefold() for ch in text)
+    return folded
 
 
 def _bounded(text: str, start: int, end: int, needle: str) -> bool:

@@ -201,10 +201,11 @@ def _cn_ids(text: str) -> Iterator[tuple[int, str]]:
             position = match.start() + 1
 
 
-def text_hits(text: str, region: str) -> Iterator[tuple[int, Hit]]:
+def text_hits(text: str, region: str, folded: str | None = None) -> Iterator[tuple[int, Hit]]:
     """(position, hit) for values recognisable by shape alone, anywhere in `text`.
 
     `text` may be many field values joined by NUL characters; every pattern stops at a NUL.
+    `folded` is the text case-folded, when the caller has it.
     """
     for offset, stretch in _around(text, "@"):
         for match in _EMAIL.finditer(stretch):
@@ -223,7 +224,7 @@ def text_hits(text: str, region: str) -> Iterator[tuple[int, Hit]]:
         for match in _INTL_PHONE.finditer(stretch):
             if e164 := parse_phone(match.group(0), region):
                 yield offset + match.start(), Hit("phone", 0.75, match.group(0), e164)
-    if "imei" in text.lower():
+    if "imei" in (text.casefold() if folded is None else folded):
         for match in _IMEI.finditer(text):
             before = text[max(0, match.start() - 12) : match.start()].rpartition("\x00")[2]
             if "imei" in before.lower() and luhn(match.group(0)):
