@@ -77,11 +77,14 @@ def luhn(digits: str) -> bool:
     return total % 10 == 0
 
 
+def cn_id_check(body: str) -> str:
+    """The MOD 11-2 check character of a resident ID's first 17 digits (GB 11643)."""
+    return "10X98765432"[sum(int(d) * w for d, w in zip(body, _ID_WEIGHTS, strict=True)) % 11]
+
+
 def cn_id_valid(text: str) -> bool:
     """MOD 11-2 check character and a real birth date not in the future."""
-    body, check = text[:17], text[17].upper()
-    total = sum(int(d) * w for d, w in zip(body, _ID_WEIGHTS, strict=True))
-    if "10X98765432"[total % 11] != check:
+    if cn_id_check(text[:17]) != text[17].upper():
         return False
     try:
         born = datetime.date(int(text[6:10]), int(text[10:12]), int(text[12:14]))
