@@ -115,6 +115,7 @@ class SiteHosts:
     name: str
     hosts: tuple[HostGlob, ...]
     first_party: tuple[HostGlob, ...]
+    referred_only: bool = False  # only requests whose Origin/Referer is another site's
 
     def is_first_party(self, host: str) -> bool:
         return any(g.matches(host) for g in self.first_party)
@@ -164,6 +165,22 @@ class HostIndex:
                 if site in candidates:
                     return site
         return candidates[0]
+
+
+def route(
+    index: HostIndex, host: str, origin: str | None, referer: str | None
+) -> tuple[SiteHosts, str | None] | None:
+    """The site that handles a request, and for a referred-only site (ad pixels) the site whose
+    page sent it; None when no site handles it (a pixel fired from anywhere else)."""
+    site = index.attribute(host, origin, referer)
+    if site is None or not site.referred_only:
+        return (site, None) if site is not None else None
+    for url in (origin, referer):
+        context = host_of_url(url) if url else None
+        sender = index.attribute(context) if context else None
+        if sender is not None and not sender.referred_only:
+            return site, sender.name
+    return None
 
 
 def overlaps(sites: Sequence[SiteHosts]) -> list[tuple[HostGlob, SiteHosts, HostGlob, SiteHosts]]:

@@ -21,13 +21,28 @@ from shopguard.engine.located import (
     load_located,
     parse_size,
 )
+from shopguard.engine.policy import Policy, read_policy
 from shopguard.engine.trackers import TrackerNames
 
 MODES = ("observe", "enforce")
 LOG_VALUES = ("masked", "raw")
 GLOBAL_KEYS = ("mode", "log", "profile", "body_cap")
 LOG_KEYS = ("path", "rotate_bytes", "keep", "max_age_days", "values")
-SITE_KEYS = ("site", "enabled", "hosts", "first_party", "mode", "tracking_ids")
+SITE_KEYS = (
+    "site",
+    "extends",
+    "enabled",
+    "hosts",
+    "first_party",
+    "mode",
+    "referred_only",
+    "tracking_ids",
+    "trackers",
+    "fields",
+    "allow",
+    "on_uninspected",
+    "examples",
+)
 TRACKING_KEYS = ("cookies", "params", "headers")
 _SITE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
@@ -59,10 +74,28 @@ class Site:
     file: str
     line: int  # where the site's hosts are declared, for messages
     tracking_ids: TrackerNames = field(default_factory=TrackerNames)
+    policy: Policy = field(default_factory=Policy)
+    referred_only: bool = False  # handled only when Origin/Referer is another site's (pixels)
 
     @property
     def scope(self) -> SiteHosts:
-        return SiteHosts(self.name, self.hosts, self.first_party)
+        return SiteHosts(self.name, self.hosts, self.first_party, self.referred_only)
+
+    def extended_by(self, other: Site) -> Site:
+        """This (shipped) site with a user's `extends: default` file laid over it."""
+        return Site(
+            name=self.name,
+            enabled=other.enabled,
+            hosts=self.hosts + tuple(g for g in other.hosts if g not in self.hosts),
+            first_party=self.first_party
+            + tuple(g for g in other.first_party if g not in self.first_party),
+            mode=other.mode or self.mode,
+            file=other.file,
+            line=self.line,
+            tracking_ids=self.tracking_ids.merged(other.tracking_ids),
+            policy=self.policy.merged(other.policy),
+            referred_only=self.referred_only or other.referred_only,
+        )
 
 
 @dataclass(frozen=True)
@@ -149,7 +182,8 @@ def _read_globs(at: Located, check: Checker) -> tuple[HostGlob, ...]:
     return tuple(globs)
 
 
-def _read_site(doc: Located, check: Checker, stem: str) -> Site | None:
+def _read_site(doc: Located, check: Checker, stem: str, extends: bool = False) -> Site | None:
+    """One site file; with `extends`, a user's file laid over a shipped one (hosts optional)."""
     entries = check.mapping(doc, SITE_KEYS)
     if entries is None:
         return None
@@ -167,15 +201,27 @@ def _read_site(doc: Located, check: Checker, stem: str) -> Site | None:
     hosts: tuple[HostGlob, ...] = ()
     if "hosts" in entries:
         hosts = _read_globs(entries["hosts"], check)
-        if not hosts and isinstance(entries["hosts"].value, list) and enabled:
+        if not hosts and isinstance(entries["hosts"].value, list) and enabled and not extends:
             check.error(entries["hosts"], "expected at least one host glob")
-    elif enabled:
+    elif enabled and not extends:
         check.error(doc, "missing required key 'hosts' (or set 'enabled: false')")
     first_party = _read_globs(entries["first_party"], check) if "first_party" in entries else ()
     line = entries["hosts"].key_line if "hosts" in entries else doc.line
     trackers = _read_trackers(entries["tracking_ids"], check) if "tracking_ids" in entries else None
+    referred_only = False
+    if "referred_only" in entries:
+        referred_only = bool(check.scalar(entries["referred_only"], bool))
     return Site(
-        name, enabled, hosts, first_party, mode, check.file, line, trackers or TrackerNames()
+        name,
+        enabled,
+        hosts,
+        first_party,
+        mode,
+        check.file,
+        line,
+        trackers or TrackerNames(),
+        read_policy(entries, check),
+        referred_only,
     )
 
 
@@ -209,6 +255,67 @@ def _merge_globals(layers: list[dict[str, Any]]) -> Settings:
     return Settings(**merged, log=LogSettings(**log))
 
 
+def _extends(doc: Located, check: Checker) -> bool:
+    """Whether a site file says `extends: default` (the only value there is)."""
+    at = doc.value.get("extends") if isinstance(doc.value, dict) else None
+    if at is None:
+        return False
+    return check.choice(at, ("default",)) == "default"
+
+
+def _shipped_site(
+    shipped_files: dict[str, Path],
+    stem: str,
+    path: Path,
+    doc: Located,
+    display: str,
+    errors: list[ConfigError],
+) -> Site | None:
+    """The shipped site a user's `extends: default` file extends (errors when there is none)."""
+    base_path = shipped_files.get(stem)
+    at = doc.value["extends"]
+    if base_path is None or base_path == path:
+        errors.append(
+            ConfigError(
+                display,
+                at.line,
+                "extends",
+                f"'extends: default' needs a shipped site file named {stem}.yaml "
+                f"(shipped: {', '.join(sorted(shipped_files)) or 'none'})",
+            )
+        )
+        return None
+    base_display = _display(base_path)
+    base_doc, problems = load_located(base_path, base_display)
+    errors.extend(problems)
+    if base_doc is None:
+        return None
+    check = Checker(base_display)
+    base = _read_site(base_doc, check, stem)
+    errors.extend(check.errors)
+    return base
+
+
+def config_stamp(shipped: Path, user: Path | None) -> tuple[tuple[str, int, int], ...]:
+    """What the configuration's files look like on disk (names, times, sizes): a change here
+    means the configuration should be read again."""
+    found = []
+    for directory in (shipped, user):
+        if directory is None:
+            continue
+        candidates = [directory / "shopguard.yaml"]
+        sites = directory / "sites"
+        if sites.is_dir():
+            candidates += sorted(sites.glob("*.yaml")) + sorted(sites.glob("*.yml"))
+        for path in candidates:
+            try:
+                info = path.stat()
+            except OSError:
+                continue
+            found.append((str(path), info.st_mtime_ns, info.st_size))
+    return tuple(found)
+
+
 def load_config(shipped: Path, user: Path | None) -> Config:
     """Load and validate the shipped defaults overlaid with a user config directory.
 
@@ -218,6 +325,7 @@ def load_config(shipped: Path, user: Path | None) -> Config:
     files: list[str] = []
     global_layers: list[dict[str, Any]] = []
     site_files: dict[str, Path] = {}
+    shipped_files: dict[str, Path] = {}
     for directory in (shipped, user):
         if directory is None:
             continue
@@ -234,6 +342,8 @@ def load_config(shipped: Path, user: Path | None) -> Config:
         if sites_dir.is_dir():
             for path in sorted(sites_dir.glob("*.yaml")) + sorted(sites_dir.glob("*.yml")):
                 site_files[path.stem] = path
+                if directory == shipped:
+                    shipped_files[path.stem] = path
     sites: list[Site] = []
     for stem in sorted(site_files):
         path = site_files[stem]
@@ -244,10 +354,16 @@ def load_config(shipped: Path, user: Path | None) -> Config:
         if doc is None:
             continue
         check = Checker(display)
-        site = _read_site(doc, check, stem)
+        extends = _extends(doc, check)
+        site = _read_site(doc, check, stem, extends)
         errors.extend(check.errors)
         if site is None:
             continue
+        if extends:
+            base = _shipped_site(shipped_files, stem, path, doc, display, errors)
+            if base is None:
+                continue
+            site = base.extended_by(site)
         twin = next((s for s in sites if s.name == site.name), None)
         if twin is not None:
             named = doc.value.get("site") if isinstance(doc.value, dict) else None

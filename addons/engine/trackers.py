@@ -20,6 +20,11 @@ class TrackerNames:
     params: frozenset[str] = frozenset()
     headers: frozenset[str] = frozenset()
 
+    def merged(self, other: TrackerNames) -> TrackerNames:
+        return TrackerNames(
+            self.cookies | other.cookies, self.params | other.params, self.headers | other.headers
+        )
+
     @cached_property
     def locations(self) -> frozenset[str]:
         """The field locations that carry them (top-level parameters only, not nested JSON)."""

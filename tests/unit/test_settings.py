@@ -210,7 +210,10 @@ def test_parse_size(text: object, expected: int | None) -> None:
 
 # --- errors ---------------------------------------------------------------------------------
 
-SITE_KEYS = "site, enabled, hosts, first_party, mode, tracking_ids"
+SITE_KEYS = (
+    "site, extends, enabled, hosts, first_party, mode, referred_only, tracking_ids, trackers, "
+    "fields, allow, on_uninspected, examples"
+)
 
 
 @pytest.mark.parametrize(
