@@ -118,18 +118,20 @@ class Recorder:
             actions=state["actions"],
             duration_ms=round((time.time() - state["started"]) * 1000, 1),
         )
+        if "via" in state:
+            line["via"] = state["via"]  # the site whose page fired this (ad pixels)
         if "addon_error" in state:
             line["addon_error"] = state["addon_error"]
         self.rt.emit("flow", **line)
 
     def tls_failed_client(self, data: tls.TlsData) -> None:
         host = data.conn.sni
-        if not host or not self.rt.index.sites_for(host):
-            return
-        site = self.rt.index.attribute(host)
+        site = self.rt.index.attribute(host) if host else None
+        if site is None or site.referred_only:
+            return  # not a site, or ad pixels: whose page fired them is unknown before TLS
         self.rt.emit(
             "tls_failed",
-            site=site.name if site else None,
+            site=site.name,
             host=host,
             error=data.conn.error,
             hint=TLS_HINT,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -9,10 +10,13 @@ from typing import Any
 from mitmproxy import ctx, exceptions, http
 
 from shopguard import paths
-from shopguard.engine.hosts import allow_hosts_pattern
+from shopguard.engine.hosts import allow_hosts_pattern, route
 from shopguard.engine.located import ConfigErrors
-from shopguard.engine.settings import MODES, Config, load_config
+from shopguard.engine.settings import MODES, Config, config_stamp, load_config
 from shopguard.runtime import META, Runtime, guarded
+
+logger = logging.getLogger(__name__)
+RELOAD_CHECK_SECONDS = 1.0
 
 
 def config_summary(config: Config, rt: Runtime) -> list[dict[str, Any]]:
@@ -27,6 +31,9 @@ class Scope:
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self.user_dir: Path | None = None
+        self.stamp: tuple[tuple[str, int, int], ...] = ()
+        self.next_check = 0.0
 
     def load(self, loader: Any) -> None:
         loader.add_option(
@@ -55,16 +62,15 @@ class Scope:
             user = Path(ctx.options.shopguard_config) if ctx.options.shopguard_config else None
             if user is not None and not user.is_dir():
                 raise exceptions.OptionsError(f"shopguard config directory not found: {user}")
+            self.user_dir = user or paths.user_config_dir()
+            self.stamp = config_stamp(paths.shipped_config_dir(), self.user_dir)
             try:
-                config = load_config(paths.shipped_config_dir(), user or paths.user_config_dir())
+                config = load_config(paths.shipped_config_dir(), self.user_dir)
             except ConfigErrors as exc:
                 raise exceptions.OptionsError(
                     "invalid shopguard configuration:\n" + str(exc)
                 ) from exc
-            self.rt.config = config
-            self.rt.index = config.host_index()
-            pattern = allow_hosts_pattern(g for s in config.enabled_sites for g in s.hosts)
-            ctx.options.update(allow_hosts=[pattern])
+            self.install(config)
         if updated & {"shopguard_config", "shopguard_mode"} and self.rt.config is not None:
             self.rt.emit(
                 "policy_loaded",
@@ -72,17 +78,47 @@ class Scope:
                 sites=config_summary(self.rt.config, self.rt),
             )
 
+    def install(self, config: Config) -> None:
+        self.rt.config = config
+        self.rt.index = config.host_index()
+        pattern = allow_hosts_pattern(g for s in config.enabled_sites for g in s.hosts)
+        if ctx.options.allow_hosts != [pattern]:
+            ctx.options.update(allow_hosts=[pattern])
+
+    def reload_if_changed(self) -> None:
+        """Pick up edited site files; an invalid edit keeps the last good configuration."""
+        now = time.monotonic()
+        if now < self.next_check or self.rt.config is None:
+            return
+        self.next_check = now + RELOAD_CHECK_SECONDS
+        stamp = config_stamp(paths.shipped_config_dir(), self.user_dir)
+        if stamp == self.stamp:
+            return
+        self.stamp = stamp
+        try:
+            config = load_config(paths.shipped_config_dir(), self.user_dir)
+        except ConfigErrors as exc:
+            self.rt.emit("policy_rejected", errors=[str(e) for e in exc.errors])
+            logger.warning("shopguard keeps the last good configuration:\n%s", exc)
+            return
+        self.install(config)
+        self.rt.emit(
+            "policy_loaded", files=list(config.files), sites=config_summary(config, self.rt)
+        )
+
     @guarded
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if META in flow.metadata or flow.request.method == "CONNECT":
             return
+        self.reload_if_changed()
         request = flow.request
         host = request.pretty_host  # Host header or authority: the name the client asked for
-        site = self.rt.index.attribute(
-            host, request.headers.get("origin"), request.headers.get("referer")
+        routed = route(
+            self.rt.index, host, request.headers.get("origin"), request.headers.get("referer")
         )
-        if site is None:
-            return
+        if routed is None:
+            return  # not a configured site, or an ad pixel fired from elsewhere
+        site, via = routed
         flow.metadata[META] = {
             "site": site.name,
             "third_party": not site.is_first_party(host),
@@ -92,3 +128,5 @@ class Scope:
             "actions": [],
             "started": time.time(),
         }
+        if via is not None:
+            flow.metadata[META]["via"] = via

@@ -6,12 +6,14 @@ records what it receives, so tests can check what actually left the proxy.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import ssl
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from tests.support.certs import UpstreamPKI
 
@@ -19,7 +21,7 @@ SHOP = "www.taobao.com"
 API = "h5api.m.taobao.com"
 BEACON = "gm.mmstat.com"
 CDN = "g.alicdn.com"
-PIXEL = "connect.facebook.net"  # out of scope: never intercepted, never logged
+PIXEL = "connect.facebook.net"  # an ad pixel: handled only when a marketplace page fires it
 LOOKALIKE = "taobao.com.evil.example"  # out of scope despite the name
 HOSTS = [SHOP, API, BEACON, CDN, PIXEL, LOOKALIKE]
 
@@ -76,11 +78,33 @@ class Recorder:
             self.requests.clear()
 
 
-def _respond(host: str, path: str) -> tuple[int, dict[str, str], bytes]:
+def mtop_verdict(path: str, headers: dict[str, str], body: bytes) -> str:
+    """What the mtop gateway says of a call: signed calls must carry md5(token&t&appKey&data),
+    the token being the part of the `_m_h5_tk` cookie before `_` (public client code)."""
+    query = dict(parse_qsl(urlsplit(path).query, keep_blank_values=True))
+    if "sign" not in query:
+        return "SUCCESS::调用成功"  # an unsigned call (the fake shop page sends those)
+    form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    data = query.get("data", form.get("data", ""))
+    cookies = dict(
+        part.strip().partition("=")[::2] for part in headers.get("cookie", "").split(";")
+    )
+    token = cookies.get("_m_h5_tk", "").split("_", 1)[0]
+    text = f"{token}&{query.get('t', '')}&{query.get('appKey', '')}&{data}"
+    if hashlib.md5(text.encode()).hexdigest() != query["sign"]:
+        return "FAIL_SYS_ILLEGAL_ACCESS::非法请求"
+    return "SUCCESS::调用成功"
+
+
+def _respond(
+    host: str, path: str, headers: dict[str, str], content: bytes
+) -> tuple[int, dict[str, str], bytes]:
     if host == SHOP and path.split("?")[0] == "/":
         return 200, {"content-type": "text/html; charset=utf-8"}, SHOP_PAGE.encode()
     if host == API and path.startswith("/h5/"):
-        body = json.dumps({"ret": ["SUCCESS::调用成功"], "data": {"ok": True}}).encode()
+        verdict = mtop_verdict(path, headers, content)
+        body = json.dumps({"ret": [verdict], "data": {"ok": verdict.startswith("SUCCESS")}})
+        body = body.encode()
         headers = {
             "content-type": "application/json",
             "set-cookie": "_m_h5_tk=0123456789abcdef0123456789abcdef_1700000000000; Path=/",
@@ -105,7 +129,8 @@ def _handler(recorder: Recorder, scheme: str) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length) if length else b""
             host = (self.headers.get("host") or "").split(":")[0].lower()
             recorder.add(Received(scheme, host, self.command, self.path, dict(self.headers), body))
-            status, headers, content = _respond(host, self.path)
+            lowered = {k.lower(): v for k, v in self.headers.items()}
+            status, headers, content = _respond(host, self.path, lowered, body)
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)

@@ -1,0 +1,635 @@
+"""Redaction: what a site's policy does to one request, and the request as it would leave.
+
+Pure: a `PlainRequest` and its findings in, an `Outcome` out (actions, each naming its rule's
+file:line, plus the edited URL, headers and body). The proxy applies the outcome in enforce mode
+and only logs it in observe mode; `policy explain` and `policy test` print and check it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from shopguard.engine import decode
+from shopguard.engine.extract import PlainRequest
+from shopguard.engine.fakes import fake
+from shopguard.engine.findings import Finding
+from shopguard.engine.policy import NameIndex, NameRule, Policy
+
+_DOCUMENTS = frozenset({"document", "iframe", "frame", "embed", "object"})
+_ENCODE_SAFE = "-_.!~*'()"  # what JavaScript's encodeURIComponent leaves alone
+_STRENGTH = {"log": 0, "replace": 1, "strip": 2, "block": 3}
+_HASHED = ("md5", "sha1", "sha224", "sha256", "sha384", "sha512")
+
+
+@dataclass
+class Action:
+    """One thing the policy does (or, in observe mode, would do) to a request."""
+
+    action: str  # block | strip | replace | resign
+    target: str  # "request", or a location like the findings': query:spm, cookie:cna, body:$.ua
+    rule: str  # file:line of the rule; "" for what shopguard does by itself (re-signing)
+    applied: bool = True
+    category: str | None = None
+    status: int | None = None
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"action": self.action, "target": self.target, "rule": self.rule}
+        data["applied"] = self.applied
+        for name in ("category", "status", "reason"):
+            if getattr(self, name) is not None:
+                data[name] = getattr(self, name)
+        return data
+
+
+@dataclass
+class Outcome:
+    actions: list[Action] = field(default_factory=list)
+    block_status: int | None = None  # answered locally with this status (enforce)
+    url: str = ""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes | None = None  # the decoded body when it changed; None: as it was
+    changed: bool = False
+
+
+def block_status(headers: Sequence[tuple[str, str]]) -> int:
+    """403 with a page for documents, 204 for beacons, scripts, images and the rest."""
+    values = {k.lower(): v for k, v in headers}
+    dest = values.get("sec-fetch-dest", "").strip().lower()
+    if dest:
+        return 403 if dest in _DOCUMENTS else 204
+    return 403 if "text/html" in values.get("accept", "").lower() else 204
+
+
+def tracker_block(
+    policy: Policy, host: str, path: str, headers: Sequence[tuple[str, str]], enforce: bool
+) -> Action | None:
+    """The block action for a tracker host or URL, decided from the request line alone."""
+    rule = policy.blocks.find(host, path)
+    if rule is None or any(a.everything for a in policy.allowances(host, path)):
+        return None
+    status = block_status(headers)
+    return Action("block", "request", rule.where, enforce, status=status)
+
+
+def redact(
+    policy: Policy,
+    request: PlainRequest,
+    host: str,
+    findings: Iterable[Finding],
+    *,
+    site: str,
+    secret: bytes,
+    enforce: bool,
+    inspection: str = "full",
+    region: str = "CN",
+) -> Outcome:
+    """Apply `policy` to `request` (sent to `host`, carrying `findings`)."""
+    outcome = Outcome(url=request.url, headers=list(request.headers))
+    split = urlsplit(request.url)
+    path = split.path + (f"?{split.query}" if split.query else "")
+    allowances = policy.allowances(host, path)
+    if any(a.everything for a in allowances):
+        return outcome
+    allowed_categories = frozenset().union(*(a.fields or () for a in allowances))
+    kept = frozenset().union(*(a.keep or () for a in allowances))
+
+    block = None  # tracker blocks are decided earlier, from the request line (tracker_block)
+    if inspection == "none" and policy.on_uninspected == "block":
+        block = Action(
+            "block",
+            "request",
+            policy.on_uninspected_rule,
+            enforce,
+            status=block_status(request.headers),
+            reason="the body could not be inspected",
+        )
+    # what to do with each personal field: the strongest action among its findings
+    wanted: dict[str, tuple[str, Finding, str]] = {}
+    for finding in findings:
+        if finding.category in allowed_categories:
+            continue
+        rule = policy.field_rule(finding.category, host)
+        if rule is None or rule.action == "log":
+            continue
+        if rule.action == "block" and block is None:
+            block = Action(
+                "block",
+                "request",
+                rule.where,
+                enforce,
+                category=finding.category,
+                status=block_status(request.headers),
+                reason=f"carries {finding.category} ({finding.location})",
+            )
+        held = wanted.get(finding.location)
+        if held is None or _STRENGTH[rule.action] > _STRENGTH[held[0]]:
+            wanted[finding.location] = (rule.action, finding, rule.where)
+    if block is not None:
+        outcome.actions.append(block)
+        outcome.block_status = block.status if enforce else None
+        return outcome
+
+    editor = _Editor(request)
+    for kind, rules in (
+        ("query", policy.strip_rules("params", host)),
+        ("fragment", policy.strip_rules("params", host)),
+        ("cookie", policy.strip_rules("cookies", host)),
+        ("header", policy.strip_rules("headers", host)),
+    ):
+        for name, strip_rule in editor.names(kind, rules, kept):
+            target = f"{kind}:{name}"
+            if editor.strip(target):
+                outcome.actions.append(Action("strip", target, strip_rule.where, enforce))
+    for target, strip_rule in editor.body_fields(policy.strip_rules("fields", host), kept):
+        if editor.strip(target):
+            outcome.actions.append(Action("strip", target, strip_rule.where, enforce))
+    for location, (action, finding, where) in wanted.items():
+        done = Action(action, location, where, enforce, category=finding.category)
+        if action == "strip":
+            problem = None if editor.strip(location) else editor.problem
+        else:
+            problem = editor.replace(location, finding, site, secret, region)
+        if problem:
+            done.applied, done.reason = False, problem
+        outcome.actions.append(done)
+    _resign(editor, outcome, enforce)
+    outcome.changed = editor.changed
+    if editor.changed:
+        outcome.url, outcome.headers, outcome.body = editor.result()
+    return outcome
+
+
+# -- signed mtop calls ---------------------------------------------------------------------------
+
+
+def mtop_sign(token: str, t: str, app_key: str, data: str) -> str:
+    """The mtop gateway's signature (public client code): md5 of `token&t&appKey&data`."""
+    return hashlib.md5(f"{token}&{t}&{app_key}&{data}".encode()).hexdigest()
+
+
+def _resign(editor: _Editor, outcome: Outcome, enforce: bool) -> None:
+    """Edits inside a signed mtop call's `data` need a new signature, or must be undone."""
+    query = editor.query
+    sign, t, app_key = query.get("sign"), query.get("t"), query.get("appKey")
+    if sign is None or t is None or app_key is None or "/h5/" not in editor.path:
+        return
+    body_read = "_body" in editor.__dict__  # an unread body was not edited
+    where = (
+        "query" if "data" in query else "body.form" if body_read and "data" in editor.form else None
+    )
+    if where is None:
+        return
+    pairs = query if where == "query" else editor.form
+    data, original = pairs.get("data"), pairs.original("data")
+    if data == original or data is None or original is None:
+        return
+    token = editor.cookies.get("_m_h5_tk")
+    token = token.split("_", 1)[0] if token else ""
+    if not token:
+        pairs.restore("data")  # leave the call as it was, and say why
+        for action in outcome.actions:
+            if action.target.startswith((f"{where}:data.", f"{where}:data")):
+                action.applied = False
+                action.reason = "a signed mtop call without the _m_h5_tk token cannot be re-signed"
+        return
+    query.set("sign", mtop_sign(token, t, app_key, data))
+    outcome.actions.append(Action("resign", "query:sign", "", enforce, reason="data was edited"))
+
+
+# -- editing -------------------------------------------------------------------------------------
+
+
+class _Pairs:
+    """`a=1&b=2` with its raw form kept, so that untouched pairs leave exactly as they came.
+
+    Values are decoded only when asked for: most requests only need their names.
+    """
+
+    def __init__(self, text: str, plus: bool) -> None:
+        self.plus = plus
+        self.items: list[list[Any]] = []  # [raw pair, name, value or None until read, edited]
+        for raw in text.split("&") if text else []:
+            name = raw.partition("=")[0]
+            self.items.append([raw, decode.unquote(name, plus=True), None, False])
+        self.removed = False
+
+    @property
+    def changed(self) -> bool:
+        return self.removed or any(item[3] for item in self.items)
+
+    def __contains__(self, name: str) -> bool:
+        return any(item[1] == name for item in self.items)
+
+    def names(self) -> list[str]:
+        return [item[1] for item in self.items]
+
+    def _value(self, item: list[Any]) -> str:
+        if item[2] is None:
+            item[2] = decode.unquote(item[0].partition("=")[2], plus=self.plus)
+        return str(item[2])
+
+    def get(self, name: str) -> str | None:
+        return next((self._value(item) for item in self.items if item[1] == name), None)
+
+    def original(self, name: str) -> str | None:
+        raw = next((item[0] for item in self.items if item[1] == name), None)
+        return decode.unquote(raw.partition("=")[2], plus=self.plus) if raw is not None else None
+
+    def set(self, name: str, value: str) -> bool:
+        found = False
+        for item in self.items:
+            if item[1] == name:
+                item[2], item[3], found = value, True, True
+        return found
+
+    def restore(self, name: str) -> None:
+        """Put `name` back as it came (raw), undoing edits."""
+        for item in self.items:
+            if item[1] == name:
+                item[2], item[3] = None, False
+
+    def remove(self, name: str) -> bool:
+        before = len(self.items)
+        self.items = [item for item in self.items if item[1] != name]
+        self.removed |= len(self.items) != before
+        return len(self.items) != before
+
+    def text(self) -> str:
+        return "&".join(
+            f"{quote(i[1], safe=_ENCODE_SAFE)}={quote(i[2], safe=_ENCODE_SAFE)}" if i[3] else i[0]
+            for i in self.items
+        )
+
+
+class _Editor:
+    """The parts of a request that policies edit, parsed once."""
+
+    def __init__(self, request: PlainRequest) -> None:
+        self.request = request
+        split = urlsplit(request.url)
+        self.base = f"{split.scheme}://{split.netloc}"
+        self.path = split.path
+        self.query = _Pairs(split.query, plus=True)
+        self.fragment = _Pairs(split.fragment, plus=False)
+        self.headers = [list(h) for h in request.headers]
+        self.problem = ""
+        self.body_changed = False
+        self.headers_changed = False
+        self.path_changed = False
+
+    @cached_property
+    def cookies(self) -> _Cookies:
+        return _Cookies(self.request.header("cookie") or "")
+
+    @cached_property
+    def _body(self) -> tuple[_Pairs, Any]:
+        """The body as form pairs or parsed JSON (read only when a rule needs it)."""
+        empty = _Pairs("", plus=True)
+        data = self.request.body
+        if not data or self.request.body_truncated:
+            return empty, None
+        for layer in reversed(
+            [e for e in (self.request.header("content-encoding") or "").split(",") if e.strip()]
+        ):
+            decoded = decode.decompress(data, layer, 64 * 1024 * 1024)
+            if decoded is None or decoded[1]:
+                return empty, None
+            data = decoded[0]
+        text = decode.text_of(data)
+        if text is None:
+            return empty, None
+        content_type = (self.request.header("content-type") or "").lower()
+        stripped = text.strip()
+        if "json" in content_type or stripped[:1] in "{[":
+            try:
+                return empty, json.loads(stripped)
+            except (ValueError, RecursionError):
+                pass
+        if "x-www-form-urlencoded" in content_type:
+            return _Pairs(stripped, plus=True), None
+        return empty, None
+
+    @property
+    def form(self) -> _Pairs:
+        return self._body[0]
+
+    @property
+    def json(self) -> Any:
+        return self._body[1]
+
+    @property
+    def changed(self) -> bool:
+        built = self.__dict__
+        return (
+            self.path_changed
+            or self.query.changed
+            or self.fragment.changed
+            or ("cookies" in built and self.cookies.changed)
+            or self.headers_changed
+            or self.body_changed
+            or ("_body" in built and self.form.changed)
+        )
+
+    # -- what the strip rules name --------------------------------------------------------------
+    def names(
+        self, kind: str, rules: NameIndex, kept: frozenset[str]
+    ) -> list[tuple[str, NameRule]]:
+        """(name, rule) for each parameter, cookie or header a rule strips here."""
+        if not rules:
+            return []
+        if kind == "query":
+            present = self.query.names()
+        elif kind == "fragment":
+            present = self.fragment.names()
+        elif kind == "cookie":
+            present = self.cookies.names()
+        else:
+            present = [h[0].lower() for h in self.headers]
+        found: dict[str, NameRule] = {}
+        for name in present:
+            if name not in kept and name not in found and (rule := rules.find(name)):
+                found[name] = rule
+        return list(found.items())
+
+    def body_fields(self, rules: NameIndex, kept: frozenset[str]) -> list[tuple[str, NameRule]]:
+        """(location, rule) for each body field (form, JSON, JSON inside a form or query value)."""
+        if not rules:
+            return []
+
+        def rule_for(name: str) -> NameRule | None:
+            return None if name in kept else rules.find(name)
+
+        found: list[tuple[str, NameRule]] = []
+        for base, pairs in (("query", self.query), ("body.form", self.form)):
+            for name in pairs.names():
+                rule = rule_for(name)
+                if rule is not None:
+                    found.append((f"{base}:{name}", rule))
+                    continue
+                nested = _json_of(pairs.get(name))
+                if nested is not None:
+                    found.extend(_json_keys(nested, f"{base}:{name}.$", rule_for))
+        if self.json is not None:
+            found.extend(_json_keys(self.json, "body:$", rule_for))
+        return found
+
+    # -- edits ----------------------------------------------------------------------------------
+    def strip(self, location: str) -> bool:
+        self.problem = ""
+        return self._edit(location, None)
+
+    def replace(
+        self, location: str, finding: Finding, site: str, secret: bytes, region: str
+    ) -> str | None:
+        """Replace the value at `location` with a fake; the reason when it cannot."""
+        current = self.value_at(location)
+        if current is None:
+            return self.problem or f"nothing to replace at {location}"
+        transform = finding.transform
+        if transform and any(t not in ("urlencode",) for t in transform.split(">")):
+            if not transform.startswith(_HASHED):
+                return f"the value is encoded ({transform}); it can be stripped, not replaced"
+            value = fake("device_id", current, site=site, secret=secret, region=region)
+        else:
+            value = fake(finding.category, current, site=site, secret=secret, region=region)
+        if value is None:
+            return f"no valid stand-in for this {finding.category} value"
+        if not self._edit(location, value):
+            return self.problem or f"cannot edit {location}"
+        return None
+
+    def value_at(self, location: str) -> str | None:
+        kind, _, rest = location.partition(":")
+        name, dot, inner = rest.partition(".$")
+        if kind in ("query", "fragment", "body.form"):
+            pairs = {"query": self.query, "fragment": self.fragment, "body.form": self.form}[kind]
+            value = pairs.get(name)
+            if not dot or value is None:
+                return value
+            found = _json_get(_json_of(value), "$" + inner)
+            return found if isinstance(found, str) else _scalar(found)
+        if kind == "body" and rest.startswith("$"):
+            return _scalar(_json_get(self.json, rest))
+        if kind == "cookie":
+            return self.cookies.get(rest)
+        if kind == "header" and "." not in rest:
+            return next((h[1] for h in self.headers if h[0].lower() == rest), None)
+        if kind == "path" and rest.isdigit():
+            segments = [s for s in self.path.split("/") if s]
+            index = int(rest)
+            return decode.unquote(segments[index]) if index < len(segments) else None
+        self.problem = f"a value in {kind} cannot be edited in place"
+        return None
+
+    def _edit(self, location: str, value: str | None) -> bool:
+        """Remove (value None) or set the value at `location`."""
+        kind, _, rest = location.partition(":")
+        name, dot, inner = rest.partition(".$")
+        if kind in ("query", "fragment", "body.form"):
+            pairs = {"query": self.query, "fragment": self.fragment, "body.form": self.form}[kind]
+            if not dot:
+                return pairs.remove(name) if value is None else pairs.set(name, value)
+            text = pairs.get(name)
+            nested = _json_of(text)
+            if nested is None or not _json_edit(nested, "$" + inner, value):
+                self.problem = f"{location} is not in the request"
+                return False
+            return pairs.set(name, json.dumps(nested, ensure_ascii=False, separators=(",", ":")))
+        if kind == "body" and rest.startswith("$"):
+            if self.json is None or not _json_edit(self.json, rest, value):
+                self.problem = f"{location} is not in the request"
+                return False
+            self.body_changed = True
+            return True
+        if kind == "cookie":
+            return self.cookies.remove(rest) if value is None else self.cookies.set(rest, value)
+        if kind == "header" and "." not in rest:
+            before = len(self.headers)
+            if value is None:
+                self.headers = [h for h in self.headers if h[0].lower() != rest]
+                self.headers_changed |= len(self.headers) != before
+                return len(self.headers) != before
+            for header in self.headers:
+                if header[0].lower() == rest:
+                    header[1] = value
+                    self.headers_changed = True
+            return self.headers_changed
+        if kind == "path" and rest.isdigit() and value is not None:
+            segments = self.path.split("/")
+            nonempty = [i for i, s in enumerate(segments) if s]
+            index = int(rest)
+            if index >= len(nonempty):
+                return False
+            segments[nonempty[index]] = quote(value, safe=_ENCODE_SAFE)
+            self.path = "/".join(segments)
+            self.path_changed = True
+            return True
+        self.problem = (
+            "a path segment can be replaced, not stripped"
+            if kind == "path"
+            else f"a value in {kind} cannot be edited in place"
+        )
+        return False
+
+    def result(self) -> tuple[str, list[tuple[str, str]], bytes | None]:
+        url = self.base + self.path
+        if self.query.items or self.request.url.find("?") != -1:
+            query = self.query.text()
+            url += f"?{query}" if query else ""
+        fragment = self.fragment.text()
+        if fragment:
+            url += f"#{fragment}"
+        headers: list[tuple[str, str]] = []
+        cookie_done = False
+        cookies_changed = "cookies" in self.__dict__ and self.cookies.changed
+        for name, value in self.headers:
+            if name.lower() == "cookie" and cookies_changed:
+                if cookie_done or not self.cookies.names():
+                    continue
+                value, cookie_done = self.cookies.text(), True
+            headers.append((name, value))
+        body: bytes | None = None
+        if "_body" not in self.__dict__:
+            pass
+        elif self.body_changed and self.json is not None:
+            body = json.dumps(self.json, ensure_ascii=False, separators=(",", ":")).encode()
+        elif self.form.changed:
+            body = self.form.text().encode()
+        return url, headers, body
+
+
+class _Cookies:
+    def __init__(self, header: str) -> None:
+        self.pairs: list[list[str]] = []
+        for part in header.split(";"):
+            name, eq, value = part.strip().partition("=")
+            if eq and name:
+                self.pairs.append([name, value])
+        self.changed = False
+
+    def names(self) -> list[str]:
+        return [p[0] for p in self.pairs]
+
+    def get(self, name: str) -> str | None:
+        return next((p[1] for p in self.pairs if p[0] == name), None)
+
+    def set(self, name: str, value: str) -> bool:
+        found = False
+        for pair in self.pairs:
+            if pair[0] == name:
+                pair[1], found = value, True
+        self.changed |= found
+        return found
+
+    def remove(self, name: str) -> bool:
+        before = len(self.pairs)
+        self.pairs = [p for p in self.pairs if p[0] != name]
+        self.changed |= before != len(self.pairs)
+        return before != len(self.pairs)
+
+    def text(self) -> str:
+        return "; ".join(f"{n}={v}" for n, v in self.pairs)
+
+
+# -- JSON paths like the findings' locations: $.receiver.mobile, $.items[0].skuId ------------------
+
+
+def _json_of(text: str | None) -> Any:
+    if not text or text.strip()[:1] not in "{[":
+        return None
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, (dict, list)) else None
+
+
+def _scalar(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return repr(value) if isinstance(value, float) else str(value)
+    return None
+
+
+def _steps(node: Any, path: str) -> list[tuple[Any, Any]] | None:
+    """(container, key) pairs along `path` (`$.a.b[0]`); keys with dots are resolved greedily."""
+    if not path.startswith("$"):
+        return None
+    rest, steps = path[1:], list[tuple[Any, Any]]()
+    while rest:
+        if rest.startswith("[") and isinstance(node, list):
+            end = rest.find("]")
+            if end < 0 or not rest[1:end].isdigit() or int(rest[1:end]) >= len(node):
+                return None
+            index = int(rest[1:end])
+            steps.append((node, index))
+            node, rest = node[index], rest[end + 1 :]
+        elif rest.startswith(".") and isinstance(node, dict):
+            rest = rest[1:]
+            keys = [
+                k
+                for k in node
+                if rest.startswith(k) and rest[len(k) : len(k) + 1] in ("", ".", "[")
+            ]
+            if not keys:
+                return None
+            key = max(keys, key=len)
+            steps.append((node, key))
+            node, rest = node[key], rest[len(key) :]
+        else:
+            return None
+    return steps
+
+
+def _json_get(root: Any, path: str) -> Any:
+    steps = _steps(root, path)
+    if not steps:
+        return None
+    container, key = steps[-1]
+    return container[key]
+
+
+def _json_edit(root: Any, path: str, value: str | None) -> bool:
+    steps = _steps(root, path)
+    if not steps:
+        return False
+    container, key = steps[-1]
+    if value is None:
+        del container[key]
+    else:
+        old = container[key]
+        container[key] = (
+            value if isinstance(old, str) or not value.lstrip("-").isdigit() else int(value)
+        )
+    return True
+
+
+def _json_keys(root: Any, base: str, rule_for: Any) -> list[tuple[str, NameRule]]:
+    """(location, rule) of every key at any depth whose name a strip rule names."""
+    found: list[tuple[str, NameRule]] = []
+    stack: list[tuple[Any, str, int]] = [(root, base, 0)]
+    while stack and len(found) < 1000:
+        node, location, depth = stack.pop()
+        if depth > 64:
+            continue
+        if isinstance(node, dict):
+            for key, child in node.items():
+                rule = rule_for(str(key))
+                here = f"{location}.{key}"
+                if rule is not None:
+                    found.append((here, rule))
+                elif isinstance(child, (dict, list)):
+                    stack.append((child, here, depth + 1))
+        elif isinstance(node, list):
+            for index, child in enumerate(node):
+                if isinstance(child, (dict, list)):
+                    stack.append((child, f"{location}[{index}]", depth + 1))
+    return found

@@ -1,0 +1,164 @@
+"""The redactor addon on tflow flows: blocks answered locally, edits applied in enforce mode and
+only reported in observe mode, every action in the flow line with its rule, hot reloads."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from urllib.parse import parse_qsl
+
+import pytest
+
+from tests.addons.conftest import Proxy, request_to, respond
+
+SITE = """\
+site: taobao
+hosts: ["*.taobao.com", "*.mmstat.com"]
+first_party: ["*.taobao.com"]
+tracking_ids: {cookies: [cna]}
+trackers:
+  block: ["gm.mmstat.com"]
+  strip_params: [spm]
+  strip_cookies: {"*.mmstat.com": [cna]}
+  strip_fields: [umidToken]
+fields:
+  phone: {action: replace, hosts: ["!*.taobao.com"]}
+allow:
+  - match: "h5api.m.taobao.com/h5/mtop.trade.order.create*"
+    fields: [phone]
+"""
+PIXELS = """\
+site: pixels
+referred_only: true
+hosts: ["connect.facebook.net"]
+trackers:
+  block: ["connect.facebook.net/tr*"]
+"""
+
+
+def started(start: Callable[..., Proxy], mode: str) -> Proxy:
+    return start({"sites/taobao.yaml": SITE, "sites/pixels.yaml": PIXELS}, shopguard_mode=mode)
+
+
+def flow_line(proxy: Proxy) -> dict[str, object]:
+    (line,) = proxy.lines("flow")
+    return line
+
+
+@pytest.mark.parametrize("mode", ["enforce", "observe"])
+def test_a_tracker_host_is_answered_locally_only_in_enforce(
+    start: Callable[..., Proxy], mode: str
+) -> None:
+    proxy = started(start, mode)
+    flow = request_to("gm.mmstat.com", "/v.gif?cna=x", referer="https://www.taobao.com/")
+    flow.request.headers["sec-fetch-dest"] = "image"
+    proxy.run(flow, ("requestheaders", "request"))
+    if mode == "enforce":
+        assert flow.response is not None and flow.response.status_code == 204
+    else:
+        assert flow.response is None  # observe: it goes upstream
+        respond(flow)
+    proxy.run(flow, ("response",))
+    (action,) = flow_line(proxy)["actions"]  # type: ignore[misc]
+    assert action["action"] == "block" and action["status"] == 204
+    assert action["applied"] is (mode == "enforce")
+    assert action["rule"].endswith("sites/taobao.yaml:6")
+
+
+def test_a_blocked_document_gets_a_page_that_names_the_rule(start: Callable[..., Proxy]) -> None:
+    proxy = started(start, "enforce")
+    flow = request_to("gm.mmstat.com", "/page", referer="https://www.taobao.com/")
+    flow.request.headers["accept"] = "text/html"
+    proxy.run(flow, ("requestheaders",))
+    assert flow.response is not None and flow.response.status_code == 403
+    assert b"sites/taobao.yaml:6" in (flow.response.content or b"")
+
+
+def test_edits_reach_the_flow_in_enforce_mode(start: Callable[..., Proxy]) -> None:
+    proxy = started(start, "enforce")
+    flow = request_to("log.mmstat.com", "/x?spm=a.b&mobile=13912345678&k=1", method="POST")
+    flow.request.headers["referer"] = "https://www.taobao.com/"
+    flow.request.headers["cookie"] = "cna=Zm9vYmFyYmF6; other=1"
+    flow.request.headers["content-type"] = "application/json"
+    flow.request.content = json.dumps({"umidToken": "T2gA", "q": "bag"}).encode()
+    proxy.run(flow, ("requestheaders", "request"))
+    assert flow.response is None
+    query = dict(parse_qsl(flow.request.path.partition("?")[2]))
+    assert "spm" not in query and query["k"] == "1"
+    assert query["mobile"] != "13912345678" and len(query["mobile"]) == 11
+    assert flow.request.headers["cookie"] == "other=1"
+    assert json.loads(flow.request.content or b"") == {"q": "bag"}
+    assert flow.request.headers["content-length"] == str(len(flow.request.raw_content or b""))
+    respond(flow)
+    proxy.run(flow, ("response",))
+    actions = {(a["action"], a["target"]) for a in flow_line(proxy)["actions"]}  # type: ignore[attr-defined]
+    assert actions == {
+        ("strip", "query:spm"),
+        ("strip", "cookie:cna"),
+        ("strip", "body:$.umidToken"),
+        ("replace", "query:mobile"),
+    }
+
+
+def test_observe_mode_changes_nothing_and_says_what_it_would_do(
+    start: Callable[..., Proxy],
+) -> None:
+    proxy = started(start, "observe")
+    flow = request_to("www.taobao.com", "/item?spm=a.b&id=1")
+    before = flow.request.path
+    proxy.run(flow, ("requestheaders", "request"))
+    assert flow.request.path == before
+    respond(flow)
+    proxy.run(flow, ("response",))
+    (action,) = flow_line(proxy)["actions"]  # type: ignore[misc]
+    assert (action["action"], action["target"], action["applied"]) == ("strip", "query:spm", False)
+
+
+def test_allowed_fields_reach_the_shop(start: Callable[..., Proxy]) -> None:
+    proxy = started(start, "enforce")
+    path = "/h5/mtop.trade.order.create.h5/4.0/?mobile=13912345678"
+    flow = proxy.run(request_to("h5api.m.taobao.com", path), ("requestheaders", "request"))
+    assert flow.request.path == path
+
+
+def test_pixels_only_when_a_marketplace_page_fires_them(start: Callable[..., Proxy]) -> None:
+    proxy = started(start, "enforce")
+    elsewhere = request_to("connect.facebook.net", "/tr?id=1", referer="https://news.example/")
+    proxy.run(elsewhere, ("requestheaders", "request"))
+    assert elsewhere.response is None and "shopguard" not in elsewhere.metadata
+    fired = request_to("connect.facebook.net", "/tr?id=1", referer="https://www.taobao.com/x")
+    proxy.run(fired, ("requestheaders", "request", "response"))
+    assert fired.response is not None and fired.response.status_code == 204
+    line = flow_line(proxy)
+    assert line["site"] == "pixels" and line["via"] == "taobao"
+
+
+def test_an_edited_site_file_is_picked_up_and_a_broken_one_is_refused(
+    start: Callable[..., Proxy],
+) -> None:
+    proxy = started(start, "enforce")
+    site_file = proxy.config / "sites" / "taobao.yaml"
+    redactor = proxy.addons[0]
+
+    def bump() -> None:  # a new modification time, and the next request checks at once
+        stamp = time.time() + 5
+        os.utime(site_file, (stamp, stamp))
+        redactor.next_check = 0.0
+
+    site_file.write_text(SITE.replace("strip_params: [spm]", "strip_params: [spm, pvid]"))
+    bump()
+    flow = proxy.run(request_to("www.taobao.com", "/?pvid=1&x=2"), ("requestheaders", "request"))
+    assert flow.request.path == "/?x=2"
+    assert proxy.lines("policy_loaded")[-1]["files"]
+
+    site_file.write_text(SITE.replace("strip_params: [spm]", "strip_params: ['/(/']"))
+    bump()
+    flow = proxy.run(request_to("www.taobao.com", "/?pvid=1&x=2"), ("requestheaders", "request"))
+    assert flow.request.path == "/?x=2"  # the last good policy is still in force
+    (rejected,) = proxy.lines("policy_rejected")
+    assert rejected["errors"] == [
+        f"{site_file}:7: trackers.strip_params[0]: invalid regex '/(/': "
+        "missing ), unterminated subpattern"
+    ]
