@@ -13,14 +13,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from shopguard import paths
-from shopguard.cli.common import load_or_report
+from shopguard.cli.common import build_detector, load_or_report
 from shopguard.cli.main import EXIT_FOUND, EXIT_OK, EXIT_USAGE
 from shopguard.engine.detect import Detector
 from shopguard.engine.extract import Limits, PlainRequest, extract
 from shopguard.engine.findings import CATEGORIES, Finding
-from shopguard.engine.known_values import KnownMatcher, load_profile
-from shopguard.engine.located import ConfigErrors
+from shopguard.engine.hosts import route
 from shopguard.engine.masking import mask_path
 from shopguard.engine.settings import Config
 from shopguard.engine.trackers import Linker
@@ -162,8 +160,8 @@ def scan_files(files: list[Path], config: Config, detector: Detector) -> Iterato
                 continue
             request = entry.request
             host = urlsplit(request.url).hostname or ""
-            scope = index.attribute(host, request.header("origin"), request.header("referer"))
-            site = config.site(scope.name) if scope else None
+            routed = route(index, host, request.header("origin"), request.header("referer"))
+            site = config.site(routed[0].name) if routed else None
             extraction = extract(request, limits)
             findings = detector.detect(
                 extraction, host, site.tracking_ids if site else None, linker
@@ -228,24 +226,9 @@ def scan(args: argparse.Namespace) -> int:
     config = load_or_report(args.config)
     if config is None:
         return EXIT_USAGE
-    profile_path = args.profile or config.settings.profile or paths.default_profile_path()
-    matcher = None
-    region = "CN"
-    if args.profile or profile_path.exists():
-        try:
-            profile = load_profile(profile_path)
-        except ConfigErrors as exc:
-            for error in exc.errors:
-                print(error, file=sys.stderr)
-            return EXIT_USAGE
-        matcher, region = KnownMatcher(profile), profile.default_region
-    detector = Detector(
-        secret=paths.install_secret(),
-        matcher=matcher,
-        region=region,
-        min_confidence=args.min_confidence,
-        keep_values=config.settings.log.values == "raw",
-    )
+    detector = build_detector(config, args.profile, args.min_confidence)
+    if detector is None:
+        return EXIT_USAGE
     results: list[Result] = []
     try:
         for result in _with_progress(scan_files(args.files, config, detector), args):

@@ -99,6 +99,27 @@ def test_browser_page_assets_and_beacons_are_logged(
         ("phone", "query:data.$.receiverMobile"),
     }
     assert api[0]["inspection"] == "full"
-    # the third-party pixel host is not a configured site: relayed untouched, never logged
-    assert not [x for x in proxy.lines() if x.get("host") == PIXEL]
+    # the ad pixel fired by the shop page is logged as the pixels site, via taobao
+    pixel = logged(PIXEL)
+    assert pixel and pixel[0]["site"] == "third-party-pixels" and pixel[0]["via"] == "taobao"
     assert "13800138000" not in proxy.log.read_text()
+
+
+def test_checkout_works_under_the_shipped_policies_in_enforce_mode(
+    market: FakeMarket, pki: UpstreamPKI, tmp_path: Path
+) -> None:
+    proxy = start_proxy(tmp_path, "--mode", "enforce", routes=market.routes, upstream_ca=pki.ca_pem)
+    try:
+        market.recorder.clear()
+        dom = chromium_dump_dom(proxy, pki, f"https://{SHOP}/?spm=a21bo.1", tmp_path / "profile")
+        assert "order sent" in dom  # the page's order call came back
+        (order,) = market.recorder.find(API, "/h5/mtop.trade.order.create/1.0/")
+        assert b"13800138000" in order.body  # the shop itself still gets the recipient
+        assert market.recorder.find(SHOP, "/") and not market.recorder.find(SHOP, "/?spm")
+        assert not market.recorder.find(BEACON)  # the aplus beacon never left
+        assert not market.recorder.find(PIXEL)  # nor the pixel the shop page fired
+        beacon = proxy.wait_for(lambda x: x["event"] == "flow" and x["host"] == BEACON)
+        assert beacon and beacon[0]["actions"][0]["action"] == "block"
+        assert beacon[0]["status"] == 204
+    finally:
+        proxy.stop()

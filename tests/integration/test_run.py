@@ -61,7 +61,10 @@ def test_in_scope_https_is_intercepted_and_logged(proxy: Proxy, market: FakeMark
     assert line["status"] == 200
     assert line["third_party"] is False
     assert line["mode"] == "observe"
-    assert line["findings"] == [] and line["actions"] == []
+    assert line["findings"] == []
+    (would,) = line["actions"]  # observe mode: the shipped policy's strip is only reported
+    assert (would["action"], would["target"], would["applied"]) == ("strip", "query:spm", False)
+    assert "sites/taobao.yaml:" in would["rule"]
     assert isinstance(line["duration_ms"], float)
 
 
@@ -106,14 +109,36 @@ def test_shared_host_belongs_to_the_site_of_the_referer(proxy: Proxy) -> None:
 def test_out_of_scope_https_is_not_intercepted_nor_logged(
     proxy: Proxy, market: FakeMarket, pki: UpstreamPKI
 ) -> None:
-    for host in (PIXEL, LOOKALIKE):
-        reply = fetch(proxy.port, f"https://{host}/tr?id=1", cafile=pki.ca_pem)
-        assert reply.status == 200
-        assert reply.issuer == "shopguard test upstream CA"  # the upstream's own certificate
-        assert market.recorder.find(host, "/tr?id=1")
+    reply = fetch(proxy.port, f"https://{LOOKALIKE}/tr?id=1", cafile=pki.ca_pem)
+    assert reply.status == 200
+    assert reply.issuer == "shopguard test upstream CA"  # the upstream's own certificate
+    assert market.recorder.find(LOOKALIKE, "/tr?id=1")
     proxy.wait_for(lambda x: x["event"] == "flow" and x["host"] == SHOP)
-    hosts = {x.get("host") for x in proxy.lines()}
-    assert PIXEL not in hosts and LOOKALIKE not in hosts
+    assert LOOKALIKE not in {x.get("host") for x in proxy.lines()}
+
+
+def test_an_ad_pixel_not_fired_by_a_marketplace_page_is_relayed_and_not_logged(
+    proxy: Proxy, market: FakeMarket
+) -> None:
+    # pixel hosts are decrypted (the Referer is only visible inside TLS), but only a request
+    # from a marketplace page is logged and acted on
+    reply = fetch(
+        proxy.port,
+        f"https://{PIXEL}/tr?id=elsewhere",
+        cafile=proxy.ca,
+        headers={"referer": "https://news.example/"},
+    )
+    assert reply.status == 200 and reply.issuer == "mitmproxy"
+    assert market.recorder.find(PIXEL, "/tr?id=elsewhere")
+    fetch(
+        proxy.port,
+        f"https://{PIXEL}/tr?id=fired",
+        cafile=proxy.ca,
+        headers={"referer": f"https://{SHOP}/"},
+    )
+    (line,) = proxy.wait_for(lambda x: x["event"] == "flow" and x["host"] == PIXEL)
+    assert line["site"] == "third-party-pixels" and line["via"] == "taobao"
+    assert line["path"] == "/tr?id=***"
 
 
 def test_plain_http_in_scope_is_logged_and_out_of_scope_is_not(
@@ -122,12 +147,12 @@ def test_plain_http_in_scope_is_logged_and_out_of_scope_is_not(
     reply = fetch(proxy.port, f"http://{SHOP}/?q=phone")
     assert reply.status == 200
     assert [r for r in market.recorder.find(SHOP, "/?q=phone") if r.scheme == "http"]
-    reply = fetch(proxy.port, f"http://{PIXEL}/plain?id=2")
+    reply = fetch(proxy.port, f"http://{LOOKALIKE}/plain?id=2")
     assert reply.status == 200
-    assert market.recorder.find(PIXEL, "/plain?id=2")
+    assert market.recorder.find(LOOKALIKE, "/plain?id=2")
     lines = flows_for(proxy, SHOP)
     assert any(x["path"] == "/?q=***" for x in lines)
-    assert not [x for x in proxy.lines() if x.get("host") == PIXEL]
+    assert not [x for x in proxy.lines() if x.get("host") == LOOKALIKE]
 
 
 def test_client_that_does_not_trust_the_ca_is_reported(proxy: Proxy, pki: UpstreamPKI) -> None:
