@@ -91,10 +91,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 1 when one of these categories is found (e.g. phone,email)",
     )
 
-    policy = commands.add_parser("policy", help="check the configuration")
+    policy = commands.add_parser("policy", help="check, explain and test the site policies")
     policy_commands = policy.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
     check = policy_commands.add_parser("check", help="validate config files and list the sites")
     _config_arg(check)
+    explain = policy_commands.add_parser(
+        "explain", help="which site, findings and rules apply to a URL, and what would leave"
+    )
+    explain.add_argument("url", metavar="URL")
+    explain.add_argument("--method", help="default: GET, or POST with --body")
+    explain.add_argument(
+        "--header", action="append", default=[], metavar="NAME:VALUE", help="repeatable"
+    )
+    explain.add_argument("--body", metavar="@FILE|TEXT", help="request body, @file to read one")
+    _config_arg(explain)
+    _profile_arg(explain)
+    test = policy_commands.add_parser("test", help="run every site's examples")
+    test.add_argument("site", nargs="*", help="only these sites")
+    test.add_argument("-v", "--verbose", action="store_true", help="list passing examples too")
+    _config_arg(test)
+    imports = policy_commands.add_parser(
+        "import", help="turn a ClearURLs or Adblock-syntax list into a site's policy file"
+    )
+    imports.add_argument("kind", choices=("clearurls", "abp"), help="the list's format")
+    imports.add_argument("file", type=Path, metavar="FILE", help="data.min.json or a filter list")
+    imports.add_argument("--site", required=True, help="the site the rules are for, e.g. taobao")
+    imports.add_argument(
+        "-o", "--output", type=Path, metavar="FILE", help="write here (default: print)"
+    )
+    _config_arg(imports)
 
     ca = commands.add_parser("ca", help="where shopguard's CA is and how to trust it")
     ca.add_argument("--path", action="store_true", help="print only the CA certificate's path")
@@ -119,9 +144,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return scan(args)
     if args.command == "policy":
-        from shopguard.cli.policy import check
+        from shopguard.cli import policy, policy_import
 
-        return check(args)
+        actions = {
+            "check": policy.check,
+            "explain": policy.explain,
+            "test": policy.test,
+            "import": policy_import.import_rules,
+        }
+        return actions[args.policy_command](args)
     if args.command == "ca":
         from shopguard.cli.ca import show_ca
 

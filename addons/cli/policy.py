@@ -1,13 +1,23 @@
-"""`shopguard policy check`: validate the configuration and summarise each site."""
+"""`shopguard policy`: check the configuration, explain what happens to a URL, run examples."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import TextIO
 
-from shopguard.cli.common import load_or_report
-from shopguard.cli.main import EXIT_OK, EXIT_USAGE
+from shopguard.cli.common import build_detector, load_or_report
+from shopguard.cli.main import EXIT_FOUND, EXIT_OK, EXIT_USAGE
+from shopguard.engine.detect import Detector
+from shopguard.engine.evaluate import Evaluation, evaluate
+from shopguard.engine.extract import PlainRequest
 from shopguard.engine.hosts import overlaps
+from shopguard.engine.policy import Example
+from shopguard.engine.redact import Action
+from shopguard.engine.settings import Config
+
+EXAMPLE_SECRET = b"shopguard policy examples"  # stand-ins in examples need no real secret
 
 
 def check(args: argparse.Namespace) -> int:
@@ -16,9 +26,20 @@ def check(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     for site in config.sites:
         state = site.mode or config.settings.mode if site.enabled else "disabled"
+        policy = site.policy
+        rules = (
+            len(policy.block)
+            + len(policy.strip_params)
+            + len(policy.strip_cookies)
+            + len(policy.strip_headers)
+            + len(policy.strip_fields)
+            + len(policy.fields)
+            + len(policy.allow)
+        )
         print(
-            f"{site.name:<12} {state:<8} {len(site.hosts):>3} host globs, "
-            f"{len(site.first_party):>2} first-party  {site.file}"
+            f"{site.name:<18} {state:<8} {len(site.hosts):>3} host globs, "
+            f"{len(site.first_party):>2} first-party, {rules:>3} rules, "
+            f"{len(policy.examples):>2} examples  {site.file}"
         )
     enabled = config.enabled_sites
     shared: dict[str, list[str]] = {}
@@ -33,3 +54,166 @@ def check(args: argparse.Namespace) -> int:
         )
     print(f"ok: {len(enabled)} sites enabled, {len(config.files)} files checked")
     return EXIT_OK
+
+
+# -- explain -----------------------------------------------------------------------------------
+
+
+def _request_from_args(args: argparse.Namespace) -> PlainRequest | str:
+    headers = []
+    for item in args.header:
+        name, colon, value = item.partition(":")
+        if not colon or not name.strip():
+            return f"--header: expected NAME:VALUE, got {item!r}"
+        headers.append((name.strip(), value.strip()))
+    body = b""
+    if args.body is not None:
+        if args.body.startswith("@"):
+            try:
+                body = Path(args.body[1:]).read_bytes()
+            except OSError as exc:
+                return f"--body: cannot read {args.body[1:]}: {exc.strerror}"
+        else:
+            body = args.body.encode()
+    if not args.url.lower().startswith(("http://", "https://")):
+        return f"expected an http:// or https:// URL, got {args.url!r}"
+    method = args.method.upper() if args.method else ("POST" if body else "GET")
+    return PlainRequest(method, args.url, headers, body)
+
+
+def explain(args: argparse.Namespace) -> int:
+    config = load_or_report(args.config)
+    if config is None:
+        return EXIT_USAGE
+    request = _request_from_args(args)
+    if isinstance(request, str):
+        print(f"shopguard: {request}", file=sys.stderr)
+        return EXIT_USAGE
+    detector = build_detector(config, args.profile, 0.5)
+    if detector is None:
+        return EXIT_USAGE
+    result = evaluate(config, request, detector, mode="enforce")
+    _print_explanation(result, config, sys.stdout)
+    return EXIT_OK
+
+
+def _print_explanation(result: Evaluation, config: Config, out: TextIO) -> None:
+    site = result.site
+    if site is None:
+        print(
+            f"{result.host}: no configured site handles it; shopguard relays it untouched "
+            "(no TLS interception, nothing logged)",
+            file=out,
+        )
+        return
+    mode = site.mode or config.settings.mode
+    via = f", fired from a {result.via} page" if result.via else ""
+    party = "third party" if result.third_party else "first party"
+    print(f"site: {site.name} ({site.file}), mode {mode}, {party}{via}", file=out)
+    print(f"inspection: {result.inspection}", file=out)
+    print("findings:" if result.findings else "findings: none", file=out)
+    for finding in result.findings:
+        how = f" [{finding.transform}]" if finding.transform else ""
+        print(
+            f"  {finding.category:<13} {finding.location}{how}  {finding.detector} "
+            f"{finding.confidence:.2f}  {finding.preview}",
+            file=out,
+        )
+    outcome = result.outcome
+    assert outcome is not None
+    print("actions:" if outcome.actions else "actions: none", file=out)
+    for action in outcome.actions:
+        print(f"  {_action_text(action)}", file=out)
+    if mode != "enforce" and outcome.actions:
+        print(
+            f"  (the site is in {mode} mode: these are only logged until it is enforced)", file=out
+        )
+    request = result.request
+    print("request as it would leave (enforce mode):", file=out)
+    if outcome.block_status is not None:
+        print(f"  not sent: answered by shopguard with {outcome.block_status}", file=out)
+        return
+    print(f"  {request.method} {outcome.url}", file=out)
+    for name, value in outcome.headers:
+        print(f"  {name}: {value}", file=out)
+    body = outcome.body if outcome.body is not None else request.body
+    if body:
+        print("", file=out)
+        print("  " + body.decode("utf-8", "replace")[:4000], file=out)
+
+
+def _action_text(action: Action) -> str:
+    parts = [action.action, action.target]
+    if action.category:
+        parts.append(f"({action.category})")
+    if action.status:
+        parts.append(str(action.status))
+    parts.append(action.rule or "built in")
+    if not action.applied and action.reason:
+        parts.append(f"NOT DONE: {action.reason}")
+    elif action.reason:
+        parts.append(f"because {action.reason}")
+    return "  ".join(parts)
+
+
+# -- test --------------------------------------------------------------------------------------
+
+
+def run_example(config: Config, site_name: str, example: Example) -> list[str]:
+    """What is wrong with `example` under its site's policy (empty: it passes)."""
+    detector = Detector(EXAMPLE_SECRET)  # no profile: examples must not depend on anyone's
+    request = PlainRequest(
+        example.method,
+        example.url,
+        list(example.headers),
+        (example.body or "").encode(),
+    )
+    result = evaluate(config, request, detector, mode="enforce")
+    if result.site is None or result.site.name != site_name:
+        where = result.site.name if result.site else "no site"
+        return [f"the request belongs to {where}, not {site_name}"]
+    outcome = result.outcome
+    assert outcome is not None
+    problems = []
+    expect = example.expect
+    action = "block" if outcome.block_status is not None else "pass"
+    if "action" in expect and expect["action"] != action:
+        problems.append(f"expected {expect['action']}, got {action}")
+    if "status" in expect and outcome.block_status != expect["status"]:
+        problems.append(f"expected status {expect['status']}, got {outcome.block_status or 'none'}")
+    done = [a for a in outcome.actions if a.applied]
+
+    def names(act: Action) -> set[str]:
+        return {act.target, act.target.partition(":")[2], act.category or ""}
+
+    for kind, verb in (("strips", "strip"), ("replaces", "replace")):
+        for wanted in expect.get(kind, []):
+            if not any(a.action == verb and wanted in names(a) for a in done):
+                problems.append(f"expected a {verb} of {wanted}")
+    found = {f.category for f in result.findings}
+    for category in expect.get("findings", []):
+        if category not in found:
+            problems.append(f"expected a {category} finding")
+    return problems
+
+
+def test(args: argparse.Namespace) -> int:
+    config = load_or_report(args.config)
+    if config is None:
+        return EXIT_USAGE
+    total = failed = 0
+    for site in config.enabled_sites:
+        if args.site and site.name not in args.site:
+            continue
+        for example in site.policy.examples:
+            total += 1
+            problems = run_example(config, site.name, example)
+            if problems:
+                failed += 1
+                print(f"FAIL {example.where}: {example.method} {example.url}")
+                for problem in problems:
+                    print(f"     {problem}")
+            elif args.verbose:
+                print(f"ok   {example.where}: {example.method} {example.url}")
+    print(f"{total - failed} of {total} examples pass" + (f", {failed} fail" if failed else ""))
+    return EXIT_FOUND if failed else EXIT_OK
