@@ -3,6 +3,7 @@ only reported in observe mode, every action in the flow line with its rule, hot 
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import time
@@ -162,3 +163,17 @@ def test_an_edited_site_file_is_picked_up_and_a_broken_one_is_refused(
         f"{site_file}:7: trackers.strip_params[0]: invalid regex '/(/': "
         "missing ), unterminated subpattern"
     ]
+
+
+def test_an_edited_gzip_body_leaves_gzip_encoded_with_its_new_length(
+    start: Callable[..., Proxy],
+) -> None:
+    proxy = started(start, "enforce")
+    flow = request_to("www.taobao.com", "/api", method="POST")
+    flow.request.headers["content-type"] = "application/json"
+    flow.request.headers["content-encoding"] = "gzip"
+    flow.request.content = json.dumps({"umidToken": "T2gA", "q": "bag"}).encode()  # gzips it
+    proxy.run(flow, ("requestheaders", "request"))
+    raw = flow.request.raw_content or b""
+    assert gzip.decompress(raw) == b'{"q":"bag"}'
+    assert flow.request.headers["content-length"] == str(len(raw))
