@@ -153,7 +153,7 @@ def redact(
     for location, (action, finding, where) in wanted.items():
         done = Action(action, location, where, enforce, category=finding.category)
         if action == "strip":
-            problem = None if editor.strip(location) else editor.problem
+            problem = None if editor.strip(location) else editor.problem or "cannot edit it"
         else:
             problem = editor.replace(location, finding, site, secret, region)
         if problem:
@@ -435,7 +435,10 @@ class _Editor:
         if kind in ("query", "fragment", "body.form"):
             pairs = {"query": self.query, "fragment": self.fragment, "body.form": self.form}[kind]
             if not dot:
-                return pairs.remove(name) if value is None else pairs.set(name, value)
+                done = pairs.remove(name) if value is None else pairs.set(name, value)
+                if not done:  # e.g. a multipart part: shopguard does not rewrite multipart
+                    self.problem = f"{location} cannot be edited (not a query or form field)"
+                return done
             text = pairs.get(name)
             nested = _json_of(text)
             if nested is None or not _json_edit(nested, "$" + inner, value):

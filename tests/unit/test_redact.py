@@ -282,3 +282,20 @@ def test_an_mtop_call_without_token_is_left_as_it_was(tmp_path: Path) -> None:
     assert not action.applied
     assert action.reason == "a signed mtop call without the _m_h5_tk token cannot be re-signed"
     assert not outcome.changed
+
+
+def test_a_multipart_field_is_reported_as_not_edited(policy: Config) -> None:
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="email"\r\n\r\nwang@example.com\r\n--b--\r\n'
+    )
+    request = PlainRequest(
+        "POST",
+        "https://www.shop.example/f",
+        [("content-type", "multipart/form-data; boundary=b")],
+        body,
+    )
+    outcome = run(policy, request)
+    (action,) = outcome.actions
+    assert (action.action, action.target, action.applied) == ("strip", "body.form:email", False)
+    assert action.reason == "body.form:email cannot be edited (not a query or form field)"
+    assert not outcome.changed
