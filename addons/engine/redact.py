@@ -150,7 +150,10 @@ def redact(
     for target, strip_rule in editor.body_fields(policy.strip_rules("fields", host), kept):
         if editor.strip(target):
             outcome.actions.append(Action("strip", target, strip_rule.where, enforce))
+    stripped = {a.target for a in outcome.actions}
     for location, (action, finding, where) in wanted.items():
+        if location in stripped:
+            continue  # a tracker rule removed it already
         done = Action(action, location, where, enforce, category=finding.category)
         if action == "strip":
             problem = None if editor.strip(location) else editor.problem or "cannot edit it"
