@@ -12,9 +12,11 @@ from shopguard.engine.findings import Finding, fingerprint, mask
 from shopguard.engine.keys import KeyDictionary, default_dictionary
 from shopguard.engine.known_values import KnownMatcher, fold
 from shopguard.engine.patterns import Hit, context_hits, geo_hits, text_hits
-from shopguard.engine.trackers import Linker, TrackerNames
+from shopguard.engine.trackers import MIN_LINK, Linker, TrackerNames, link_tokens
 
 DEFAULT_MIN_CONFIDENCE = 0.5
+_REMEMBERED = 50_000  # keys, values and token sets remembered per detector, then forgotten
+_REMEMBER_MAX = 4096  # longer values are scanned each time
 
 
 @dataclass
@@ -32,6 +34,12 @@ class Detector:
     keys: KeyDictionary = field(default_factory=default_dictionary)
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
     keep_values: bool = False  # `log.values: raw`
+    # what recurring keys and values were found to be (a browsing session repeats most of them)
+    _roles: dict[tuple[str, str], tuple[frozenset[str], str | None]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _clean: set[str] = field(default_factory=set, init=False, repr=False)
+    _tokens: dict[str, frozenset[str]] = field(default_factory=dict, init=False, repr=False)
 
     def detect(
         self,
@@ -66,7 +74,9 @@ class Detector:
         tracker_fields: set[int] = set()
         fields: list[Field] = []
         categories: list[frozenset[str]] = []
-        categories_of = self.keys.categories_of
+        positions: list[tuple[Field, str]] = []  # fields under latitude/longitude/location keys
+        roles, clean = self._roles, self._clean
+        unclear: list[int] = []  # the fields whose values may hold something by shape
         for fld in extraction.fields:
             location = fld.location
             if location in tracker_locations:
@@ -76,32 +86,84 @@ class Detector:
                     linker.remember(fld.value, f"{location}@{host}" if host else location)
             if location.startswith("set-cookie:"):
                 continue  # a response cookie is a tracking identifier or nothing
-            cats = categories_of(fld.key, fld.parent)
+            role = roles.get((fld.key, fld.parent))
+            if role is None:
+                role = roles[(fld.key, fld.parent)] = self._role(fld.key, fld.parent)
+            cats, geo_role = role
             if cats:
                 for hit in context_hits(fld, cats, self.region):
                     add(fld, "pattern", hit)
+            if geo_role:
+                positions.append((fld, geo_role))
+            if fld.value not in clean:
+                unclear.append(len(fields))
             fields.append(fld)
             categories.append(cats)
+        if linker is not None and len(linker):
+            self._link(fields, tracker_fields, linker, add)
+        if unclear:
+            self._shapes([fields[i] for i in unclear], [categories[i] for i in unclear], add)
+        for fld, hit in geo_hits(positions):
+            add(fld, "pattern", hit)
+        return list(found.values())
+
+    def _role(self, key: str, parent: str) -> tuple[frozenset[str], str | None]:
+        """What a key says about its values: categories, and a coordinate role."""
+        if len(self._roles) > _REMEMBERED:
+            self._roles.clear()
+        return self.keys.categories_of(key, parent), self.keys.geo_role(key) if key else None
+
+    def _link(
+        self,
+        fields: list[Field],
+        tracker_fields: set[int],
+        linker: Linker,
+        add: Callable[..., None],
+    ) -> None:
+        """Tracking values first seen in a cookie, wherever they reappear (another host too)."""
+        tokens_of, seen = self._tokens, linker.remembered
+        for fld in fields:
+            value = fld.value
+            if len(value) < MIN_LINK or id(fld) in tracker_fields:
+                continue
+            tokens = tokens_of.get(value)
+            if tokens is None:
+                tokens = link_tokens(value)
+                if len(value) <= _REMEMBER_MAX:
+                    if len(tokens_of) > _REMEMBERED:
+                        tokens_of.clear()
+                    tokens_of[value] = tokens
+            for token in tokens:
+                if token in seen:
+                    hit = Hit("tracking_id", 0.8, token, token)
+                    add(fld, "tracker", hit, linked=seen[token])
+
+    def _shapes(
+        self, fields: list[Field], categories: list[frozenset[str]], add: Callable[..., None]
+    ) -> None:
+        """Patterns, the profile's forms and digests, in one pass each over the values not yet
+        known to hold none (joined by NUL: no pattern crosses one); values without a match are
+        remembered as clean, so a browsing session scans each recurring value once."""
         text = "\x00".join(f.value for f in fields)
         starts = list(accumulate((len(f.value) + 1 for f in fields[:-1]), initial=0))
+        matched: set[int] = set()
 
         def owner(position: int) -> int:
-            return bisect_right(starts, position) - 1
-
-        if linker is not None:
-            for token, origin, position in linker.links(text):
-                fld = fields[owner(position)]
-                if id(fld) not in tracker_fields:
-                    add(fld, "tracker", Hit("tracking_id", 0.8, token, token), linked=origin)
+            index = bisect_right(starts, position) - 1
+            matched.add(index)
+            return index
 
         folded = fold(text)
         for position, hit in text_hits(text, self.region, folded):
             add(fields[owner(position)], "pattern", hit)
         if self.matcher is not None:
             self._known(text, folded, fields, categories, owner, add)
-        for fld, hit in geo_hits(fields, self.keys):
-            add(fld, "pattern", hit)
-        return list(found.values())
+        clean = self._clean
+        if len(clean) > _REMEMBERED:
+            clean.clear()
+        for index, fld in enumerate(fields):
+            if index not in matched and len(fld.value) <= _REMEMBER_MAX:
+                clean.add(fld.value)
 
     def _known(
         self,

@@ -18,7 +18,6 @@ import phonenumbers
 from publicsuffixlist import PublicSuffixList
 
 from shopguard.engine.extract import Field
-from shopguard.engine.keys import KeyDictionary
 
 
 @dataclass(frozen=True)
@@ -249,18 +248,18 @@ def _plausible_address(value: str) -> bool:
     return letters >= 3 and (len(value) >= 8 or any(c.isdigit() for c in value))
 
 
-def geo_hits(fields: Iterable[Field], keys: KeyDictionary) -> Iterator[tuple[Field, Hit]]:
-    """Positions: latitude and longitude keys in one object, or "lng,lat" under a location key."""
+def geo_hits(candidates: Iterable[tuple[Field, str]]) -> Iterator[tuple[Field, Hit]]:
+    """Positions: latitude and longitude keys in one object, or "lng,lat" under a location key.
+
+    `candidates` are the fields under coordinate keys with their role (`KeyDictionary.geo_role`).
+    """
     by_container: dict[str, dict[str, Field]] = {}
-    for field in fields:
-        if not field.key:
-            continue
-        role = keys.geo_role(field.key)
+    for field, role in candidates:
         if role == "location":
             match = _PAIR.match(field.value)
             if match and _position(float(match.group(1)), float(match.group(2))):
                 yield field, Hit("geo", 0.85, field.value, field.value.strip())
-        elif role and _NUMBER.match(field.value):
+        elif _NUMBER.match(field.value):
             by_container.setdefault(field.container, {}).setdefault(role, field)
     for pair in by_container.values():
         if "lat" in pair and "lng" in pair:

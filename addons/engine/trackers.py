@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
-_TOKENS = re.compile(r"[^\x00&=,;|:/\s\"'{}\[\]]{8,}")  # candidate values, >= _MIN_LINK long
-_MIN_LINK = 8  # shorter tracking values are too likely to recur by chance
+_TOKENS = re.compile(r"[^\x00&=,;|:/\s\"'{}\[\]]{8,}")  # candidate values, >= MIN_LINK long
+MIN_LINK = 8  # shorter tracking values are too likely to recur by chance
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class Linker:
         self._seen: OrderedDict[str, str] = OrderedDict()
 
     def remember(self, value: str, origin: str) -> None:
-        if len(value) < _MIN_LINK:
+        if len(value) < MIN_LINK:
             return
         for form in {value, value.rstrip("=")}:  # base64 padding is split off in text
             self._seen[form] = origin
@@ -53,11 +53,15 @@ class Linker:
         while len(self._seen) > self.capacity:
             self._seen.popitem(last=False)
 
-    def links(self, text: str) -> Iterator[tuple[str, str, int]]:
-        """(tracking value, where it was first seen, position) for each one found in `text`."""
-        if not self._seen:
-            return
-        for token in set(_TOKENS.findall(text)).intersection(self._seen):
-            position = -1
-            while (position := text.find(token, position + 1)) != -1:
-                yield token, self._seen[token], position
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    @property
+    def remembered(self) -> Mapping[str, str]:
+        """Remembered tracking values and where each was first seen (`cookie:cna@host`)."""
+        return self._seen
+
+
+def link_tokens(value: str) -> frozenset[str]:
+    """The parts of a value that could be a remembered tracking value (split at delimiters)."""
+    return frozenset(_TOKENS.findall(value))
