@@ -20,17 +20,26 @@ def plain_request(flow: http.HTTPFlow, body_cap: int) -> PlainRequest:
         raw = raw[:body_cap]
     response_headers: list[tuple[str, str]] = []
     if flow.response is not None:
-        response_headers = [
-            (k.decode("latin-1"), v.decode("utf-8", "replace"))
-            for k, v in flow.response.headers.fields
-        ]
+        response_headers = header_pairs(flow.response.headers)
     return PlainRequest(
         method=request.method,
-        url=request.pretty_url,
-        headers=[
-            (k.decode("latin-1"), v.decode("utf-8", "replace")) for k, v in request.headers.fields
-        ],
+        url=_text(request.pretty_url),
+        headers=header_pairs(request.headers),
         body=raw,
         body_truncated=truncated,
         response_headers=response_headers,
     )
+
+
+def _text(value: str) -> str:
+    """mitmproxy keeps bytes that are not UTF-8 as lone surrogates; the engine gets U+FFFD."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return value
+
+
+def header_pairs(headers: http.Headers) -> list[tuple[str, str]]:
+    """Header names and values as text, as the engine sees them."""
+    return [(k.decode("latin-1"), v.decode("utf-8", "replace")) for k, v in headers.fields]

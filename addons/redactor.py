@@ -10,9 +10,10 @@ from urllib.parse import urlsplit
 from mitmproxy import http
 
 from shopguard import paths
-from shopguard.adapt import plain_request
+from shopguard.adapt import header_pairs, plain_request
 from shopguard.engine.findings import Finding
-from shopguard.engine.redact import Action, Outcome, redact, tracker_block
+from shopguard.engine.hosts import normalize_host
+from shopguard.engine.redact import Action, Outcome, block_status, redact, tracker_block
 from shopguard.engine.settings import Site
 from shopguard.runtime import META, Runtime, guarded, local_response
 
@@ -49,13 +50,21 @@ class Redactor:
         if site is None:
             return
         request = flow.request
+        headers = [(k, v) for k, v in request.headers.items(multi=True)]
+        enforce = state["mode"] == "enforce"
         action = tracker_block(
-            site.policy,
-            request.pretty_host,
-            request.path,
-            [(k, v) for k, v in request.headers.items(multi=True)],
-            state["mode"] == "enforce",
+            site.policy, normalize_host(request.pretty_host), request.path, headers, enforce
         )
+        if action is None and request.stream and site.policy.on_uninspected == "block":
+            # a streamed body leaves before anything could read it: decide now
+            action = Action(
+                "block",
+                "request",
+                site.policy.on_uninspected_rule,
+                enforce,
+                status=block_status(headers),
+                reason="its body is streamed and cannot be inspected",
+            )
         if action is None:
             return
         state["actions"].append(action.to_dict())
@@ -77,7 +86,7 @@ class Redactor:
         outcome = redact(
             site.policy,
             plain_request(flow, self.rt.config.settings.body_cap),
-            flow.request.pretty_host,
+            normalize_host(flow.request.pretty_host),
             [Finding(**f) for f in state["findings"]],
             site=site.name,
             secret=detector.secret if detector is not None else paths.install_secret(),
@@ -105,11 +114,16 @@ def apply(request: http.Request, outcome: Outcome) -> None:
         path += f"#{split.fragment}"
     if path != request.path:
         request.path = path
-    current = [(k, v) for k, v in request.headers.items(multi=True)]
-    if outcome.headers != current:
+    # the engine saw the headers as `adapt` decodes them; unchanged ones keep their raw bytes
+    seen = header_pairs(request.headers)
+    raw = dict(zip(seen, request.headers.fields, strict=True))
+    if outcome.headers != seen:
         kept_length = request.headers.get("content-length")
         request.headers = http.Headers(
-            [(k.encode("latin-1", "replace"), v.encode()) for k, v in outcome.headers]
+            [
+                raw.get((k, v)) or (k.encode("latin-1", "replace"), v.encode())
+                for k, v in outcome.headers
+            ]
         )
         if kept_length is not None and "content-length" not in request.headers:
             request.headers["content-length"] = kept_length

@@ -10,7 +10,7 @@ from typing import Any
 from mitmproxy import ctx, exceptions, http
 
 from shopguard import paths
-from shopguard.engine.hosts import allow_hosts_pattern, route
+from shopguard.engine.hosts import allow_hosts_pattern, normalize_host, route
 from shopguard.engine.located import ConfigErrors
 from shopguard.engine.settings import MODES, Config, config_stamp, load_config
 from shopguard.runtime import META, Runtime, guarded
@@ -121,7 +121,7 @@ class Scope:
         site, via = routed
         flow.metadata[META] = {
             "site": site.name,
-            "third_party": not site.is_first_party(host),
+            "third_party": not site.is_first_party(normalize_host(host)),
             "mode": self.rt.mode_for(site.name),
             "inspection": "none",
             "findings": [],

@@ -31,7 +31,11 @@ def evaluate(
     config: Config, request: PlainRequest, detector: Detector, mode: str | None = None
 ) -> Evaluation:
     """What the proxy would find in `request` and do with it (`mode` overrides the site's)."""
-    host = normalize_host(urlsplit(request.url).netloc)
+    try:
+        split = urlsplit(request.url)
+    except ValueError:
+        return Evaluation(request, "")  # not a URL any site could be matched with
+    host = normalize_host(split.netloc)
     result = Evaluation(request, host)
     routed = route(config.host_index(), host, request.header("origin"), request.header("referer"))
     if routed is None:
@@ -45,7 +49,6 @@ def evaluate(
     result.inspection = extraction.inspection
     result.findings = detector.detect(extraction, host, site.tracking_ids)
     enforce = result.mode == "enforce"
-    split = urlsplit(request.url)
     path = split.path + (f"?{split.query}" if split.query else "")
     block = tracker_block(site.policy, host, path, request.headers, enforce)
     if block is not None:

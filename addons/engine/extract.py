@@ -366,6 +366,11 @@ def clear_caches() -> None:
     _memos.clear()
 
 
+def looks_like_form(text: str) -> bool:
+    """`a=1&b=2` text (also when sent as text/plain, as navigator.sendBeacon does)."""
+    return _FORM.match(text) is not None and not _looks_base64(text)
+
+
 def _nest(base: str, name: str) -> str:
     return f"{base}{name}" if base.endswith((":", ".", "#")) else f"{base}.{name}"
 

@@ -47,7 +47,9 @@ class Finding:
 def fingerprint(secret: bytes, category: str, normalised: str) -> str:
     """Keyed BLAKE2: the same value is recognisable across lines without being readable."""
     digest = hashlib.blake2b(
-        f"{category}\x00{normalised}".encode(), key=secret[:64], digest_size=10
+        f"{category}\x00{normalised}".encode("utf-8", "surrogatepass"),
+        key=secret[:64],
+        digest_size=10,
     )
     return digest.hexdigest()
 

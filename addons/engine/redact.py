@@ -13,10 +13,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import SplitResult, quote, urlsplit
 
 from shopguard.engine import decode
-from shopguard.engine.extract import PlainRequest
+from shopguard.engine.extract import PlainRequest, looks_like_form
 from shopguard.engine.fakes import fake
 from shopguard.engine.findings import Finding
 from shopguard.engine.policy import NameIndex, NameRule, Policy
@@ -92,28 +92,32 @@ def redact(
 ) -> Outcome:
     """Apply `policy` to `request` (sent to `host`, carrying `findings`)."""
     outcome = Outcome(url=request.url, headers=list(request.headers))
-    split = urlsplit(request.url)
+    try:
+        split = urlsplit(request.url)
+    except ValueError:
+        return outcome  # a URL Python cannot split: nothing can be edited in it
     path = split.path + (f"?{split.query}" if split.query else "")
     allowances = policy.allowances(host, path)
     if any(a.everything for a in allowances):
         return outcome
     allowed_categories = frozenset().union(*(a.fields or () for a in allowances))
-    kept = frozenset().union(*(a.keep or () for a in allowances))
+    kept_names = frozenset().union(*(a.keep or () for a in allowances))
+    kept = kept_names | {k.lower() for k in kept_names}  # header names ignore case
 
     block = None  # tracker blocks are decided earlier, from the request line (tracker_block)
-    if inspection == "none" and policy.on_uninspected == "block":
+    if inspection != "full" and policy.on_uninspected == "block":
         block = Action(
             "block",
             "request",
             policy.on_uninspected_rule,
             enforce,
             status=block_status(request.headers),
-            reason="the body could not be inspected",
+            reason=f"the request could not be fully inspected ({inspection})",
         )
     # what to do with each personal field: the strongest action among its findings
     wanted: dict[str, tuple[str, Finding, str]] = {}
     for finding in findings:
-        if finding.category in allowed_categories:
+        if finding.category in allowed_categories or _name_of(finding.location) in kept:
             continue
         rule = policy.field_rule(finding.category, host)
         if rule is None or rule.action == "log":
@@ -136,7 +140,7 @@ def redact(
         outcome.block_status = block.status if enforce else None
         return outcome
 
-    editor = _Editor(request)
+    editor = _Editor(request, split)
     for kind, rules in (
         ("query", policy.strip_rules("params", host)),
         ("fragment", policy.strip_rules("params", host)),
@@ -169,6 +173,14 @@ def redact(
     return outcome
 
 
+def _name_of(location: str) -> str:
+    """The innermost name in a location: `cookie:cna` -> cna, `body:$.a.umid` -> umid."""
+    rest = location.partition(":")[2]
+    tail = rest.rsplit(".$", 1)[-1] if ".$" in rest else rest
+    tail = tail.rstrip("]").rsplit("[", 1)[0] if tail.endswith("]") else tail
+    return tail.rsplit(".", 1)[-1] if ".$" in rest or rest.startswith("$") else tail
+
+
 # -- signed mtop calls ---------------------------------------------------------------------------
 
 
@@ -179,6 +191,7 @@ def mtop_sign(token: str, t: str, app_key: str, data: str) -> str:
 
 def _resign(editor: _Editor, outcome: Outcome, enforce: bool) -> None:
     """Edits inside a signed mtop call's `data` need a new signature, or must be undone."""
+    editor.write_back()
     query = editor.query
     sign, t, app_key = query.get("sign"), query.get("t"), query.get("appKey")
     if sign is None or t is None or app_key is None or "/h5/" not in editor.path:
@@ -197,6 +210,7 @@ def _resign(editor: _Editor, outcome: Outcome, enforce: bool) -> None:
     token = token.split("_", 1)[0] if token else ""
     if not token:
         pairs.restore("data")  # leave the call as it was, and say why
+        editor.nested.pop((where, "data"), None)
         for action in outcome.actions:
             if action.target.startswith((f"{where}:data.", f"{where}:data")):
                 action.applied = False
@@ -272,12 +286,16 @@ class _Pairs:
 
 
 class _Editor:
-    """The parts of a request that policies edit, parsed once."""
+    """The parts of a request that policies edit, each parsed only when a rule needs it.
 
-    def __init__(self, request: PlainRequest) -> None:
+    Edits are made on parsed structures and written back once (`result`), so that several
+    edits of one JSON document see the positions as they came (a removed array item leaves a
+    gap until then), and whatever no rule touched leaves as it came.
+    """
+
+    def __init__(self, request: PlainRequest, split: SplitResult) -> None:
         self.request = request
-        split = urlsplit(request.url)
-        self.base = f"{split.scheme}://{split.netloc}"
+        self.split = split
         self.path = split.path
         self.query = _Pairs(split.query, plus=True)
         self.fragment = _Pairs(split.fragment, plus=False)
@@ -286,10 +304,11 @@ class _Editor:
         self.body_changed = False
         self.headers_changed = False
         self.path_changed = False
+        self.nested: dict[tuple[str, str], Any] = {}  # JSON inside a query or form value
 
     @cached_property
     def cookies(self) -> _Cookies:
-        return _Cookies(self.request.header("cookie") or "")
+        return _Cookies(self.headers)
 
     @cached_property
     def _body(self) -> tuple[_Pairs, Any]:
@@ -311,12 +330,11 @@ class _Editor:
         content_type = (self.request.header("content-type") or "").lower()
         stripped = text.strip()
         if "json" in content_type or stripped[:1] in "{[":
-            try:
-                return empty, json.loads(stripped)
-            except (ValueError, RecursionError):
-                pass
-        if "x-www-form-urlencoded" in content_type:
-            return _Pairs(stripped, plus=True), None
+            parsed = _json_of(stripped)
+            if parsed is not None:
+                return empty, parsed
+        if "x-www-form-urlencoded" in content_type or looks_like_form(stripped):
+            return _Pairs(stripped, plus=True), None  # also sendBeacon's text/plain forms
         return empty, None
 
     @property
@@ -327,8 +345,19 @@ class _Editor:
     def json(self) -> Any:
         return self._body[1]
 
+    def pairs(self, kind: str) -> _Pairs:
+        return {"query": self.query, "fragment": self.fragment, "body.form": self.form}[kind]
+
+    def nested_json(self, kind: str, name: str) -> Any:
+        """The JSON inside the value `name` of a query or form (mtop's `data`), parsed once."""
+        key = (kind, name)
+        if key not in self.nested:
+            self.nested[key] = _json_of(self.pairs(kind).get(name))
+        return self.nested[key]
+
     @property
     def changed(self) -> bool:
+        self.write_back()
         built = self.__dict__
         return (
             self.path_changed
@@ -339,6 +368,12 @@ class _Editor:
             or self.body_changed
             or ("_body" in built and self.form.changed)
         )
+
+    def write_back(self) -> None:
+        """Put edited JSON back into its query or form value."""
+        for (kind, name), document in self.nested.items():
+            if isinstance(document, _Edited):
+                self.pairs(kind).set(name, _dumps(document.value))
 
     # -- what the strip rules name --------------------------------------------------------------
     def names(
@@ -362,7 +397,8 @@ class _Editor:
         return list(found.items())
 
     def body_fields(self, rules: NameIndex, kept: frozenset[str]) -> list[tuple[str, NameRule]]:
-        """(location, rule) for each body field (form, JSON, JSON inside a form or query value)."""
+        """(location, rule) for each body field: form and JSON keys at any depth, and keys of
+        JSON inside a form or query value (mtop's `data=`); never a query parameter itself."""
         if not rules:
             return []
 
@@ -370,15 +406,16 @@ class _Editor:
             return None if name in kept else rules.find(name)
 
         found: list[tuple[str, NameRule]] = []
-        for base, pairs in (("query", self.query), ("body.form", self.form)):
+        for kind in ("query", "body.form"):
+            pairs = self.pairs(kind)
             for name in pairs.names():
-                rule = rule_for(name)
+                rule = rule_for(name) if kind == "body.form" else None
                 if rule is not None:
-                    found.append((f"{base}:{name}", rule))
+                    found.append((f"{kind}:{name}", rule))
                     continue
-                nested = _json_of(pairs.get(name))
+                nested = self.nested_json(kind, name)
                 if nested is not None:
-                    found.extend(_json_keys(nested, f"{base}:{name}.$", rule_for))
+                    found.extend(_json_keys(_plain(nested), f"{kind}:{name}.$", rule_for))
         if self.json is not None:
             found.extend(_json_keys(self.json, "body:$", rule_for))
         return found
@@ -391,17 +428,22 @@ class _Editor:
     def replace(
         self, location: str, finding: Finding, site: str, secret: bytes, region: str
     ) -> str | None:
-        """Replace the value at `location` with a fake; the reason when it cannot."""
+        """Replace the value at `location` with a stand-in; the reason when it cannot."""
+        self.problem = ""
         current = self.value_at(location)
         if current is None:
             return self.problem or f"nothing to replace at {location}"
-        transform = finding.transform
-        if transform and any(t not in ("urlencode",) for t in transform.split(">")):
-            if not transform.startswith(_HASHED):
-                return f"the value is encoded ({transform}); it can be stripped, not replaced"
+        layers = finding.transform.split(">") if finding.transform else []
+        if layers and layers[-1].startswith(_HASHED):  # a digest: another digest of its shape
             value = fake("device_id", current, site=site, secret=secret, region=region)
+        elif any(layer != "urlencode" for layer in layers):
+            return f"the value is encoded ({finding.transform}); it can be stripped, not replaced"
         else:
+            for _ in layers:  # percent-encoded again inside the value
+                current = decode.unquote(current)
             value = fake(finding.category, current, site=site, secret=secret, region=region)
+            for _ in layers:
+                value = quote(value, safe="") if value is not None else None
         if value is None:
             return f"no valid stand-in for this {finding.category} value"
         if not self._edit(location, value):
@@ -412,12 +454,10 @@ class _Editor:
         kind, _, rest = location.partition(":")
         name, dot, inner = rest.partition(".$")
         if kind in ("query", "fragment", "body.form"):
-            pairs = {"query": self.query, "fragment": self.fragment, "body.form": self.form}[kind]
-            value = pairs.get(name)
-            if not dot or value is None:
-                return value
-            found = _json_get(_json_of(value), "$" + inner)
-            return found if isinstance(found, str) else _scalar(found)
+            if not dot:
+                return self.pairs(kind).get(name)
+            document = self.nested_json(kind, name)
+            return _scalar(_json_get(_plain(document), "$" + inner))
         if kind == "body" and rest.startswith("$"):
             return _scalar(_json_get(self.json, rest))
         if kind == "cookie":
@@ -436,18 +476,19 @@ class _Editor:
         kind, _, rest = location.partition(":")
         name, dot, inner = rest.partition(".$")
         if kind in ("query", "fragment", "body.form"):
-            pairs = {"query": self.query, "fragment": self.fragment, "body.form": self.form}[kind]
+            pairs = self.pairs(kind)
             if not dot:
                 done = pairs.remove(name) if value is None else pairs.set(name, value)
                 if not done:  # e.g. a multipart part: shopguard does not rewrite multipart
                     self.problem = f"{location} cannot be edited (not a query or form field)"
                 return done
-            text = pairs.get(name)
-            nested = _json_of(text)
-            if nested is None or not _json_edit(nested, "$" + inner, value):
+            document = self.nested_json(kind, name)
+            if document is None or not _json_edit(_plain(document), "$" + inner, value):
                 self.problem = f"{location} is not in the request"
                 return False
-            return pairs.set(name, json.dumps(nested, ensure_ascii=False, separators=(",", ":")))
+            if not isinstance(document, _Edited):
+                self.nested[(kind, name)] = _Edited(document)
+            return True
         if kind == "body" and rest.startswith("$"):
             if self.json is None or not _json_edit(self.json, rest, value):
                 self.problem = f"{location} is not in the request"
@@ -485,76 +526,154 @@ class _Editor:
         return False
 
     def result(self) -> tuple[str, list[tuple[str, str]], bytes | None]:
-        url = self.base + self.path
-        if self.query.items or self.request.url.find("?") != -1:
-            query = self.query.text()
+        self.write_back()
+        split = self.split
+        if self.path_changed or self.query.changed or self.fragment.changed:
+            query, fragment = self.query.text(), self.fragment.text()
+            url = f"{split.scheme}://{split.netloc}{self.path}"
             url += f"?{query}" if query else ""
-        fragment = self.fragment.text()
-        if fragment:
-            url += f"#{fragment}"
-        headers: list[tuple[str, str]] = []
-        cookie_done = False
-        cookies_changed = "cookies" in self.__dict__ and self.cookies.changed
-        for name, value in self.headers:
-            if name.lower() == "cookie" and cookies_changed:
-                if cookie_done or not self.cookies.names():
-                    continue
-                value, cookie_done = self.cookies.text(), True
-            headers.append((name, value))
+            url += f"#{fragment}" if fragment else ""
+        else:
+            url = self.request.url  # as it came, to the byte
+        headers = [(k, v) for k, v in self.headers]
+        if "cookies" in self.__dict__ and self.cookies.changed:
+            headers = self.cookies.apply(headers)
         body: bytes | None = None
         if "_body" not in self.__dict__:
             pass
         elif self.body_changed and self.json is not None:
-            body = json.dumps(self.json, ensure_ascii=False, separators=(",", ":")).encode()
+            body = _dumps(self.json).encode()
         elif self.form.changed:
             body = self.form.text().encode()
         return url, headers, body
 
 
 class _Cookies:
-    def __init__(self, header: str) -> None:
-        self.pairs: list[list[str]] = []
-        for part in header.split(";"):
-            name, eq, value = part.strip().partition("=")
-            if eq and name:
-                self.pairs.append([name, value])
+    """The pairs of every Cookie header (HTTP/2 clients send one per cookie), each edited in
+    place; parts without `=` stay as they were."""
+
+    def __init__(self, headers: list[list[str]]) -> None:
+        self.parts: list[list[Any]] = []  # [header index, name or None, value or raw part]
+        for index, (name, value) in enumerate(headers):
+            if name.lower() != "cookie":
+                continue
+            for part in value.split(";"):
+                key, eq, content = part.strip().partition("=")
+                if eq and key:
+                    self.parts.append([index, key, content])
+                elif part.strip():
+                    self.parts.append([index, None, part.strip()])
         self.changed = False
 
     def names(self) -> list[str]:
-        return [p[0] for p in self.pairs]
+        return [p[1] for p in self.parts if p[1] is not None]
 
     def get(self, name: str) -> str | None:
-        return next((p[1] for p in self.pairs if p[0] == name), None)
+        return next((str(p[2]) for p in self.parts if p[1] == name), None)
 
     def set(self, name: str, value: str) -> bool:
         found = False
-        for pair in self.pairs:
-            if pair[0] == name:
-                pair[1], found = value, True
+        for part in self.parts:
+            if part[1] == name:
+                part[2], found = value, True
         self.changed |= found
         return found
 
     def remove(self, name: str) -> bool:
-        before = len(self.pairs)
-        self.pairs = [p for p in self.pairs if p[0] != name]
-        self.changed |= before != len(self.pairs)
-        return before != len(self.pairs)
+        before = len(self.parts)
+        self.parts = [p for p in self.parts if p[1] != name]
+        self.changed |= before != len(self.parts)
+        return before != len(self.parts)
 
-    def text(self) -> str:
-        return "; ".join(f"{n}={v}" for n, v in self.pairs)
+    def apply(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The headers with each Cookie header rewritten from its remaining parts (an emptied
+        Cookie header is dropped)."""
+        out = []
+        for index, (name, value) in enumerate(headers):
+            if name.lower() == "cookie":
+                kept = [
+                    f"{p[1]}={p[2]}" if p[1] is not None else str(p[2])
+                    for p in self.parts
+                    if p[0] == index
+                ]
+                if not kept:
+                    continue
+                value = "; ".join(kept)
+            out.append((name, value))
+        return out
+
+
+class _Edited:
+    """A nested JSON document that an edit changed (written back into its value once)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _plain(document: Any) -> Any:
+    return document.value if isinstance(document, _Edited) else document
 
 
 # -- JSON paths like the findings' locations: $.receiver.mobile, $.items[0].skuId ------------------
 
 
+_REMOVED = object()  # a removed array item, until the document is written back
+
+
 def _json_of(text: str | None) -> Any:
+    """Parsed JSON that can be written back faithfully; None otherwise (not JSON, duplicate
+    keys, numbers beyond a double: re-encoding would change what the site receives)."""
     if not text or text.strip()[:1] not in "{[":
         return None
     try:
-        value = json.loads(text)
+        value = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_refuse)
     except (ValueError, RecursionError):
         return None
-    return value if isinstance(value, (dict, list)) else None
+    if not isinstance(value, (dict, list)) or not _finite(value):
+        return None
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate keys")
+    return result
+
+
+def _refuse(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _finite(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, float):
+        return value not in (float("inf"), float("-inf"))
+    if depth > 64:
+        return True
+    if isinstance(value, dict):
+        return all(_finite(v, depth + 1) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v, depth + 1) for v in value)
+    return True
+
+
+def _without_removed(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_removed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_removed(v) for v in value if v is not _REMOVED]
+    return value
+
+
+def _dumps(value: Any) -> str:
+    """Compact JSON as clients send it; \\u escapes where the text holds lone surrogates."""
+    clean = _without_removed(value)
+    text = json.dumps(clean, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(clean, separators=(",", ":"))
+    return text
 
 
 def _scalar(value: Any) -> str | None:
@@ -576,6 +695,8 @@ def _steps(node: Any, path: str) -> list[tuple[Any, Any]] | None:
             if end < 0 or not rest[1:end].isdigit() or int(rest[1:end]) >= len(node):
                 return None
             index = int(rest[1:end])
+            if node[index] is _REMOVED:
+                return None
             steps.append((node, index))
             node, rest = node[index], rest[end + 1 :]
         elif rest.startswith(".") and isinstance(node, dict):
@@ -608,7 +729,9 @@ def _json_edit(root: Any, path: str, value: str | None) -> bool:
     if not steps:
         return False
     container, key = steps[-1]
-    if value is None:
+    if value is None and isinstance(container, list):
+        container[key] = _REMOVED  # later paths into this array keep their positions
+    elif value is None:
         del container[key]
     else:
         old = container[key]

@@ -177,3 +177,37 @@ def test_an_edited_gzip_body_leaves_gzip_encoded_with_its_new_length(
     raw = flow.request.raw_content or b""
     assert gzip.decompress(raw) == b'{"q":"bag"}'
     assert flow.request.headers["content-length"] == str(len(raw))
+
+
+def test_a_streamed_body_is_blocked_before_it_leaves_when_the_site_says_so(
+    start: Callable[..., Proxy],
+) -> None:
+    proxy = start({"sites/taobao.yaml": SITE + "on_uninspected: block\n"}, shopguard_mode="enforce")
+    flow = request_to("www.taobao.com", "/upload", method="POST")
+    flow.request.stream = True
+    proxy.run(flow, ("requestheaders",))
+    assert flow.response is not None and flow.response.status_code == 204
+    (action,) = flow.metadata["shopguard"]["actions"]
+    assert action["reason"] == "its body is streamed and cannot be inspected"
+
+
+def test_untouched_headers_keep_their_bytes_when_others_change(
+    start: Callable[..., Proxy],
+) -> None:
+    proxy = started(start, "enforce")
+    flow = request_to("www.taobao.com", "/item?spm=1&id=2")
+    flow.request.headers.fields += ((b"x-name", b"Zo\xeb"),)
+    proxy.run(flow, ("requestheaders", "request"))
+    assert flow.request.path == "/item?id=2"
+    assert (b"x-name", b"Zo\xeb") in flow.request.headers.fields
+
+
+def test_a_host_written_with_a_trailing_dot_follows_the_same_rules(
+    start: Callable[..., Proxy],
+) -> None:
+    proxy = started(start, "enforce")
+    path = "/h5/mtop.trade.order.create.h5/4.0/?mobile=13912345678"
+    flow = request_to("h5api.m.taobao.com.", path)
+    proxy.run(flow, ("requestheaders", "request"))
+    assert flow.request.path == path  # the allow entry still applies
+    assert flow.metadata["shopguard"]["third_party"] is False

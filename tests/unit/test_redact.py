@@ -8,7 +8,7 @@ import hashlib
 import json
 import textwrap
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import phonenumbers
 import pytest
@@ -299,3 +299,118 @@ def test_a_multipart_field_is_reported_as_not_edited(policy: Config) -> None:
     assert (action.action, action.target, action.applied) == ("strip", "body.form:email", False)
     assert action.reason == "body.form:email cannot be edited (not a query or form field)"
     assert not outcome.changed
+
+
+# -- edits that must leave everything else as it came ----------------------------------------------
+
+
+def config_of(tmp_path: Path, text: str) -> Config:
+    (tmp_path / "sites").mkdir(exist_ok=True)
+    site = 'site: shop\nhosts: ["*.shop.example"]\n' + textwrap.dedent(text)
+    (tmp_path / "sites" / "shop.yaml").write_text(site, encoding="utf-8")
+    return load_config(tmp_path, None)
+
+
+def json_post(url: str, document: object, content_type: str = "application/json") -> PlainRequest:
+    return PlainRequest(
+        "POST", url, [("content-type", content_type)], json.dumps(document).encode()
+    )
+
+
+def test_removing_array_items_keeps_the_other_positions(tmp_path: Path) -> None:
+    config = config_of(tmp_path, "fields:\n  email: strip\n")
+    document = {"emails": ["a.b@example.org", "c.d@example.net", "not-personal"]}
+    outcome = run(config, json_post("https://www.shop.example/x", document))
+    assert [a.applied for a in outcome.actions] == [True, True]
+    assert json.loads(outcome.body or b"") == {"emails": ["not-personal"]}
+
+
+def test_every_cookie_header_is_read_and_edited_in_place(tmp_path: Path) -> None:
+    config = config_of(tmp_path, "trackers:\n  strip_cookies: [visitor]\n")
+    headers = [("cookie", "visitor=1; flag"), ("cookie", "session=abc"), ("cookie", "visitor=2")]
+    outcome = run(config, PlainRequest("GET", "https://www.shop.example/p?", headers))
+    assert outcome.headers == [("cookie", "flag"), ("cookie", "session=abc")]
+    assert outcome.url == "https://www.shop.example/p?"  # the URL was not touched
+
+
+def test_bad_input_is_handled_not_raised(tmp_path: Path) -> None:
+    config = config_of(tmp_path, "trackers:\n  strip_fields: [umid]\n")
+    surrogate = '{"umid":1,"x":"\\ud800"}'
+    outcome = run(
+        config, PlainRequest("POST", "https://www.shop.example/x", [], surrogate.encode())
+    )
+    assert outcome.body == b'{"x":"\\ud800"}'
+    query = f"https://www.shop.example/h5/x?data={quote(surrogate)}"
+    assert "%5Cud800" in run(config, PlainRequest("GET", query)).url
+    broken = PlainRequest("GET", "https://www.shop.example[x?spm=1")
+    assert evaluate(config, broken, Detector(SECRET)).outcome is None  # no site, no exception
+    shop = config.sites[0]
+    assert redact(shop.policy, broken, "www.shop.example", [], site="shop", secret=SECRET,
+                  enforce=True).actions == []  # fmt: skip
+
+
+def test_a_text_plain_form_body_is_edited_like_a_form(tmp_path: Path) -> None:
+    config = config_of(tmp_path, "trackers:\n  strip_fields: [umid]\n")
+    request = PlainRequest(
+        "POST", "https://www.shop.example/b", [("content-type", "text/plain;charset=UTF-8")],
+        b"umid=abc123def456&x=1",
+    )  # fmt: skip
+    assert run(config, request).body == b"x=1"
+
+
+def test_keep_protects_names_from_field_rules_and_ignores_header_case(tmp_path: Path) -> None:
+    config = config_of(
+        tmp_path,
+        """\
+        tracking_ids: {cookies: [visitor], headers: [x-umid]}
+        trackers:
+          strip_headers: ["/^x-/"]
+        fields:
+          tracking_id: strip
+        allow:
+          - match: "api.shop.example/*"
+            keep: [visitor, X-Umid]
+        """,
+    )
+    headers = [("cookie", "visitor=Zm9vYmFyYmF6"), ("X-Umid", "T2gA1234abcd")]
+    outcome = run(config, PlainRequest("GET", "https://api.shop.example/v", headers))
+    assert outcome.actions == [] and not outcome.changed
+
+
+def test_strip_fields_never_strips_a_query_parameter(tmp_path: Path) -> None:
+    config = config_of(tmp_path, "trackers:\n  strip_fields: [id]\n")
+    request = PlainRequest("GET", "https://www.shop.example/item.htm?id=680000000001")
+    assert run(config, request).actions == []
+
+
+def test_json_that_would_not_survive_re_encoding_is_left_alone(tmp_path: Path) -> None:
+    config = config_of(tmp_path, "trackers:\n  strip_fields: [umid]\n")
+    for text in ('{"umid":"1","d":1,"d":2}', '{"umid":"1","big":1e400}'):
+        request = PlainRequest("POST", "https://www.shop.example/x", [], text.encode())
+        assert not run(config, request).changed
+
+
+def test_a_urlencoded_value_is_replaced_encoded_again(tmp_path: Path) -> None:
+    config = config_of(tmp_path, "fields:\n  phone: replace\n")
+    request = PlainRequest("GET", "https://www.shop.example/p?mobile=%2B8613912345678")
+    outcome = run(config, request)
+    (action,) = outcome.actions
+    assert action.applied, action.reason
+    sent = decode_twice(urlsplit(outcome.url).query.partition("=")[2])
+    assert sent.startswith("+86") and sent != "+8613912345678"
+    assert phonenumbers.is_valid_number(phonenumbers.parse(sent))
+
+
+def decode_twice(text: str) -> str:
+    from urllib.parse import unquote
+
+    return unquote(unquote(text))
+
+
+def test_on_uninspected_block_covers_partial_inspection(tmp_path: Path) -> None:
+    config = config_of(tmp_path, "on_uninspected: block\n")
+    request = PlainRequest("POST", "https://www.shop.example/u", [], b"\x00\x01\x02" * 100)
+    outcome = run(config, request)
+    assert [(a.action, a.reason) for a in outcome.actions] == [
+        ("block", "the request could not be fully inspected (partial)")
+    ]
