@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from mitmproxy import http
 
 from shopguard.engine.extract import PlainRequest
@@ -32,12 +34,16 @@ def plain_request(flow: http.HTTPFlow, body_cap: int) -> PlainRequest:
 
 
 def _text(value: str) -> str:
-    """mitmproxy keeps bytes that are not UTF-8 as lone surrogates; the engine gets U+FFFD."""
+    """mitmproxy keeps URL bytes that are not UTF-8 as lone surrogates; the engine gets them
+    percent-encoded (`%FF`), which means the same to the site and keeps the URL text."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        return _RAW_BYTE.sub(lambda m: f"%{ord(m.group(0)) - 0xDC00:02X}", value)
     return value
+
+
+_RAW_BYTE = re.compile("[\udc80-\udcff]")
 
 
 def header_pairs(headers: http.Headers) -> list[tuple[str, str]]:

@@ -211,3 +211,13 @@ def test_a_host_written_with_a_trailing_dot_follows_the_same_rules(
     proxy.run(flow, ("requestheaders", "request"))
     assert flow.request.path == path  # the allow entry still applies
     assert flow.metadata["shopguard"]["third_party"] is False
+
+
+def test_bytes_that_are_not_utf8_in_the_url_are_handled(start: Callable[..., Proxy]) -> None:
+    proxy = started(start, "enforce")
+    flow = request_to("www.taobao.com", "/")
+    flow.request.data.path = b"/item.htm?id=1&spm=2&cna=\xff\xfe"
+    proxy.run(flow, ("requestheaders", "request"))
+    assert flow.response is None  # no 502: nothing failed
+    assert flow.request.data.path == b"/item.htm?id=1&cna=%FF%FE"  # the same bytes to the site
+    assert not proxy.lines("addon_error")
