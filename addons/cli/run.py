@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import ipaddress
 import logging
 import signal
@@ -88,6 +89,10 @@ async def serve(args: argparse.Namespace) -> int:
         print(f"shopguard: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
+    # configuration, profile digests and mitmproxy's own start-up objects live as long as the
+    # process: keep the cyclic garbage collector from scanning them again and again
+    gc.collect()
+    gc.freeze()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, master.shutdown)

@@ -17,6 +17,7 @@ from shopguard.engine.trackers import MIN_LINK, Linker, TrackerNames, link_token
 DEFAULT_MIN_CONFIDENCE = 0.5
 _REMEMBERED = 50_000  # keys, values and token sets remembered per detector, then forgotten
 _REMEMBER_MAX = 4096  # longer values are scanned each time
+_REMEMBER_FIELDS = 500  # values of requests with more fields are not remembered as clean
 
 
 @dataclass
@@ -159,6 +160,8 @@ class Detector:
         if self.matcher is not None:
             self._known(text, folded, fields, categories, owner, add)
         clean = self._clean
+        if len(fields) > _REMEMBER_FIELDS:
+            return  # a bulk body (a product list): its values are not what recurs
         if len(clean) > _REMEMBERED:
             clean.clear()
         for index, fld in enumerate(fields):
