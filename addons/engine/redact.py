@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -174,11 +175,16 @@ def redact(
 
 
 def _name_of(location: str) -> str:
-    """The innermost name in a location: `cookie:cna` -> cna, `body:$.a.umid` -> umid."""
+    """The innermost name in a location: `cookie:cna` -> cna, `body:$.a.umid` -> umid,
+    `query:data.$.items[0]` -> items."""
     rest = location.partition(":")[2]
-    tail = rest.rsplit(".$", 1)[-1] if ".$" in rest else rest
-    tail = tail.rstrip("]").rsplit("[", 1)[0] if tail.endswith("]") else tail
-    return tail.rsplit(".", 1)[-1] if ".$" in rest or rest.startswith("$") else tail
+    if ".$" not in rest and not rest.startswith("$"):
+        return rest
+    path = _INDEXES.sub("", rest.rsplit("$", 1)[1])
+    return path.rsplit(".", 1)[-1]
+
+
+_INDEXES = re.compile(r"(?:\[\d+\])+$")
 
 
 # -- signed mtop calls ---------------------------------------------------------------------------
@@ -657,7 +663,17 @@ def _finite(value: Any, depth: int = 0) -> bool:
     return True
 
 
+class _Embedded:
+    """JSON written inside a JSON string (mtop's `params`, `exParams`), parsed to be edited;
+    written back as a string."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
 def _without_removed(value: Any) -> Any:
+    if isinstance(value, _Embedded):
+        return _dumps(value.value)
     if isinstance(value, dict):
         return {k: _without_removed(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -690,7 +706,15 @@ def _steps(node: Any, path: str) -> list[tuple[Any, Any]] | None:
         return None
     rest, steps = path[1:], list[tuple[Any, Any]]()
     while rest:
-        if rest.startswith("[") and isinstance(node, list):
+        if rest.startswith(".$") and steps and isinstance(node, (str, _Embedded)):
+            if isinstance(node, str):  # JSON inside this string value: parse it once
+                parsed = _json_of(node)
+                if parsed is None:
+                    return None
+                container, key = steps[-1]
+                node = container[key] = _Embedded(parsed)
+            node, rest = node.value, rest[2:]
+        elif rest.startswith("[") and isinstance(node, list):
             end = rest.find("]")
             if end < 0 or not rest[1:end].isdigit() or int(rest[1:end]) >= len(node):
                 return None
@@ -757,6 +781,10 @@ def _json_keys(root: Any, base: str, rule_for: Any) -> list[tuple[str, NameRule]
                     found.append((here, rule))
                 elif isinstance(child, (dict, list)):
                     stack.append((child, here, depth + 1))
+                elif isinstance(child, str) and child[:1] in ("{", "["):
+                    inner = _json_of(child)  # JSON inside a string value
+                    if inner is not None:
+                        stack.append((inner, f"{here}.$", depth + 1))
         elif isinstance(node, list):
             for index, child in enumerate(node):
                 if isinstance(child, (dict, list)):

@@ -414,3 +414,25 @@ def test_on_uninspected_block_covers_partial_inspection(tmp_path: Path) -> None:
     assert [(a.action, a.reason) for a in outcome.actions] == [
         ("block", "the request could not be fully inspected (partial)")
     ]
+
+
+def test_json_inside_a_json_string_is_edited_and_written_back_as_a_string(tmp_path: Path) -> None:
+    config = config_of(tmp_path, "trackers:\n  strip_fields: [umid]\nfields:\n  phone: replace\n")
+    params = json.dumps({"receiverMobile": "13912345678", "umid": "T2gA", "n": 1})
+    form = "data=" + quote(json.dumps({"params": params, "itemId": "1"}))
+    request = PlainRequest(
+        "POST",
+        "https://www.shop.example/h5/x",
+        [("content-type", "application/x-www-form-urlencoded")],
+        form.encode(),
+    )
+    outcome = run(config, request)
+    assert {(a.action, a.target, a.applied) for a in outcome.actions} == {
+        ("strip", "body.form:data.$.params.$.umid", True),
+        ("replace", "body.form:data.$.params.$.receiverMobile", True),
+    }
+    data = json.loads(dict(parse_qsl((outcome.body or b"").decode()))["data"])
+    inner = json.loads(data["params"])
+    assert set(inner) == {"receiverMobile", "n"} and data["itemId"] == "1"
+    assert inner["receiverMobile"] != "13912345678"
+    assert phonenumbers.is_valid_number(phonenumbers.parse(inner["receiverMobile"], "CN"))
