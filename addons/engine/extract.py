@@ -134,7 +134,7 @@ class _Walker:
         if entry is None:
             walker = _Walker(self.limits)
             if location in _URL_HEADERS:
-                walker.referer(key, value)
+                walker.address(location, key, value)
             else:
                 walker.emit(location, key, value)
             entry = (tuple(walker.out.fields), tuple(walker.out.problems))
@@ -164,6 +164,9 @@ class _Walker:
             if isinstance(parsed, (dict, list)):
                 self.json(parsed, _nest(location, "$"), transform, key)
                 return True
+        if stripped[:8].lower().startswith(("https://", "http://")) and "?" in stripped:
+            self.address(location, key, stripped, transform, parent)  # a redirect target
+            return True
         if "=" in value and _FORM.match(value) and not _looks_base64(value):
             self.form(value, location, transform, plus=True)
             return True
@@ -258,18 +261,22 @@ class _Walker:
             elif lower not in _SKIP_HEADERS:
                 self.emit_repeated(f"header:{lower}", lower, value)
 
-    def referer(self, name: str, value: str) -> None:
-        """A URL-bearing header: its address, then its query and fragment as fields."""
+    def address(
+        self, location: str, key: str, value: str, transform: str = "", parent: str = ""
+    ) -> None:
+        """A URL (a Referer, or a redirect target inside a parameter): the address itself at
+        `location`, its query below `location.` and its fragment below `location#`."""
         try:
             parts = urlsplit(value)
         except ValueError:
-            self.emit(f"header:{name}", name, value)
+            self.out.fields.append(Field(location, key, value, transform, parent))
             return
-        self.emit(f"header:{name}", name, f"{parts.scheme}://{parts.netloc}{parts.path}")
+        base = f"{parts.scheme}://{parts.netloc}{parts.path}"
+        self.out.fields.append(Field(location, key, base, transform, parent))
         if parts.query:
-            self.form(parts.query, f"header:{name}.", "", plus=True)
+            self.form(parts.query, f"{location}.", transform, plus=True)
         if parts.fragment:
-            self.form(parts.fragment, f"header:{name}#", "", plus=False)
+            self.form(parts.fragment, f"{location}#", transform, plus=False)
 
     def cookies(self, header: str, base: str) -> None:
         for pair in header.split(";"):

@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
-from urllib.parse import SplitResult, quote, urlsplit
+from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
 from shopguard.engine import decode
 from shopguard.engine.extract import PlainRequest, looks_like_form
@@ -312,6 +312,9 @@ class _Editor:
         self.path_changed = False
         self.nested: dict[tuple[str, str], Any] = {}  # JSON inside a query or form value
 
+    def header(self, name: str) -> str | None:
+        return next((h[1] for h in self.headers if h[0].lower() == name), None)
+
     @cached_property
     def cookies(self) -> _Cookies:
         return _Cookies(self.headers)
@@ -460,16 +463,23 @@ class _Editor:
         kind, _, rest = location.partition(":")
         name, dot, inner = rest.partition(".$")
         if kind in ("query", "fragment", "body.form"):
+            pairs = self.pairs(kind)
+            if not dot and name not in pairs and (inside := _inside_address(name, pairs.get)):
+                outer, part, param = inside
+                return _address_param(pairs.get(outer) or "", part, param)
             if not dot:
-                return self.pairs(kind).get(name)
+                return pairs.get(name)
             document = self.nested_json(kind, name)
             return _scalar(_json_get(_plain(document), "$" + inner))
         if kind == "body" and rest.startswith("$"):
             return _scalar(_json_get(self.json, rest))
         if kind == "cookie":
             return self.cookies.get(rest)
-        if kind == "header" and "." not in rest:
-            return next((h[1] for h in self.headers if h[0].lower() == rest), None)
+        if kind == "header" and (inside := _inside_address(rest, self.header)):
+            outer, part, param = inside
+            return _address_param(self.header(outer) or "", part, param)
+        if kind == "header":
+            return self.header(rest)
         if kind == "path" and rest.isdigit():
             segments = [s for s in self.path.split("/") if s]
             index = int(rest)
@@ -483,6 +493,13 @@ class _Editor:
         name, dot, inner = rest.partition(".$")
         if kind in ("query", "fragment", "body.form"):
             pairs = self.pairs(kind)
+            if not dot and name not in pairs and (inside := _inside_address(name, pairs.get)):
+                outer, part, param = inside  # a parameter of a URL inside this parameter
+                changed = _address_edit(pairs.get(outer) or "", part, param, value)
+                if changed is None:
+                    self.problem = f"{location} is not in the request"
+                    return False
+                return pairs.set(outer, changed)
             if not dot:
                 done = pairs.remove(name) if value is None else pairs.set(name, value)
                 if not done:  # e.g. a multipart part: shopguard does not rewrite multipart
@@ -503,7 +520,18 @@ class _Editor:
             return True
         if kind == "cookie":
             return self.cookies.remove(rest) if value is None else self.cookies.set(rest, value)
-        if kind == "header" and "." not in rest:
+        if kind == "header" and (inside := _inside_address(rest, self.header)):
+            outer, part, param = inside  # a parameter of the Referer's URL
+            changed = _address_edit(self.header(outer) or "", part, param, value)
+            if changed is None:
+                self.problem = f"{location} is not in the request"
+                return False
+            for header in self.headers:
+                if header[0].lower() == outer:
+                    header[1] = changed
+            self.headers_changed = True
+            return True
+        if kind == "header":
             before = len(self.headers)
             if value is None:
                 self.headers = [h for h in self.headers if h[0].lower() != rest]
@@ -552,6 +580,39 @@ class _Editor:
         elif self.form.changed:
             body = self.form.text().encode()
         return url, headers, body
+
+
+def _inside_address(name: str, lookup: Callable[[str], str | None]) -> tuple[str, str, str] | None:
+    """For `r.mobile` or `referer#k`: (`r`, `.` or `#`, `mobile`) when `r` holds a URL."""
+    for index, char in enumerate(name):
+        if char in ".#":
+            outer = name[:index]
+            value = lookup(outer)
+            if value is not None and value[:8].lower().startswith(("https://", "http://")):
+                return outer, char, name[index + 1 :]
+    return None
+
+
+def _address_param(url: str, part: str, param: str) -> str | None:
+    try:
+        split = urlsplit(url)
+    except ValueError:
+        return None
+    return _Pairs(split.query if part == "." else split.fragment, plus=part == ".").get(param)
+
+
+def _address_edit(url: str, part: str, param: str, value: str | None) -> str | None:
+    """`url` with its query (`.`) or fragment (`#`) parameter removed or set; None if absent."""
+    try:
+        split = urlsplit(url)
+    except ValueError:
+        return None
+    pairs = _Pairs(split.query if part == "." else split.fragment, plus=part == ".")
+    if not (pairs.remove(param) if value is None else pairs.set(param, value)):
+        return None
+    text = pairs.text()
+    edited = split._replace(query=text) if part == "." else split._replace(fragment=text)
+    return urlunsplit(edited)
 
 
 class _Cookies:

@@ -436,3 +436,23 @@ def test_json_inside_a_json_string_is_edited_and_written_back_as_a_string(tmp_pa
     assert set(inner) == {"receiverMobile", "n"} and data["itemId"] == "1"
     assert inner["receiverMobile"] != "13912345678"
     assert phonenumbers.is_valid_number(phonenumbers.parse(inner["receiverMobile"], "CN"))
+
+
+def test_a_parameter_of_a_url_inside_a_parameter_or_the_referer_is_edited(tmp_path: Path) -> None:
+    config = config_of(tmp_path, "fields:\n  phone: replace\n  email: strip\n")
+    target = quote("https://login.shop.example/m?mobile=13912345678&from=a", safe="")
+    request = PlainRequest(
+        "GET",
+        f"https://www.shop.example/p?r={target}",
+        [("referer", "https://www.shop.example/s?q=bag&email=wang%40example.com")],
+    )
+    outcome = run(config, request)
+    assert {(a.action, a.target, a.applied) for a in outcome.actions} == {
+        ("replace", "query:r.mobile", True),
+        ("strip", "header:referer.email", True),
+    }
+    redirect = dict(parse_qsl(urlsplit(outcome.url).query))["r"]
+    inner = dict(parse_qsl(urlsplit(redirect).query))
+    assert redirect.startswith("https://login.shop.example/m?")
+    assert inner["from"] == "a" and inner["mobile"] != "13912345678"
+    assert ("referer", "https://www.shop.example/s?q=bag") in outcome.headers
