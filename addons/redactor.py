@@ -106,13 +106,13 @@ class Redactor:
 
 def apply(request: http.Request, outcome: Outcome) -> None:
     """Write an outcome's URL, headers and body onto a mitmproxy request."""
-    split = urlsplit(outcome.url)
-    path = split.path or "/"
-    if split.query:
-        path += f"?{split.query}"
-    if split.fragment:
-        path += f"#{split.fragment}"
-    if path != request.path:
+    if outcome.url_changed:
+        split = urlsplit(outcome.url)
+        path = split.path or "/"
+        if split.query:
+            path += f"?{split.query}"
+        if split.fragment:
+            path += f"#{split.fragment}"
         request.path = path
     # the engine saw the headers as `adapt` decodes them; unchanged ones keep their raw bytes
     seen = header_pairs(request.headers)

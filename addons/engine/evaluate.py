@@ -35,7 +35,7 @@ def evaluate(
         split = urlsplit(request.url)
     except ValueError:
         return Evaluation(request, "")  # not a URL any site could be matched with
-    host = normalize_host(split.netloc)
+    host = normalize_host(split.hostname or "")
     result = Evaluation(request, host)
     routed = route(config.host_index(), host, request.header("origin"), request.header("referer"))
     if routed is None:

@@ -57,6 +57,7 @@ class Outcome:
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes | None = None  # the decoded body when it changed; None: as it was
     changed: bool = False
+    url_changed: bool = False
 
 
 def block_status(headers: Sequence[tuple[str, str]]) -> int:
@@ -171,6 +172,7 @@ def redact(
     outcome.changed = editor.changed
     if editor.changed:
         outcome.url, outcome.headers, outcome.body = editor.result()
+        outcome.url_changed = outcome.url != request.url
     return outcome
 
 
