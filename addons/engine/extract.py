@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from shopguard.engine import decode
@@ -191,39 +191,43 @@ class _Walker:
         Recursion follows containers only (leaves are handled in their parent's loop) and stops
         at `max_json_depth`; the walk ends when the field budget is spent.
         """
-        fields = self.out.fields
-        budget = self.limits.max_fields
-        max_depth = self.limits.max_json_depth
-        emit = self.emit
+        fields, out, emit = self.out.fields, self.out, self.emit
+        budget, max_depth = self.limits.max_fields, self.limits.max_json_depth
 
-        out = self.out
-
-        def walk(value: object, location: str, key: str, parent_key: str, depth: int) -> bool:
-            """Emit a string or number, descend into a container; False once the budget is spent."""
-            if len(fields) >= budget:
-                out.cut(f"more than {budget} fields")
-                return False
-            kind = type(value)
-            if kind is str:
-                emit(location, key, cast(str, value), transform, parent_key)
-            elif kind is int or kind is float:
-                number = _number(cast(float, value))
-                fields.append(Field(location, key, number, transform, parent_key))
-            elif depth >= max_depth:
-                if kind is dict or kind is list:
-                    out.cut("JSON nested too deep")
-            elif kind is dict:
+        def walk(node: Any, location: str, key: str, parent_key: str, depth: int) -> bool:
+            """The values of one object or array; False once the budget is spent."""
+            if depth >= max_depth:
+                out.cut("JSON nested too deep")
+                return True
+            in_object = type(node) is dict
+            if in_object:  # a member's key is its name; its parent, this object's key
                 prefix = location if location.endswith((":", ".", "#")) else location + "."
-                for name, child in cast(dict[str, object], value).items():
-                    if not walk(child, prefix + name, name, key, depth + 1):
-                        return False
-            elif kind is list:
-                for index, child in enumerate(cast(list[object], value)):
-                    if not walk(child, f"{location}[{index}]", key, parent_key, depth + 1):
-                        return False
+                members, inner_parent = node.items(), key
+            else:  # an item keeps the array's key and parent
+                members, inner_parent = enumerate(node), parent_key
+            for name, value in members:
+                if len(fields) >= budget:
+                    out.cut(f"more than {budget} fields")
+                    return False
+                if in_object:
+                    where, inner_key = prefix + name, name
+                else:
+                    where, inner_key = f"{location}[{name}]", key
+                kind = type(value)
+                if kind is str:
+                    emit(where, inner_key, value, transform, inner_parent)
+                elif kind is int:
+                    fields.append(Field(where, inner_key, str(value), transform, inner_parent))
+                elif kind is float:
+                    fields.append(Field(where, inner_key, repr(value), transform, inner_parent))
+                elif (kind is dict or kind is list) and not walk(
+                    value, where, inner_key, inner_parent, depth + 1
+                ):
+                    return False
             return True
 
-        walk(root, base, "", parent, 0)
+        if isinstance(root, (dict, list)):
+            walk(root, base, "", parent, 0)
 
     def form(self, text: str, base: str, transform: str, plus: bool) -> None:
         """`a=1&b=2` (a query or urlencoded body) below `base` (e.g. `query:`)."""
@@ -380,10 +384,6 @@ def looks_like_form(text: str) -> bool:
 
 def _nest(base: str, name: str) -> str:
     return f"{base}{name}" if base.endswith((":", ".", "#")) else f"{base}.{name}"
-
-
-def _number(value: int | float) -> str:
-    return repr(value) if isinstance(value, float) else str(value)
 
 
 def _looks_base64(value: str) -> bool:
