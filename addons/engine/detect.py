@@ -6,6 +6,7 @@ from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import accumulate
+from typing import Any
 
 from shopguard.engine.extract import Extraction, Field
 from shopguard.engine.findings import Finding, fingerprint, mask
@@ -41,6 +42,10 @@ class Detector:
     )
     _clean: set[str] = field(default_factory=set, init=False, repr=False)
     _tokens: dict[str, frozenset[str]] = field(default_factory=dict, init=False, repr=False)
+    _context: dict[tuple[str, frozenset[str]], list[Hit]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _findings: dict[tuple[Any, ...], Finding] = field(default_factory=dict, init=False, repr=False)
 
     def detect(
         self,
@@ -50,6 +55,7 @@ class Detector:
         linker: Linker | None = None,
     ) -> list[Finding]:
         found: dict[tuple[str, str], Finding] = {}
+        made = self._findings
 
         def add(fld: Field, detector: str, hit: Hit, transform: str = "", linked: str = "") -> None:
             if hit.confidence < self.min_confidence:
@@ -57,17 +63,24 @@ class Detector:
             slot = (hit.category, fld.location)
             if slot in found and found[slot].confidence >= hit.confidence:
                 return
-            found[slot] = Finding(
-                category=hit.category,
-                location=fld.location,
-                detector=detector,
-                transform=">".join(t for t in (fld.transform, transform) if t),
-                confidence=hit.confidence,
-                preview=mask(hit.category, hit.value),
-                fingerprint=fingerprint(self.secret, hit.category, hit.canonical),
-                linked_from=linked or None,
-                value=hit.value if self.keep_values else None,
-            )
+            key = (hit, fld.location, fld.transform, detector, transform, linked)
+            finding = made.get(key)
+            if finding is None:  # findings are immutable: the same one recurs flow after flow
+                finding = Finding(
+                    category=hit.category,
+                    location=fld.location,
+                    detector=detector,
+                    transform=">".join(t for t in (fld.transform, transform) if t),
+                    confidence=hit.confidence,
+                    preview=mask(hit.category, hit.value),
+                    fingerprint=fingerprint(self.secret, hit.category, hit.canonical),
+                    linked_from=linked or None,
+                    value=hit.value if self.keep_values else None,
+                )
+                if len(made) > _REMEMBERED:
+                    made.clear()
+                made[key] = finding
+            found[slot] = finding
 
         # one pass over the fields: tracking identifiers (remembered before the linking below,
         # so that a cookie set and reused in one request links) and key-context detectors
@@ -92,7 +105,13 @@ class Detector:
                 role = roles[(fld.key, fld.parent)] = self._role(fld.key, fld.parent)
             cats, geo_role = role
             if cats:
-                for hit in context_hits(fld, cats, self.region):
+                hits = self._context.get((fld.value, cats))
+                if hits is None:
+                    hits = context_hits(fld, cats, self.region)
+                    if len(self._context) > _REMEMBERED:
+                        self._context.clear()
+                    self._context[(fld.value, cats)] = hits
+                for hit in hits:
                     add(fld, "pattern", hit)
             if geo_role:
                 positions.append((fld, geo_role))

@@ -239,8 +239,11 @@ class _Walker:
         for pair in pairs:
             if pair:
                 name, _, raw = pair.partition("=")
-                name = decode.unquote(name, plus=True)
-                self.emit(prefix + name, name, decode.unquote(raw, plus=plus), transform)
+                if "%" in name or "+" in name:
+                    name = decode.unquote(name, plus=True)
+                if "%" in raw or (plus and "+" in raw):
+                    raw = decode.unquote(raw, plus=plus)
+                self.emit(prefix + name, name, raw, transform)
 
     # -- request parts ------------------------------------------------------------------------
     def url(self, url: str) -> None:
