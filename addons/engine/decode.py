@@ -127,6 +127,11 @@ def b64(value: str) -> tuple[str, str] | None:
     return text, label
 
 
+def is_hex(value: str) -> bool:
+    """Hex digits in pairs, at least 12 of them (what `hexa` will try)."""
+    return len(value) >= 12 and not len(value) % 2 and _HEX.match(value) is not None
+
+
 def hexa(value: str) -> str | None:
     """Text of a hex-encoded value (e.g. `77616e67…`), if it decodes to printable text."""
     if len(value) < 12 or len(value) % 2 or not _HEX.match(value) or value.isdigit():

@@ -106,17 +106,22 @@ class _Walker:
             return
         if not value:
             return
-        if value.isdigit() or (
-            not _DECODABLE.search(value)
-            and (len(value) < 12 or not _BASE64_ALPHABET.fullmatch(value))
+        structured = not value.isdigit() and _DECODABLE.search(value) is not None
+        if not structured and (
+            len(value) < 12
+            or value.isdigit()
+            or (value.isalpha() and (value.islower() or value.isupper()))
+            or not _BASE64_ALPHABET.fullmatch(value)
         ):
             # nothing to decode (no escape or structure, and not base64 or hex, which need 12
-            # characters of their alphabet): the fast path
+            # characters of their alphabet and are not a plain number or word): the fast path
             self.out.fields.append(Field(location, key, value, transform, parent))
             return
         layers = transform.count(">") + 1 if transform else 0
         if layers < self.limits.max_layers and len(value) <= self.limits.max_value:
-            if self._decode(location, key, value, transform, parent):
+            if structured and self._decode(location, key, value, transform, parent):
+                return
+            if not structured and self._guess(location, key, value, transform, parent):
                 return
         elif len(value) > self.limits.max_value:
             self.out.cut("a value too long to decode")
@@ -170,17 +175,25 @@ class _Walker:
         if "=" in value and _FORM.match(value) and not _looks_base64(value):
             self.form(value, location, transform, plus=True)
             return True
-        step, label, replaces = decode.percent(value), "urlencode", True
+        step, label = decode.percent(value), "urlencode"
         if step is None:
             step, label = decode.unicode_escapes(value), "unicode_escape"
-        if step is None and (found := decode.b64(stripped)):
-            (step, label), replaces = found, False
         if step is None:
-            step, label, replaces = decode.hexa(stripped), "hex", False
+            return self._guess(location, key, value, transform, parent)
+        self.emit(location, key, step, f"{transform}>{label}" if transform else label, parent)
+        return True
+
+    def _guess(self, location: str, key: str, value: str, transform: str, parent: str) -> bool:
+        """Base64 or hex that decodes to text: the value as sent first, then its text."""
+        stripped = value.strip()
+        if decode.is_hex(stripped):  # hex digits: never tried as base64 (that gives bytes)
+            step, label = decode.hexa(stripped), "hex"
+        else:
+            found = decode.b64(stripped)
+            step, label = found if found else (None, "")
         if step is None:
             return False
-        if not replaces:  # a guess: the value as sent comes first, then what it may decode to
-            self.out.fields.append(Field(location, key, value, transform, parent))
+        self.out.fields.append(Field(location, key, value, transform, parent))
         self.emit(location, key, step, f"{transform}>{label}" if transform else label, parent)
         return True
 
