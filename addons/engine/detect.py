@@ -18,7 +18,8 @@ from shopguard.engine.trackers import MIN_LINK, Linker, TrackerNames, link_token
 DEFAULT_MIN_CONFIDENCE = 0.5
 _REMEMBERED = 50_000  # keys, values and token sets remembered per detector, then forgotten
 _REMEMBER_MAX = 4096  # longer values are scanned each time
-_REMEMBER_FIELDS = 500  # values of requests with more fields are not remembered as clean
+_REMEMBER_FIELDS = 500  # values of requests with more fields are not remembered
+_NONE: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -40,8 +41,7 @@ class Detector:
     _roles: dict[tuple[str, str], tuple[frozenset[str], str | None]] = field(
         default_factory=dict, init=False, repr=False
     )
-    _clean: set[str] = field(default_factory=set, init=False, repr=False)
-    _tokens: dict[str, frozenset[str]] = field(default_factory=dict, init=False, repr=False)
+    _values: dict[str, list[Any]] = field(default_factory=dict, init=False, repr=False)
     _context: dict[tuple[str, frozenset[str]], list[Hit]] = field(
         default_factory=dict, init=False, repr=False
     )
@@ -85,19 +85,22 @@ class Detector:
         # one pass over the fields: tracking identifiers (remembered before the linking below,
         # so that a cookie set and reused in one request links) and key-context detectors
         tracker_locations = trackers.locations if trackers is not None else frozenset()
-        tracker_fields: set[int] = set()
         fields: list[Field] = []
         categories: list[frozenset[str]] = []
         positions: list[tuple[Field, str]] = []  # fields under latitude/longitude/location keys
-        roles, clean = self._roles, self._clean
         unclear: list[int] = []  # the fields whose values may hold something by shape
+        unclear_entries: list[list[Any]] = []
+        linkable: list[tuple[Field, frozenset[str]]] = []  # values with tokens to look up
+        roles, values, context = self._roles, self._values, self._context
+        linking = linker is not None
+        bulk = len(extraction.fields) > _REMEMBER_FIELDS  # a product list: nothing recurs
         for fld in extraction.fields:
-            location = fld.location
-            if location in tracker_locations:
-                tracker_fields.add(id(fld))
-                add(fld, "tracker", Hit("tracking_id", 0.9, fld.value, fld.value))
+            location, value = fld.location, fld.value
+            tracked = location in tracker_locations
+            if tracked:
+                add(fld, "tracker", Hit("tracking_id", 0.9, value, value))
                 if linker is not None and location.startswith(("cookie:", "set-cookie:")):
-                    linker.remember(fld.value, f"{location}@{host}" if host else location)
+                    linker.remember(value, f"{location}@{host}" if host else location)
             if location.startswith("set-cookie:"):
                 continue  # a response cookie is a tracking identifier or nothing
             role = roles.get((fld.key, fld.parent))
@@ -105,24 +108,46 @@ class Detector:
                 role = roles[(fld.key, fld.parent)] = self._role(fld.key, fld.parent)
             cats, geo_role = role
             if cats:
-                hits = self._context.get((fld.value, cats))
+                hits = context.get((value, cats))
                 if hits is None:
                     hits = context_hits(fld, cats, self.region)
-                    if len(self._context) > _REMEMBERED:
-                        self._context.clear()
-                    self._context[(fld.value, cats)] = hits
+                    if len(context) > _REMEMBERED:
+                        context.clear()
+                    context[(value, cats)] = hits
                 for hit in hits:
                     add(fld, "pattern", hit)
             if geo_role:
                 positions.append((fld, geo_role))
-            if fld.value not in clean:
+            entry = values.get(value)  # [known to hold nothing by shape, its link tokens]
+            if entry is None:
+                entry = [False, None]
+                if not bulk and len(value) <= _REMEMBER_MAX:
+                    if len(values) > _REMEMBERED:
+                        values.clear()
+                    values[value] = entry
+            if not entry[0]:
                 unclear.append(len(fields))
+                unclear_entries.append(entry)
+            if linking:
+                tokens = entry[1]
+                if tokens is None:
+                    tokens = entry[1] = link_tokens(value) if len(value) >= MIN_LINK else _NONE
+                if tokens and not tracked:
+                    linkable.append((fld, tokens))
             fields.append(fld)
             categories.append(cats)
-        if linker is not None and len(linker):
-            self._link(fields, tracker_fields, linker, add)
+        if linkable and linker is not None and len(linker):
+            seen = linker.remembered
+            if seen.keys() & frozenset().union(*(tokens for _, tokens in linkable)):
+                for fld, tokens in linkable:  # a tracking value seen first in a cookie
+                    for token in tokens:
+                        if token in seen:
+                            hit = Hit("tracking_id", 0.8, token, token)
+                            add(fld, "tracker", hit, linked=seen[token])
         if unclear:
-            self._shapes([fields[i] for i in unclear], [categories[i] for i in unclear], add)
+            chosen = [fields[i] for i in unclear]
+            for index in self._shapes(chosen, [categories[i] for i in unclear], add):
+                unclear_entries[index][0] = True  # nothing by shape: not scanned again
         for fld, hit in geo_hits(positions):
             add(fld, "pattern", hit)
         return list(found.values())
@@ -133,37 +158,12 @@ class Detector:
             self._roles.clear()
         return self.keys.categories_of(key, parent), self.keys.geo_role(key) if key else None
 
-    def _link(
-        self,
-        fields: list[Field],
-        tracker_fields: set[int],
-        linker: Linker,
-        add: Callable[..., None],
-    ) -> None:
-        """Tracking values first seen in a cookie, wherever they reappear (another host too)."""
-        tokens_of, seen = self._tokens, linker.remembered
-        for fld in fields:
-            value = fld.value
-            if len(value) < MIN_LINK or id(fld) in tracker_fields:
-                continue
-            tokens = tokens_of.get(value)
-            if tokens is None:
-                tokens = link_tokens(value)
-                if len(value) <= _REMEMBER_MAX:
-                    if len(tokens_of) > _REMEMBERED:
-                        tokens_of.clear()
-                    tokens_of[value] = tokens
-            for token in tokens:
-                if token in seen:
-                    hit = Hit("tracking_id", 0.8, token, token)
-                    add(fld, "tracker", hit, linked=seen[token])
-
     def _shapes(
         self, fields: list[Field], categories: list[frozenset[str]], add: Callable[..., None]
-    ) -> None:
+    ) -> list[int]:
         """Patterns, the profile's forms and digests, in one pass each over the values not yet
-        known to hold none (joined by NUL: no pattern crosses one); values without a match are
-        remembered as clean, so a browsing session scans each recurring value once."""
+        known to hold none (joined by NUL: no pattern crosses one). Returns the indexes of the
+        values that hold none, to be remembered: a session scans a recurring value once."""
         text = "\x00".join(f.value for f in fields)
         starts = list(accumulate((len(f.value) + 1 for f in fields[:-1]), initial=0))
         matched: set[int] = set()
@@ -178,14 +178,7 @@ class Detector:
             add(fields[owner(position)], "pattern", hit)
         if self.matcher is not None:
             self._known(text, folded, fields, categories, owner, add)
-        clean = self._clean
-        if len(fields) > _REMEMBER_FIELDS:
-            return  # a bulk body (a product list): its values are not what recurs
-        if len(clean) > _REMEMBERED:
-            clean.clear()
-        for index, fld in enumerate(fields):
-            if index not in matched and len(fld.value) <= _REMEMBER_MAX:
-                clean.add(fld.value)
+        return [i for i in range(len(fields)) if i not in matched]
 
     def _known(
         self,

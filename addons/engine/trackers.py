@@ -64,4 +64,9 @@ class Linker:
 
 def link_tokens(value: str) -> frozenset[str]:
     """The parts of a value that could be a remembered tracking value (split at delimiters)."""
+    if value.isalnum() or not _DELIMITER.search(value):  # most values are one token
+        return frozenset((value,)) if len(value) >= MIN_LINK else frozenset()
     return frozenset(_TOKENS.findall(value))
+
+
+_DELIMITER = re.compile(r"[\x00&=,;|:/\s\"'{}\[\]]")
