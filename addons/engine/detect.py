@@ -22,6 +22,13 @@ _REMEMBER_FIELDS = 500  # values of requests with more fields are not remembered
 _NONE: frozenset[str] = frozenset()
 
 
+def _plain_number(length: int) -> bool:
+    """A digits-only value of this length holds a finding only if it is one of the profile's
+    numbers: a phone by shape needs a key or words around it, an ID has 18 characters, digests
+    at least 22."""
+    return length < 22 and length != 18
+
+
 @dataclass
 class Detector:
     """Turns an extraction into findings; one instance serves every flow of a proxy.
@@ -92,6 +99,7 @@ class Detector:
         unclear_entries: list[list[Any]] = []
         linkable: list[tuple[Field, frozenset[str]]] = []  # values with tokens to look up
         roles, values, context = self._roles, self._values, self._context
+        numbers = self.matcher.numbers if self.matcher is not None else frozenset()
         linking = linker is not None
         bulk = len(extraction.fields) > _REMEMBER_FIELDS  # a product list: nothing recurs
         for fld in extraction.fields:
@@ -125,6 +133,8 @@ class Detector:
                     if len(values) > _REMEMBERED:
                         values.clear()
                     values[value] = entry
+            if not entry[0] and value.isdigit() and _plain_number(len(value)):
+                entry[0] = value not in numbers  # nothing else can be in a plain number
             if not entry[0]:
                 unclear.append(len(fields))
                 unclear_entries.append(entry)

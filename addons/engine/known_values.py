@@ -201,12 +201,14 @@ class KnownMatcher:
     profile: Profile
     automaton: ahocorasick.Automaton = field(init=False)
     digests: dict[bytes, tuple[int, str]] = field(init=False, default_factory=dict)
+    numbers: frozenset[str] = field(init=False, default=frozenset())
 
     def __post_init__(self) -> None:
         self.automaton = ahocorasick.Automaton()
         entries: dict[str, list[int]] = {}
         for form, index, _ in self.profile.forms:
             entries.setdefault(form.casefold(), []).append(index)
+        self.numbers = frozenset(n for n in entries if n.isdigit())  # digit needles
         for needle, indexes in entries.items():
             self.automaton.add_word(needle, (needle, tuple(indexes)))
         if entries:

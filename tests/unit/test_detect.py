@@ -110,3 +110,14 @@ def test_masking_shapes() -> None:
     assert mask("name", "王小明") == "王**"
     assert mask("payment_card", "4111111111111111") == "411*********1111"
     assert "39.99" not in mask("geo", "39.9912,116.3252")
+
+
+def test_plain_numbers_are_found_only_as_the_profile_has_them() -> None:
+    found = detector()
+    request = PlainRequest("GET", "https://a/?q=8613800138000&itemId=651234567890&n=13800138000")
+    for _ in range(2):  # the second time from the detector's memory of clean values
+        findings = found.detect(extract(request))
+        assert {(f.category, f.location) for f in findings} == {
+            ("phone", "query:q"),  # the profile's number with its country code
+            ("phone", "query:n"),
+        }
