@@ -16,7 +16,7 @@ from shopguard.engine.patterns import Hit, context_hits, geo_hits, text_hits
 from shopguard.engine.trackers import MIN_LINK, Linker, TrackerNames, link_tokens
 
 DEFAULT_MIN_CONFIDENCE = 0.5
-_REMEMBERED = 50_000  # keys, values and token sets remembered per detector, then forgotten
+_REMEMBERED = 20_000  # keys, values, hits, findings remembered per detector, then forgotten
 _REMEMBER_MAX = 4096  # longer values are scanned each time
 _REMEMBER_FIELDS = 500  # values of requests with more fields are not remembered
 _NONE: frozenset[str] = frozenset()
