@@ -31,11 +31,13 @@ def _plain_number(length: int) -> bool:
 
 @dataclass
 class Detector:
-    """Turns an extraction into findings; one instance serves every flow of a proxy.
+    """Turns an extraction into findings; one instance serves every flow of a proxy (a new one
+    is made when the profile changes).
 
-    Shape-only patterns, the known-value automaton and the digest lookup each run once over all
-    field values joined by NUL characters (a position maps back to its field), so the cost per
-    request is a few passes over its text rather than a few passes per field.
+    Shape-only patterns, the known-value automaton and the digest lookup each run once over the
+    values not yet known to hold nothing, joined by NUL characters (a position maps back to its
+    field). What recurring keys and values turned out to be is remembered, within bounds: a
+    browsing session sends the same cookies, headers and recipient again and again.
     """
 
     secret: bytes
