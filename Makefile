@@ -47,3 +47,4 @@ clean:
 
 bench: $(STAMP)
 	$(PY) bench/run.py
+	$(PY) bench/proxy.py
