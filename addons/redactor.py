@@ -13,7 +13,13 @@ from shopguard import paths
 from shopguard.adapt import header_pairs, plain_request
 from shopguard.engine.findings import Finding
 from shopguard.engine.hosts import normalize_host
-from shopguard.engine.redact import Action, Outcome, block_status, redact, tracker_block
+from shopguard.engine.redact import (
+    Action,
+    Outcome,
+    redact,
+    tracker_block,
+    uninspected_block,
+)
 from shopguard.engine.settings import Site
 from shopguard.runtime import META, Runtime, guarded, local_response
 
@@ -55,16 +61,10 @@ class Redactor:
         action = tracker_block(
             site.policy, normalize_host(request.pretty_host), request.path, headers, enforce
         )
-        if action is None and request.stream and site.policy.on_uninspected == "block":
+        if action is None and request.stream:
             # a streamed body leaves before anything could read it: decide now
-            action = Action(
-                "block",
-                "request",
-                site.policy.on_uninspected_rule,
-                enforce,
-                status=block_status(headers),
-                reason="its body is streamed and cannot be inspected",
-            )
+            reason = "its body is streamed and cannot be inspected"
+            action = uninspected_block(site.policy, headers, enforce, reason)
         if action is None:
             return
         state["actions"].append(action.to_dict())

@@ -80,6 +80,19 @@ def tracker_block(
     return Action("block", "request", rule.where, enforce, status=status)
 
 
+def uninspected_block(
+    policy: Policy, headers: Sequence[tuple[str, str]], enforce: bool, reason: str
+) -> Action | None:
+    """The block of a request shopguard could not read, when the site says `on_uninspected:
+    block`."""
+    if policy.on_uninspected != "block":
+        return None
+    status = block_status(headers)
+    return Action(
+        "block", "request", policy.on_uninspected_rule, enforce, status=status, reason=reason
+    )
+
+
 def redact(
     policy: Policy,
     request: PlainRequest,
@@ -106,16 +119,11 @@ def redact(
     kept_names = frozenset().union(*(a.keep or () for a in allowances))
     kept = kept_names | {k.lower() for k in kept_names}  # header names ignore case
 
-    block = None  # tracker blocks are decided earlier, from the request line (tracker_block)
-    if inspection != "full" and policy.on_uninspected == "block":
-        block = Action(
-            "block",
-            "request",
-            policy.on_uninspected_rule,
-            enforce,
-            status=block_status(request.headers),
-            reason=f"the request could not be fully inspected ({inspection})",
-        )
+    # tracker blocks are decided earlier, from the request line (tracker_block)
+    block = None
+    if inspection != "full":
+        reason = f"the request could not be fully inspected ({inspection})"
+        block = uninspected_block(policy, request.headers, enforce, reason)
     # what to do with each personal field: the strongest action among its findings
     wanted: dict[str, tuple[str, Finding, str]] = {}
     for finding in findings:
