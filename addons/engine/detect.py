@@ -6,7 +6,7 @@ from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import Any
+from typing import Any, cast
 
 from shopguard.engine.extract import Extraction, Field
 from shopguard.engine.findings import Finding, fingerprint, mask
@@ -20,6 +20,8 @@ _REMEMBERED = 20_000  # keys, values, hits, findings remembered per detector, th
 _REMEMBER_MAX = 4096  # longer values are scanned each time
 _REMEMBER_FIELDS = 500  # values of requests with more fields are not remembered
 _NONE: frozenset[str] = frozenset()
+_Role = tuple[frozenset[str], str | None]  # what a key says: categories, coordinate role
+_PLAIN: _Role = (_NONE, None)  # a key that says nothing
 
 
 def _plain_number(length: int) -> bool:
@@ -47,9 +49,7 @@ class Detector:
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
     keep_values: bool = False  # `log.values: raw`
     # what recurring keys and values were found to be (a browsing session repeats most of them)
-    _roles: dict[tuple[str, str], tuple[frozenset[str], str | None]] = field(
-        default_factory=dict, init=False, repr=False
-    )
+    _roles: dict[tuple[str, str], _Role] = field(default_factory=dict, init=False, repr=False)
     _values: dict[str, list[Any]] = field(default_factory=dict, init=False, repr=False)
     _context: dict[tuple[str, frozenset[str]], list[Hit]] = field(
         default_factory=dict, init=False, repr=False
@@ -91,84 +91,99 @@ class Detector:
                 made[key] = finding
             found[slot] = finding
 
-        # one pass over the fields: tracking identifiers (remembered before the linking below,
-        # so that a cookie set and reused in one request links) and key-context detectors
-        tracker_locations = trackers.locations if trackers is not None else frozenset()
-        fields: list[Field] = []
-        categories: list[frozenset[str]] = []
+        fields = extraction.fields
+        if not fields:
+            return []
+        # the fields column by column: most of the work below is then done by C loops
+        locations, keys, texts, _, parents = zip(*fields, strict=True)
+        tracked: set[str] | frozenset[str] = _NONE
+        if trackers is not None:
+            tracked = trackers.locations.intersection(locations)
+        if tracked:  # tracking identifiers (remembered before the linking below, so that a
+            for index in [i for i, loc in enumerate(locations) if loc in tracked]:  # cookie set
+                fld = fields[index]  # and reused in one request links)
+                add(fld, "tracker", Hit("tracking_id", 0.9, fld.value, fld.value))
+                if linker is not None and fld.location.startswith(("cookie:", "set-cookie:")):
+                    linker.remember(fld.value, f"{fld.location}@{host}" if host else fld.location)
+        if extraction.response_cookies:  # a response cookie is a tracking identifier or nothing
+            live = [i for i, loc in enumerate(locations) if not loc.startswith("set-cookie:")]
+            fields = [fields[i] for i in live]
+            if not fields:
+                return list(found.values())
+            locations, keys, texts, _, parents = zip(*fields, strict=True)
+
+        role_of = self._roles_of(keys, parents)
         positions: list[tuple[Field, str]] = []  # fields under latitude/longitude/location keys
-        unclear: list[int] = []  # the fields whose values may hold something by shape
-        unclear_entries: list[list[Any]] = []
-        linkable: list[tuple[Field, frozenset[str]]] = []  # values with tokens to look up
-        roles, values, context = self._roles, self._values, self._context
-        numbers = self.matcher.numbers if self.matcher is not None else frozenset()
-        linking = linker is not None
-        bulk = len(extraction.fields) > _REMEMBER_FIELDS  # a product list: nothing recurs
-        for fld in extraction.fields:
-            location, value = fld.location, fld.value
-            tracked = location in tracker_locations
-            if tracked:
-                add(fld, "tracker", Hit("tracking_id", 0.9, value, value))
-                if linker is not None and location.startswith(("cookie:", "set-cookie:")):
-                    linker.remember(value, f"{location}@{host}" if host else location)
-            if location.startswith("set-cookie:"):
-                continue  # a response cookie is a tracking identifier or nothing
-            role = roles.get((fld.key, fld.parent))
-            if role is None:
-                role = roles[(fld.key, fld.parent)] = self._role(fld.key, fld.parent)
-            cats, geo_role = role
+        context = self._context
+        for index in [i for i, role in enumerate(role_of) if role is not _PLAIN]:
+            (cats, geo_role), fld = role_of[index], fields[index]
             if cats:
-                hits = context.get((value, cats))
+                hits = context.get((fld.value, cats))
                 if hits is None:
                     hits = context_hits(fld, cats, self.region)
                     if len(context) > _REMEMBERED:
                         context.clear()
-                    context[(value, cats)] = hits
+                    context[(fld.value, cats)] = hits
                 for hit in hits:
                     add(fld, "pattern", hit)
             if geo_role:
                 positions.append((fld, geo_role))
-            entry = values.get(value)  # [known to hold nothing by shape, its link tokens]
-            if entry is None:
-                entry = [False, None]
-                if not bulk and len(value) <= _REMEMBER_MAX:
-                    if len(values) > _REMEMBERED:
-                        values.clear()
-                    values[value] = entry
-            if not entry[0] and value.isdigit() and _plain_number(len(value)):
-                entry[0] = value not in numbers  # nothing else can be in a plain number
-            if not entry[0]:
-                unclear.append(len(fields))
-                unclear_entries.append(entry)
-            if linking:
-                tokens = entry[1]
-                if tokens is None:
-                    tokens = entry[1] = link_tokens(value) if len(value) >= MIN_LINK else _NONE
-                if tokens and not tracked:
-                    linkable.append((fld, tokens))
-            fields.append(fld)
-            categories.append(cats)
-        if linkable and linker is not None and len(linker):
+        entries = self._entries(texts, remember=len(fields) <= _REMEMBER_FIELDS)
+        if linker is not None and len(linker):  # a tracking value seen first in a cookie
             seen = linker.remembered
-            if seen.keys() & frozenset().union(*(tokens for _, tokens in linkable)):
-                for fld, tokens in linkable:  # a tracking value seen first in a cookie
-                    for token in tokens:
-                        if token in seen:
-                            hit = Hit("tracking_id", 0.8, token, token)
-                            add(fld, "tracker", hit, linked=seen[token])
+            linked = seen.keys() & frozenset().union(*[entry[1] for entry in entries])
+            for index in [i for i, entry in enumerate(entries) if entry[1] & linked]:
+                fld = fields[index]
+                if fld.location not in tracked:
+                    for token in sorted(entries[index][1] & linked):
+                        hit = Hit("tracking_id", 0.8, token, token)
+                        add(fld, "tracker", hit, linked=seen[token])
+        unclear = [i for i, entry in enumerate(entries) if not entry[0]]
         if unclear:
             chosen = [fields[i] for i in unclear]
-            for index in self._shapes(chosen, [categories[i] for i in unclear], add):
-                unclear_entries[index][0] = True  # nothing by shape: not scanned again
+            for index in self._shapes(chosen, [role_of[i][0] for i in unclear], add):
+                entries[unclear[index]][0] = True  # nothing by shape: not scanned again
         for fld, hit in geo_hits(positions):
             add(fld, "pattern", hit)
         return list(found.values())
 
-    def _role(self, key: str, parent: str) -> tuple[frozenset[str], str | None]:
-        """What a key says about its values: categories, and a coordinate role."""
-        if len(self._roles) > _REMEMBERED:
-            self._roles.clear()
-        return self.keys.categories_of(key, parent), self.keys.geo_role(key) if key else None
+    def _roles_of(self, keys: tuple[str, ...], parents: tuple[str, ...]) -> list[_Role]:
+        """What each key says about its value: categories, and a coordinate role. Remembered:
+        a session sends the same keys again and again."""
+        roles = self._roles
+        found = list(map(roles.get, zip(keys, parents, strict=True)))
+        if None in found:
+            if len(roles) > _REMEMBERED:
+                roles.clear()
+            for index in [i for i, role in enumerate(found) if role is None]:
+                key, parent = keys[index], parents[index]
+                role = (
+                    self.keys.categories_of(key, parent),
+                    self.keys.geo_role(key) if key else None,
+                )
+                found[index] = roles[(key, parent)] = _PLAIN if role == _PLAIN else role
+        return cast(list[_Role], found)
+
+    def _entries(self, values: tuple[str, ...], remember: bool) -> list[list[Any]]:
+        """For each value, [known to hold nothing by shape, its link tokens]; recurring values
+        are remembered (not those of a product list, where nothing recurs: `remember` False)."""
+        memory = self._values
+        found = list(map(memory.get, values))
+        if None in found:
+            numbers = self.matcher.numbers if self.matcher is not None else frozenset()
+            for index in [i for i, entry in enumerate(found) if entry is None]:
+                value = values[index]
+                tokens = link_tokens(value) if len(value) >= MIN_LINK else _NONE
+                if value.isdigit() and _plain_number(len(value)):
+                    # nothing else can be in a plain number, so it is not worth remembering
+                    found[index] = [value not in numbers, tokens]
+                    continue
+                entry = found[index] = [False, tokens]
+                if remember and len(value) <= _REMEMBER_MAX:
+                    if len(memory) > _REMEMBERED:
+                        memory.clear()
+                    memory[value] = entry
+        return cast(list[list[Any]], found)
 
     def _shapes(
         self, fields: list[Field], categories: list[frozenset[str]], add: Callable[..., None]

@@ -68,6 +68,7 @@ class Extraction:
     fields: list[Field] = field(default_factory=list)
     inspection: str = FULL
     problems: list[str] = field(default_factory=list)
+    response_cookies: bool = False  # some fields are response cookies (`set-cookie:…`)
 
     def cut(self, problem: str) -> None:
         if self.inspection == FULL:
@@ -307,6 +308,7 @@ class _Walker:
     def set_cookies(self, headers: Sequence[tuple[str, str]]) -> None:
         for name, value in headers:
             if name.lower() == "set-cookie":
+                self.out.response_cookies = True
                 self.cookies(value.split(";", 1)[0], "set-cookie:")
 
     def body(self, request: PlainRequest) -> None:
