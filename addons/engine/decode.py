@@ -53,11 +53,12 @@ def text_of(data: bytes) -> str | None:
     """Bytes as text when they are (nearly all) printable UTF-8; None for binary."""
     if not data:
         return ""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+    # bytes that are not UTF-8 become lone surrogates instead of raising: most guesses at
+    # base64 or hex give random bytes, and an exception costs more than the decoding
+    text = data.decode("utf-8", "surrogateescape")
     if not text.isprintable():
+        if _ESCAPED.search(text):
+            return None
         controls = sum(1 for ch in text if not ch.isprintable() and ch not in "\r\n\t")
         if controls > len(text) // 50:
             return None
@@ -67,8 +68,9 @@ def text_of(data: bytes) -> str | None:
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 _B64 = re.compile(r"^[A-Za-z0-9+/]{12,}={0,2}$")
 _B64URL = re.compile(r"^[A-Za-z0-9_-]{12,}={0,2}$")
-_HEX = re.compile(r"^(?:[0-9a-fA-F]{2}){4,}$")
+_HEX = re.compile(r"[0-9a-fA-F]{12,}")
 _UNICODE_ESCAPE = re.compile(r"\\u[0-9a-fA-F]{4}")
+_ESCAPED = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (surrogateescape)
 
 
 _PERCENT_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
@@ -129,12 +131,12 @@ def b64(value: str) -> tuple[str, str] | None:
 
 def is_hex(value: str) -> bool:
     """Hex digits in pairs, at least 12 of them (what `hexa` will try)."""
-    return len(value) >= 12 and not len(value) % 2 and _HEX.match(value) is not None
+    return not len(value) % 2 and _HEX.fullmatch(value) is not None
 
 
 def hexa(value: str) -> str | None:
     """Text of a hex-encoded value (e.g. `77616e67…`), if it decodes to printable text."""
-    if len(value) < 12 or len(value) % 2 or not _HEX.match(value) or value.isdigit():
+    if not is_hex(value) or value.isdigit():
         return None
     text = text_of(bytes.fromhex(value))
     return text if text and len(text) >= 4 and text.isprintable() else None

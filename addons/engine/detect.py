@@ -24,13 +24,6 @@ _Role = tuple[frozenset[str], str | None]  # what a key says: categories, coordi
 _PLAIN: _Role = (_NONE, None)  # a key that says nothing
 
 
-def _plain_number(length: int) -> bool:
-    """A digits-only value of this length holds a finding only if it is one of the profile's
-    numbers: a phone by shape needs a key or words around it, an ID has 18 characters, digests
-    at least 22."""
-    return length < 22 and length != 18
-
-
 @dataclass
 class Detector:
     """Turns an extraction into findings; one instance serves every flow of a proxy (a new one
@@ -173,11 +166,15 @@ class Detector:
             numbers = self.matcher.numbers if self.matcher is not None else frozenset()
             for index in [i for i, entry in enumerate(found) if entry is None]:
                 value = values[index]
-                tokens = link_tokens(value) if len(value) >= MIN_LINK else _NONE
-                if value.isdigit() and _plain_number(len(value)):
-                    # nothing else can be in a plain number, so it is not worth remembering
+                size = len(value)
+                if value.isdigit() and size < 22 and size != 18:
+                    # a plain number: nothing else can be in it but one of the profile's
+                    # numbers (a phone by shape needs a key or words around it, an ID has 18
+                    # characters, digests at least 22); not worth remembering
+                    tokens = frozenset((value,)) if size >= MIN_LINK else _NONE
                     found[index] = [value not in numbers, tokens]
                     continue
+                tokens = link_tokens(value) if size >= MIN_LINK else _NONE
                 entry = found[index] = [False, tokens]
                 if remember and len(value) <= _REMEMBER_MAX:
                     if len(memory) > _REMEMBERED:

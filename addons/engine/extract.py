@@ -87,10 +87,17 @@ _SKIP_HEADERS = frozenset(
 )
 
 
+_new = tuple.__new__  # builds a Field without the Python-level NamedTuple constructor
+
+
 class _Walker:
+    __slots__ = ("fields", "limits", "max_fields", "memo", "out")
+
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
+        self.max_fields = limits.max_fields
         self.out = Extraction()
+        self.fields = self.out.fields
         memo = _memos.get(limits)
         if memo is None:
             if len(_memos) >= 16:
@@ -102,8 +109,8 @@ class _Walker:
     def emit(
         self, location: str, key: str, value: str, transform: str = "", parent: str = ""
     ) -> None:
-        if len(self.out.fields) >= self.limits.max_fields:
-            self.out.cut(f"more than {self.limits.max_fields} fields")
+        if len(self.fields) >= self.max_fields:
+            self.out.cut(f"more than {self.max_fields} fields")
             return
         if not value:
             return
@@ -116,7 +123,7 @@ class _Walker:
         ):
             # nothing to decode (no escape or structure, and not base64 or hex, which need 12
             # characters of their alphabet and are not a plain number or word): the fast path
-            self.out.fields.append(Field(location, key, value, transform, parent))
+            self.fields.append(_new(Field, (location, key, value, transform, parent)))
             return
         layers = transform.count(">") + 1 if transform else 0
         if layers < self.limits.max_layers and len(value) <= self.limits.max_value:
@@ -126,7 +133,7 @@ class _Walker:
                 return
         elif len(value) > self.limits.max_value:
             self.out.cut("a value too long to decode")
-        self.out.fields.append(Field(location, key, value, transform, parent))
+        self.fields.append(_new(Field, (location, key, value, transform, parent)))
 
     def emit_repeated(self, location: str, key: str, value: str) -> None:
         """`emit` for values that recur request after request (cookies, user agent, Referer).
@@ -194,7 +201,7 @@ class _Walker:
             step, label = found if found else (None, "")
         if step is None:
             return False
-        self.out.fields.append(Field(location, key, value, transform, parent))
+        self.fields.append(_new(Field, (location, key, value, transform, parent)))
         self.emit(location, key, step, f"{transform}>{label}" if transform else label, parent)
         return True
 
@@ -205,43 +212,42 @@ class _Walker:
         Recursion follows containers only (leaves are handled in their parent's loop) and stops
         at `max_json_depth`; the walk ends when the field budget is spent.
         """
-        fields, out, emit = self.out.fields, self.out, self.emit
-        budget, max_depth = self.limits.max_fields, self.limits.max_json_depth
-
-        def walk(node: Any, location: str, key: str, parent_key: str, depth: int) -> bool:
-            """The values of one object or array; False once the budget is spent."""
-            if depth >= max_depth:
-                out.cut("JSON nested too deep")
-                return True
-            in_object = type(node) is dict
-            if in_object:  # a member's key is its name; its parent, this object's key
-                prefix = location if location.endswith((":", ".", "#")) else location + "."
-                members, inner_parent = node.items(), key
-            else:  # an item keeps the array's key and parent
-                members, inner_parent = enumerate(node), parent_key
-            for name, value in members:
-                if len(fields) >= budget:
-                    out.cut(f"more than {budget} fields")
-                    return False
-                if in_object:
-                    where, inner_key = prefix + name, name
-                else:
-                    where, inner_key = f"{location}[{name}]", key
-                kind = type(value)
-                if kind is str:
-                    emit(where, inner_key, value, transform, inner_parent)
-                elif kind is int:
-                    fields.append(Field(where, inner_key, str(value), transform, inner_parent))
-                elif kind is float:
-                    fields.append(Field(where, inner_key, repr(value), transform, inner_parent))
-                elif (kind is dict or kind is list) and not walk(
-                    value, where, inner_key, inner_parent, depth + 1
-                ):
-                    return False
-            return True
-
         if isinstance(root, (dict, list)):
-            walk(root, base, "", parent, 0)
+            self._walk(root, base, "", parent, 0, transform)
+
+    def _walk(
+        self, node: Any, location: str, key: str, parent_key: str, depth: int, transform: str
+    ) -> bool:
+        """The values of one JSON object or array; False once the field budget is spent."""
+        if depth >= self.limits.max_json_depth:
+            self.out.cut("JSON nested too deep")
+            return True
+        fields, emit, budget = self.fields, self.emit, self.max_fields
+        in_object = type(node) is dict
+        if in_object:  # a member's key is its name; its parent, this object's key
+            prefix = location if location.endswith((":", ".", "#")) else location + "."
+            members, inner_parent = node.items(), key
+        else:  # an item keeps the array's key and parent
+            members, inner_parent = enumerate(node), parent_key
+        for name, value in members:
+            if len(fields) >= budget:
+                self.out.cut(f"more than {budget} fields")
+                return False
+            if in_object:
+                where, inner_key = prefix + name, name
+            else:
+                where, inner_key = f"{location}[{name}]", key
+            kind = type(value)
+            if kind is str:
+                emit(where, inner_key, value, transform, inner_parent)
+            elif kind is int or kind is float:  # (str of a float is its repr)
+                number = str(value)
+                fields.append(_new(Field, (where, inner_key, number, transform, inner_parent)))
+            elif (kind is dict or kind is list) and not self._walk(
+                value, where, inner_key, inner_parent, depth + 1, transform
+            ):
+                return False
+        return True
 
     def form(self, text: str, base: str, transform: str, plus: bool) -> None:
         """`a=1&b=2` (a query or urlencoded body) below `base` (e.g. `query:`)."""
@@ -290,10 +296,10 @@ class _Walker:
         try:
             parts = urlsplit(value)
         except ValueError:
-            self.out.fields.append(Field(location, key, value, transform, parent))
+            self.fields.append(_new(Field, (location, key, value, transform, parent)))
             return
         base = f"{parts.scheme}://{parts.netloc}{parts.path}"
-        self.out.fields.append(Field(location, key, base, transform, parent))
+        self.fields.append(_new(Field, (location, key, base, transform, parent)))
         if parts.query:
             self.form(parts.query, f"{location}.", transform, plus=True)
         if parts.fragment:

@@ -11,8 +11,8 @@ import datetime
 import ipaddress
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 import phonenumbers
 from publicsuffixlist import PublicSuffixList
@@ -20,8 +20,10 @@ from publicsuffixlist import PublicSuffixList
 from shopguard.engine.extract import Field
 
 
-@dataclass(frozen=True)
-class Hit:
+class Hit(NamedTuple):
+    """What a detector found in a value (a tuple: cheap to build, and a key of the detector's
+    memory of built findings)."""
+
     category: str
     confidence: float
     value: str  # as found (masked before it is shown)
@@ -35,7 +37,7 @@ _EMAIL = re.compile(
 # Patterns that run over whole requests start with a literal or a narrow class and leave the
 # boundary checks to Python: a leading look-behind would make `re` try every position.
 _CN_MOBILE = re.compile(r"1[3-9]\d{9}")
-_INTL_PHONE = re.compile(r"(?<![\w+])\+\d[\d ()-]{6,18}\d(?!\d)")
+_INTL_PHONE = re.compile(r"\+\d[\d ()-]{6,18}\d(?!\d)")  # and no letter, digit, _ or + before
 _PHONE_WORDS = re.compile(r"(?:手机|电话|联系方式|tel|mobile|phone|cell)\W{0,3}$", re.IGNORECASE)
 # the birth date inside a resident ID: it starts with a literal (19|20), which `re` finds fast
 _CN_ID_DATE = re.compile(r"(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]")
@@ -222,10 +224,12 @@ def text_hits(text: str, region: str, folded: str | None = None) -> Iterator[tup
         before = text[max(0, match.start() - 12) : match.start()].rpartition("\x00")[2]
         if _PHONE_WORDS.search(before) and (e164 := parse_phone(match.group(0), "CN")):
             yield match.start(), Hit("phone", 0.8, match.group(0), e164)
-    for offset, stretch in _around(text, "+"):
-        for match in _INTL_PHONE.finditer(stretch):
-            if e164 := parse_phone(match.group(0), region):
-                yield offset + match.start(), Hit("phone", 0.75, match.group(0), e164)
+    for match in _INTL_PHONE.finditer(text):
+        before = text[match.start() - 1] if match.start() else ""
+        if before and (before.isalnum() or before in "_+"):
+            continue
+        if e164 := parse_phone(match.group(0), region):
+            yield match.start(), Hit("phone", 0.75, match.group(0), e164)
     if "imei" in (text.casefold() if folded is None else folded):
         for match in _IMEI.finditer(text):
             before = text[max(0, match.start() - 12) : match.start()].rpartition("\x00")[2]

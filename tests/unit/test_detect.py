@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 from pathlib import Path
+from urllib.parse import quote
 
 from shopguard.engine.detect import Detector
 from shopguard.engine.extract import PlainRequest, extract
@@ -121,3 +123,27 @@ def test_plain_numbers_are_found_only_as_the_profile_has_them() -> None:
             ("phone", "query:q"),  # the profile's number with its country code
             ("phone", "query:n"),
         }
+
+
+def test_a_request_leaves_no_reference_cycles_behind() -> None:
+    """A proxy inspects thousands of requests: each one's fields must be freed as soon as it is
+    done (by reference counting), not pile up until the cyclic garbage collector runs."""
+    data = quote(json.dumps({"receiver": {"mobile": "13912345678"}, "items": [{"id": 1}]}))
+    request = PlainRequest(
+        "POST",
+        "https://h5api.m.taobao.com/h5/mtop.x/1.0/?t=1700000000000&sign=0123456789abcdef",
+        [("cookie", "cna=Zm9vYmFyYmF6cXV4"), ("content-type", "application/x-www-form-urlencoded")],
+        f"data={data}".encode(),
+    )
+    find = detector()
+    linker = Linker()
+    find.detect(extract(request), "h5api.m.taobao.com", TEMU, linker)  # fills the memories
+    gc.collect()
+    gc.disable()
+    try:
+        findings = find.detect(extract(request), "h5api.m.taobao.com", TEMU, linker)
+        assert findings  # the request was inspected
+        del findings
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
