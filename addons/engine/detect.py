@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any, cast
@@ -13,7 +13,7 @@ from shopguard.engine.findings import Finding, fingerprint, mask
 from shopguard.engine.keys import KeyDictionary, default_dictionary
 from shopguard.engine.known_values import KnownMatcher, fold
 from shopguard.engine.patterns import Hit, context_hits, geo_hits, text_hits
-from shopguard.engine.trackers import MIN_LINK, Linker, TrackerNames, link_tokens
+from shopguard.engine.trackers import Linker, TrackerNames, inner_tokens
 
 DEFAULT_MIN_CONFIDENCE = 0.5
 _REMEMBERED = 20_000  # keys, values, hits, findings remembered per detector, then forgotten
@@ -123,19 +123,18 @@ class Detector:
                 positions.append((fld, geo_role))
         entries = self._entries(texts, remember=len(fields) <= _REMEMBER_FIELDS)
         if linker is not None and len(linker):  # a tracking value seen first in a cookie
-            seen = linker.remembered
-            linked = seen.keys() & frozenset().union(*[entry[1] for entry in entries])
-            for index in [i for i, entry in enumerate(entries) if entry[1] & linked]:
-                fld = fields[index]
-                if fld.location not in tracked:
-                    for token in sorted(entries[index][1] & linked):
-                        hit = Hit("tracking_id", 0.8, token, token)
-                        add(fld, "tracker", hit, linked=seen[token])
-        unclear = [i for i, entry in enumerate(entries) if not entry[0]]
+            self._link(fields, texts, entries, tracked, linker, add)
+        unclear = [i for i, entry in enumerate(entries) if entry is not None and not entry[0]]
+        numbers = self.matcher.numbers if self.matcher is not None else _NONE
+        if not numbers.isdisjoint(texts):  # plain numbers are scanned only if they are known
+            unclear.extend(i for i, e in enumerate(entries) if e is None and texts[i] in numbers)
+            unclear.sort()
         if unclear:
             chosen = [fields[i] for i in unclear]
             for index in self._shapes(chosen, [role_of[i][0] for i in unclear], add):
-                entries[unclear[index]][0] = True  # nothing by shape: not scanned again
+                entry = entries[unclear[index]]
+                if entry is not None:
+                    entry[0] = True  # nothing by shape: not scanned again
         for fld, hit in geo_hits(positions):
             add(fld, "pattern", hit)
         return list(found.values())
@@ -157,30 +156,60 @@ class Detector:
                 found[index] = roles[(key, parent)] = _PLAIN if role == _PLAIN else role
         return cast(list[_Role], found)
 
-    def _entries(self, values: tuple[str, ...], remember: bool) -> list[list[Any]]:
-        """For each value, [known to hold nothing by shape, its link tokens]; recurring values
-        are remembered (not those of a product list, where nothing recurs: `remember` False)."""
+    def _entries(self, values: tuple[str, ...], remember: bool) -> list[list[Any] | None]:
+        """For each value, [known to hold nothing by shape, the link tokens inside it], or None
+        for a plain number. Recurring values are remembered (not those of a product list, where
+        nothing recurs: `remember` False)."""
         memory = self._values
         found = list(map(memory.get, values))
         if None in found:
-            numbers = self.matcher.numbers if self.matcher is not None else frozenset()
             for index in [i for i, entry in enumerate(found) if entry is None]:
                 value = values[index]
                 size = len(value)
                 if value.isdigit() and size < 22 and size != 18:
-                    # a plain number: nothing else can be in it but one of the profile's
-                    # numbers (a phone by shape needs a key or words around it, an ID has 18
-                    # characters, digests at least 22); not worth remembering
-                    tokens = frozenset((value,)) if size >= MIN_LINK else _NONE
-                    found[index] = [value not in numbers, tokens]
+                    # a plain number: nothing can be in it but one of the profile's numbers (a
+                    # phone by shape needs a key or words around it, an ID has 18 characters,
+                    # digests at least 22), so it needs no entry
                     continue
-                tokens = link_tokens(value) if size >= MIN_LINK else _NONE
-                entry = found[index] = [False, tokens]
-                if remember and len(value) <= _REMEMBER_MAX:
+                entry = found[index] = [False, inner_tokens(value)]
+                if remember and size <= _REMEMBER_MAX:
                     if len(memory) > _REMEMBERED:
                         memory.clear()
                     memory[value] = entry
-        return cast(list[list[Any]], found)
+        return found
+
+    def _link(
+        self,
+        fields: list[Field],
+        values: tuple[str, ...],
+        entries: list[list[Any] | None],
+        tracked: set[str] | frozenset[str],
+        linker: Linker,
+        add: Callable[..., None],
+    ) -> None:
+        """Tracking values seen first in a cookie, reappearing elsewhere: as a whole value, or
+        as a token inside one (`…&uid=<cna>&…` in a JSON string)."""
+        seen = linker.remembered
+        inner = [entry[1] for entry in entries if entry is not None and entry[1]]
+        linked = seen.keys() & set(values).union(*inner)
+        if not linked:
+            return
+        whole = [i for i, value in enumerate(values) if value in linked]
+        within = (
+            [i for i, e in enumerate(entries) if e is not None and e[1] & linked] if inner else []
+        )
+        for index in sorted(set(whole + within)) if within else whole:
+            fld = fields[index]
+            if fld.location in tracked:
+                continue
+            entry = entries[index]
+            if fld.value in linked:
+                tokens: Iterable[str] = (fld.value,)
+            else:
+                assert entry is not None
+                tokens = sorted(entry[1] & linked)
+            for token in tokens:
+                add(fld, "tracker", Hit("tracking_id", 0.8, token, token), linked=seen[token])
 
     def _shapes(
         self, fields: list[Field], categories: list[frozenset[str]], add: Callable[..., None]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any, NamedTuple
@@ -135,30 +135,28 @@ class _Walker:
             self.out.cut("a value too long to decode")
         self.fields.append(_new(Field, (location, key, value, transform, parent)))
 
-    def emit_repeated(self, location: str, key: str, value: str) -> None:
-        """`emit` for values that recur request after request (cookies, user agent, Referer).
+    def recall(self, read: _Reader, location: str, key: str, value: str) -> None:
+        """`read(walker, location, key, value)` for a part that recurs request after request
+        (the Cookie header and each cookie, the user agent, the Referer).
 
-        Their decoding is remembered, so a browsing session pays for it once per value.
+        Its fields are remembered, so a browsing session decodes each such part once.
         """
         if len(value) > _MEMO_MAX:
-            self.emit(location, key, value)
+            read(self, location, key, value)
             return
         entry = self.memo.get((location, key, value))
         if entry is None:
             walker = _Walker(self.limits)
-            if location in _URL_HEADERS:
-                walker.address(location, key, value)
-            else:
-                walker.emit(location, key, value)
-            entry = (tuple(walker.out.fields), tuple(walker.out.problems))
+            read(walker, location, key, value)
+            entry = (tuple(walker.fields), tuple(walker.out.problems))
             if len(self.memo) >= _MEMO_ENTRIES:
                 del self.memo[next(iter(self.memo))]  # the oldest first
             self.memo[(location, key, value)] = entry
         fields, problems = entry
-        room = self.limits.max_fields - len(self.out.fields)
-        if len(fields) > room:
-            self.out.cut(f"more than {self.limits.max_fields} fields")
-        self.out.fields.extend(fields[: max(room, 0)])
+        if len(fields) > self.max_fields - len(self.fields):
+            self.out.cut(f"more than {self.max_fields} fields")
+            fields = fields[: max(self.max_fields - len(self.fields), 0)]
+        self.fields.extend(fields)
         for problem in problems:
             self.out.cut(problem)
 
@@ -284,9 +282,11 @@ class _Walker:
         for name, value in headers:
             lower = name.lower()
             if lower == "cookie":
-                self.cookies(value, "cookie:")
+                self.recall(_Walker.cookies, "cookie:", "", value)
             elif lower not in _SKIP_HEADERS:
-                self.emit_repeated(f"header:{lower}", lower, value)
+                location = f"header:{lower}"
+                read = _Walker.address if location in _URL_HEADERS else _Walker.emit
+                self.recall(read, location, lower, value)
 
     def address(
         self, location: str, key: str, value: str, transform: str = "", parent: str = ""
@@ -305,17 +305,18 @@ class _Walker:
         if parts.fragment:
             self.form(parts.fragment, f"{location}#", transform, plus=False)
 
-    def cookies(self, header: str, base: str) -> None:
+    def cookies(self, base: str, _key: str, header: str) -> None:
+        """The cookies of a Cookie header (`base` "cookie:") or a Set-Cookie ("set-cookie:")."""
         for pair in header.split(";"):
             name, eq, value = pair.strip().partition("=")
             if eq and name:
-                self.emit_repeated(f"{base}{name}", name, value.strip().strip('"'))
+                self.recall(_Walker.emit, f"{base}{name}", name, value.strip().strip('"'))
 
     def set_cookies(self, headers: Sequence[tuple[str, str]]) -> None:
         for name, value in headers:
             if name.lower() == "set-cookie":
                 self.out.response_cookies = True
-                self.cookies(value.split(";", 1)[0], "set-cookie:")
+                self.recall(_Walker.cookies, "set-cookie:", "", value.split(";", 1)[0])
 
     def body(self, request: PlainRequest) -> None:
         data = request.body
@@ -393,6 +394,7 @@ class _Walker:
 _MEMO_MAX = 4096  # longer values are decoded each time rather than kept in memory
 _MEMO_ENTRIES = 4096  # remembered decodings per set of limits
 _Memo = dict[tuple[str, str, str], tuple[tuple[Field, ...], tuple[str, ...]]]
+_Reader = Callable[["_Walker", str, str, str], None]  # (walker, location, key, value)
 _memos: dict[Limits, _Memo] = {}
 
 

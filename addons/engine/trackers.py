@@ -10,6 +10,7 @@ from functools import cached_property
 
 _TOKENS = re.compile(r"[^\x00&=,;|:/\s\"'{}\[\]]{8,}")  # candidate values, >= MIN_LINK long
 MIN_LINK = 8  # shorter tracking values are too likely to recur by chance
+_NONE: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,9 @@ class Linker:
         if len(value) < MIN_LINK:
             return
         for form in {value, value.rstrip("=")}:  # base64 padding is split off in text
-            self._seen[form] = origin
-            self._seen.move_to_end(form)
+            if len(form) >= MIN_LINK:
+                self._seen[form] = origin
+                self._seen.move_to_end(form)
         while len(self._seen) > self.capacity:
             self._seen.popitem(last=False)
 
@@ -62,10 +64,11 @@ class Linker:
         return self._seen
 
 
-def link_tokens(value: str) -> frozenset[str]:
-    """The parts of a value that could be a remembered tracking value (split at delimiters)."""
-    if value.isalnum() or not _DELIMITER.search(value):  # most values are one token
-        return frozenset((value,)) if len(value) >= MIN_LINK else frozenset()
+def inner_tokens(value: str) -> frozenset[str]:
+    """The parts of a value with delimiters that could be remembered tracking values (a value
+    without delimiters is one token: itself)."""
+    if value.isalnum() or not _DELIMITER.search(value):
+        return _NONE
     return frozenset(_TOKENS.findall(value))
 
 

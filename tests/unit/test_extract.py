@@ -57,6 +57,23 @@ def test_headers_cookies_referer_and_set_cookie() -> None:
     assert "header:host" not in got
 
 
+def test_recurring_headers_and_cookies_read_the_same_every_time() -> None:
+    """Cookie headers, cookies and Referers are remembered once read; a second request, and a
+    Referer or Cookie header too long to remember, must give the same fields."""
+    long_state = "x" * 5000
+    for referer, cookie in (
+        ("https://a.example/p?email=a%40b.example", "cna=Zm9vYmFyYmF6cXV4; t=1"),
+        (f"https://a.example/p?s={long_state}&email=a%40b.example", f"big={long_state}; t=1"),
+    ):
+        request = PlainRequest(
+            "GET", "https://a.example/", [("Referer", referer), ("Cookie", cookie)]
+        )
+        first, second = fields(request), fields(request)
+        assert first == second
+        assert first["header:referer.email"] == ["a@b.example"]
+        assert first["cookie:t"] == ["1"]
+
+
 def test_json_body_urlencoded_body_and_text_body() -> None:
     body = json.dumps({"address": {"fullName": "Ann", "zip": 10001}}).encode()
     got = fields(PlainRequest("POST", "https://a/", [("content-type", "application/json")], body))
