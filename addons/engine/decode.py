@@ -74,7 +74,6 @@ _ESCAPED = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (surrogate
 
 
 _PERCENT_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
-_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 def unquote(value: str, plus: bool = False, errors: str = "replace") -> str:
@@ -87,9 +86,12 @@ def unquote(value: str, plus: bool = False, errors: str = "replace") -> str:
         value = value.replace("+", " ")
     if "%" not in value:
         return value
-    if value.isascii() and not _LONE_PERCENT.search(value):
-        raw = binascii.a2b_qp(value.replace("=", "=3D").replace("%", "=").encode("ascii"))
-        return raw.decode("utf-8", errors)
+    if value.isascii() and "\n" not in value and "\r" not in value:  # (=CRLF: a soft break)
+        quoted = value.replace("=", "=3D").replace("%", "=").encode("ascii")
+        raw = binascii.a2b_qp(quoted)
+        # each escape shortens the text by two; a `%` that starts none leaves it longer
+        if len(raw) == len(quoted) - 2 * (value.count("%") + value.count("=")):
+            return raw.decode("utf-8", errors)
     return _PERCENT_RUN.sub(
         lambda m: bytes.fromhex(m.group(0).replace("%", "")).decode("utf-8", errors), value
     )

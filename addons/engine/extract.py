@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
+from functools import cached_property
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -34,8 +35,15 @@ class PlainRequest:
     response_headers: Sequence[tuple[str, str]] = ()
 
     def header(self, name: str) -> str | None:
-        name = name.lower()
-        return next((v for k, v in self.headers if k.lower() == name), None)
+        """The first header of that name (any case), or None."""
+        return self._first_headers.get(name.lower())
+
+    @cached_property
+    def _first_headers(self) -> dict[str, str]:
+        first: dict[str, str] = {}
+        for name, value in self.headers:
+            first.setdefault(name.lower(), value)
+        return first
 
 
 class Field(NamedTuple):
@@ -114,15 +122,17 @@ class _Walker:
             return
         if not value:
             return
-        structured = not value.isdigit() and _DECODABLE.search(value) is not None
+        if value.isdigit():  # a plain number: nothing to decode
+            self.fields.append(_new(Field, (location, key, value, transform, parent)))
+            return
+        structured = _DECODABLE.search(value) is not None
         if not structured and (
             len(value) < 12
-            or value.isdigit()
             or (value.isalpha() and (value.islower() or value.isupper()))
             or not _BASE64_ALPHABET.fullmatch(value)
         ):
             # nothing to decode (no escape or structure, and not base64 or hex, which need 12
-            # characters of their alphabet and are not a plain number or word): the fast path
+            # characters of their alphabet and are not a plain word): the fast path
             self.fields.append(_new(Field, (location, key, value, transform, parent)))
             return
         layers = transform.count(">") + 1 if transform else 0
@@ -221,28 +231,34 @@ class _Walker:
             self.out.cut("JSON nested too deep")
             return True
         fields, emit, budget = self.fields, self.emit, self.max_fields
-        in_object = type(node) is dict
-        if in_object:  # a member's key is its name; its parent, this object's key
+        if type(node) is dict:  # a member's key is its name; its parent, this object's key
             prefix = location if location.endswith((":", ".", "#")) else location + "."
-            members, inner_parent = node.items(), key
-        else:  # an item keeps the array's key and parent
-            members, inner_parent = enumerate(node), parent_key
-        for name, value in members:
+            for name, value in node.items():
+                if len(fields) >= budget:
+                    self.out.cut(f"more than {budget} fields")
+                    return False
+                kind = type(value)
+                if kind is str:
+                    emit(prefix + name, name, value, transform, key)
+                elif kind is int or kind is float:  # (str of a float is its repr)
+                    fields.append(_new(Field, (prefix + name, name, str(value), transform, key)))
+                elif (kind is dict or kind is list) and not self._walk(
+                    value, prefix + name, name, key, depth + 1, transform
+                ):
+                    return False
+            return True
+        for index, value in enumerate(node):  # an item keeps the array's key and parent
             if len(fields) >= budget:
                 self.out.cut(f"more than {budget} fields")
                 return False
-            if in_object:
-                where, inner_key = prefix + name, name
-            else:
-                where, inner_key = f"{location}[{name}]", key
             kind = type(value)
             if kind is str:
-                emit(where, inner_key, value, transform, inner_parent)
-            elif kind is int or kind is float:  # (str of a float is its repr)
-                number = str(value)
-                fields.append(_new(Field, (where, inner_key, number, transform, inner_parent)))
+                emit(f"{location}[{index}]", key, value, transform, parent_key)
+            elif kind is int or kind is float:
+                where = f"{location}[{index}]"
+                fields.append(_new(Field, (where, key, str(value), transform, parent_key)))
             elif (kind is dict or kind is list) and not self._walk(
-                value, where, inner_key, inner_parent, depth + 1, transform
+                value, f"{location}[{index}]", key, parent_key, depth + 1, transform
             ):
                 return False
         return True

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import unquote, unquote_plus
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shopguard.engine import decode
 from shopguard.engine.detect import Detector
 from shopguard.engine.extract import Limits, PlainRequest, extract, extract_message
 from shopguard.engine.known_values import KnownMatcher, Profile, normalise
@@ -104,3 +106,21 @@ def test_pathological_inputs_are_bounded() -> None:
         extraction = extract(request, LIMITS)
         assert extraction.inspection == "partial", extraction.problems
         assert len(extraction.fields) <= LIMITS.max_fields
+
+
+# pieces that stress percent-decoding: escapes in both cases, lone and doubled %, literal = (the
+# fast path rewrites %XX as quoted-printable =XX), line breaks (=CRLF is a quoted-printable soft
+# break), non-ASCII text
+_percent_pieces = st.sampled_from(
+    [
+        *"%=+aF0 9\n\r_xé李\t",
+        *("%e6", "%9D", "%8E", "%3D", "%3d", "%0A", "%0D%0A", "%zz", "%2", "%%", "%E6%9D%8E"),
+        *("=3D", "=\n", "=\r\n"),
+    ]
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(text=st.lists(_percent_pieces, max_size=30).map("".join), plus=st.booleans())
+def test_percent_decoding_agrees_with_urllib(text: str, plus: bool) -> None:
+    assert decode.unquote(text, plus=plus) == (unquote_plus(text) if plus else unquote(text))
