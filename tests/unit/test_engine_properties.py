@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from urllib.parse import unquote, unquote_plus
+from urllib.parse import unquote, unquote_plus, urlsplit
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shopguard.engine import decode
 from shopguard.engine.detect import Detector
-from shopguard.engine.extract import Limits, PlainRequest, extract, extract_message
+from shopguard.engine.extract import Limits, PlainRequest, extract, extract_message, split_url
 from shopguard.engine.known_values import KnownMatcher, Profile, normalise
 
 LIMITS = Limits(body_cap=64 * 1024, max_fields=500)
@@ -124,3 +124,25 @@ _percent_pieces = st.sampled_from(
 @given(text=st.lists(_percent_pieces, max_size=30).map("".join), plus=st.booleans())
 def test_percent_decoding_agrees_with_urllib(text: str, plus: bool) -> None:
     assert decode.unquote(text, plus=plus) == (unquote_plus(text) if plus else unquote(text))
+
+
+_url_pieces = st.sampled_from(
+    [*"/?#&=:@.[]% \t\n\x00\x7f\x1faZ9é-_~+;,", "http://", "//", "https://a.b", ":80", "[::1]"]
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    scheme=st.sampled_from(["http://", "https://", "", "HTTPS://", "ftp://", " http://"]),
+    rest=st.lists(_url_pieces, max_size=20).map("".join),
+)
+def test_url_parts_agree_with_urlsplit(scheme: str, rest: str) -> None:
+    """The fast split of plain http(s) URLs gives urlsplit's path, query and fragment (None
+    where urlsplit raises), so that extraction and redaction see the same locations."""
+    url = scheme + rest
+    try:
+        parts = urlsplit(url)
+        expected: tuple[str, str, str] | None = (parts.path, parts.query, parts.fragment)
+    except ValueError:
+        expected = None
+    assert split_url(url) == expected
