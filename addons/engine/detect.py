@@ -92,9 +92,10 @@ class Detector:
         tracked: set[str] | frozenset[str] = _NONE
         if trackers is not None:
             tracked = trackers.locations.intersection(locations)
-        if tracked:  # tracking identifiers (remembered before the linking below, so that a
-            for index in [i for i, loc in enumerate(locations) if loc in tracked]:  # cookie set
-                fld = fields[index]  # and reused in one request links)
+        if tracked:  # tracking identifiers, remembered before the linking below (so that a
+            # cookie set and reused in one request links)
+            for index in [i for i, loc in enumerate(locations) if loc in tracked]:
+                fld = fields[index]
                 add(fld, "tracker", Hit("tracking_id", 0.9, fld.value, fld.value))
                 if linker is not None and fld.location.startswith(("cookie:", "set-cookie:")):
                     linker.remember(fld.value, f"{fld.location}@{host}" if host else fld.location)

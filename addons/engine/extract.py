@@ -251,14 +251,13 @@ class _Walker:
             if len(fields) >= budget:
                 self.out.cut(f"more than {budget} fields")
                 return False
-            kind = type(value)
+            kind, where = type(value), f"{location}[{index}]"
             if kind is str:
-                emit(f"{location}[{index}]", key, value, transform, parent_key)
+                emit(where, key, value, transform, parent_key)
             elif kind is int or kind is float:
-                where = f"{location}[{index}]"
                 fields.append(_new(Field, (where, key, str(value), transform, parent_key)))
             elif (kind is dict or kind is list) and not self._walk(
-                value, f"{location}[{index}]", key, parent_key, depth + 1, transform
+                value, where, key, parent_key, depth + 1, transform
             ):
                 return False
         return True
