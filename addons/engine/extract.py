@@ -89,6 +89,7 @@ _FORM = re.compile(r"^[^=&\s{}\[\]\"]{1,100}=[^&]*(?:&[^=&\s]{1,100}=[^&]*)*$")
 _DECODABLE = re.compile(r"[%\\={\[]")  # escapes and structure
 _BASE64_ALPHABET = re.compile(r"\s*[A-Za-z0-9+/_-]+=*\s*")  # (hex is a part of it)
 _PADDED_BASE64 = re.compile(r"^[A-Za-z0-9+/_-]{6,}={1,2}$")
+_JSON_START = re.compile(rb"\s*[{\[]")
 _URL_HEADERS = frozenset({"header:referer", "header:location", "header:origin"})
 _SKIP_HEADERS = frozenset(
     {"host", "content-length", "connection", "accept-encoding", "cookie", "content-encoding"}
@@ -359,6 +360,19 @@ class _Walker:
         if content_type.startswith("multipart/"):
             self.multipart(data, request.header("content-type") or "")
             return
+        if "json" in content_type or _JSON_START.match(data):
+            # JSON that parses is text (no raw control characters, valid UTF-8): parsed from
+            # the bytes, a large body skips the printable check of `text_of`
+            try:
+                parsed = json.loads(data)
+            except RecursionError:
+                self.out.cut("JSON nested too deep")
+                parsed = None
+            except ValueError:  # (UnicodeDecodeError included)
+                parsed = None
+            if isinstance(parsed, (dict, list)):
+                self.json(parsed, "body:$", "")
+                return
         text = decode.text_of(data)
         if text is None:
             text = _cut_utf8(data)
@@ -368,18 +382,8 @@ class _Walker:
         self.text_body(text, content_type)
 
     def text_body(self, text: str, content_type: str) -> None:
+        """A body that is not JSON: a form, or text."""
         stripped = text.strip()
-        if "json" in content_type or stripped[:1] in "{[":
-            try:
-                parsed = json.loads(stripped)
-            except RecursionError:
-                self.out.cut("JSON nested too deep")
-                parsed = None
-            except ValueError:
-                parsed = None
-            if isinstance(parsed, (dict, list)):
-                self.json(parsed, "body:$", "")
-                return
         if "x-www-form-urlencoded" in content_type or _FORM.match(stripped):
             self.form(stripped, "body.form:", "", plus=True)
             return

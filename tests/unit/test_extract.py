@@ -88,6 +88,16 @@ def test_json_body_urlencoded_body_and_text_body() -> None:
     assert got["body.text"] == ["call me"]
 
 
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_json_bodies_with_a_byte_order_mark_or_in_utf16(encoding: str) -> None:
+    """Some Windows and .NET clients send JSON with a BOM, or UTF-16 (both allowed by RFC 8259
+    readers): their fields are read like any other JSON body's."""
+    body = json.dumps({"receiver": {"mobile": "13800138000"}}).encode(encoding)
+    ct = [("content-type", "application/json")]
+    got = fields(PlainRequest("POST", "https://a/", ct, body))
+    assert got["body:$.receiver.mobile"] == ["13800138000"]
+
+
 def test_multipart_text_parts_and_file_parts_by_name_only() -> None:
     body = (
         b'--XyZ\r\nContent-Disposition: form-data; name="comment"\r\n\r\ntel 13800138000\r\n'
