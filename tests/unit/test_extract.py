@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gc
 import gzip
 import json
 from urllib.parse import quote
@@ -196,3 +197,24 @@ def test_padded_base64_of_binary_is_not_read_as_a_form_pair() -> None:
     assert token.endswith("==") or token.endswith("=")
     got = fields(PlainRequest("GET", f"https://a/?ue={quote(token, safe='')}"))
     assert got["query:ue"] == [token]
+
+
+def test_large_bodies_leave_the_garbage_collector_as_they_found_it() -> None:
+    """A large body is read with the cyclic collector paused; the proxy's collector must be
+    running again afterwards (and stay off where something else had turned it off)."""
+    items = [{"itemId": n, "title": "双肩包", "tags": ["new"]} for n in range(20_000)]
+    body = json.dumps({"items": items}).encode()
+    request = PlainRequest("POST", "https://a/", [("content-type", "application/json")], body)
+    assert gc.isenabled()
+    extraction = extract(request)
+    assert gc.isenabled()
+    assert "body:$.items[0].itemId" in {f.location for f in extraction.fields}
+    gc.disable()
+    try:
+        extract(request)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    broken = PlainRequest("POST", "https://a/", [("content-type", "application/json")], body[:-2])
+    assert [f.location for f in extract(broken).fields][-1] == "body.text"  # read as text
+    assert gc.isenabled()
