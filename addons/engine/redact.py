@@ -7,6 +7,7 @@ and only logs it in observe mode; `policy explain` and `policy test` print and c
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import re
@@ -321,6 +322,7 @@ class _Editor:
         self.headers_changed = False
         self.path_changed = False
         self.nested: dict[tuple[str, str], Any] = {}  # JSON inside a query or form value
+        self.body_codec = ("utf-8", b"")  # a JSON body's encoding and byte-order mark
 
     def header(self, name: str) -> str | None:
         return next((h[1] for h in self.headers if h[0].lower() == name), None)
@@ -343,6 +345,15 @@ class _Editor:
             if decoded is None or decoded[1]:
                 return empty, None
             data = decoded[0]
+        codec, mark = _json_codec(data)
+        if mark or codec != "utf-8":  # JSON with a byte-order mark, or in UTF-16 or UTF-32
+            try:
+                parsed = _json_of(data[len(mark) :].decode(codec))
+            except UnicodeDecodeError:
+                parsed = None
+            if parsed is not None:
+                self.body_codec = codec, mark  # written back in the same encoding
+                return empty, parsed
         text = decode.text_of(data)
         if text is None:
             return empty, None
@@ -586,7 +597,8 @@ class _Editor:
         if "_body" not in self.__dict__:
             pass
         elif self.body_changed and self.json is not None:
-            body = _dumps(self.json).encode()
+            codec, mark = self.body_codec
+            body = mark + _dumps(self.json).encode(codec)
         elif self.form.changed:
             body = self.form.text().encode()
         return url, headers, body
@@ -709,6 +721,24 @@ def _json_of(text: str | None) -> Any:
     if not isinstance(value, (dict, list)) or not _finite(value):
         return None
     return value
+
+
+_MARKS = (  # (UTF-32's little-endian mark begins with UTF-16's: it is looked for first)
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+)
+
+
+def _json_codec(data: bytes) -> tuple[str, bytes]:
+    """The encoding of a body if it is JSON, and its byte-order mark (b"" without one): JSON
+    readers accept UTF-8 with a mark, UTF-16 and UTF-32 (as the extraction does)."""
+    for mark, codec in _MARKS:
+        if data.startswith(mark):
+            return codec, mark
+    return json.detect_encoding(data), b""
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -144,6 +144,28 @@ def test_body_fields_are_stripped_in_json_and_in_data_json(policy: Config) -> No
     assert json.loads(dict(parse_qsl((outcome.body or b"").decode()))["data"]) == {"keep": "y"}
 
 
+@pytest.mark.parametrize(
+    ("mark", "codec"),
+    [
+        (b"\xef\xbb\xbf", "utf-8"),
+        (b"", "utf-16-le"),
+        (b"\xfe\xff", "utf-16-be"),
+        (b"\xff\xfe\x00\x00", "utf-32-le"),
+    ],
+)
+def test_json_with_a_byte_order_mark_or_in_utf16_is_edited_in_its_encoding(
+    policy: Config, mark: bytes, codec: str
+) -> None:
+    """The extraction reads such bodies, so redaction edits them, and the site gets the body in
+    the encoding it came in."""
+    body = mark + json.dumps({"device": {"umid": "T123", "os": "x"}}).encode(codec)
+    ct = [("content-type", "application/json")]
+    outcome = run(policy, PlainRequest("POST", "https://api.shop.example/x", ct, body))
+    assert summary(outcome) == [("strip", "body:$.device.umid", True)]
+    assert outcome.body is not None and outcome.body.startswith(mark)
+    assert json.loads(outcome.body[len(mark) :].decode(codec)) == {"device": {"os": "x"}}
+
+
 def test_a_gzip_body_is_edited_decoded(policy: Config) -> None:
     body = gzip.compress(json.dumps({"umid": "T123"}).encode())
     headers = [("content-type", "application/json"), ("content-encoding", "gzip")]
