@@ -201,7 +201,8 @@ def _read_site(doc: Located, check: Checker, stem: str, extends: bool = False) -
     hosts: tuple[HostGlob, ...] = ()
     if "hosts" in entries:
         hosts = _read_globs(entries["hosts"], check)
-        if not hosts and isinstance(entries["hosts"].value, list) and enabled and not extends:
+        listed = entries["hosts"].value
+        if not hosts and listed == [] and enabled and not extends:  # (bad entries: said above)
             check.error(entries["hosts"], "expected at least one host glob")
     elif enabled and not extends:
         check.error(doc, "missing required key 'hosts' (or set 'enabled: false')")

@@ -250,6 +250,11 @@ SITE_KEYS = (
             id="host not text",
         ),
         pytest.param(
+            "site: bazaar\nhosts: [5]\n",
+            "user/sites/bazaar.yaml:2: hosts[0]: expected a host glob as text, got 5",
+            id="the only host not text: that error alone",
+        ),
+        pytest.param(
             'site: bazaar\nhosts: ["bazaar.example"]\nmode: block\n',
             "user/sites/bazaar.yaml:3: mode: expected one of observe, enforce, got 'block'",
             id="bad mode",
