@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import shutil
 import stat
+import sys
 import time
 from collections.abc import MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,8 +40,10 @@ class RotatingFile:
     """An append-only file of mode 600 in a directory of mode 700, rotated by size.
 
     Each line goes to the operating system in one `write`, so a killed proxy loses at most the
-    line being written. Rotated files are gzip-compressed as `<name>.<UTC time>.gz`; at most
-    `keep` of them are kept, and none older than `max_age_days` (0: no age limit).
+    line being written. Rotated files are gzip-compressed as `<name>.<UTC time>.gz` by a
+    background thread (compressing 10 MiB would stall the proxy for a third of a second); a
+    rotated file a killed proxy left uncompressed is compressed when the log is next opened. At
+    most `keep` of them are kept, and none older than `max_age_days` (0: no age limit).
     """
 
     def __init__(self, path: Path, rotate_bytes: int, keep: int, max_age_days: int) -> None:
@@ -48,6 +53,8 @@ class RotatingFile:
         self.max_age_days = max_age_days
         self._fd: int | None = None
         self._size = 0
+        self._compressor: ThreadPoolExecutor | None = None
+        self._queued: set[Path] = set()  # rotated files handed to the compressor
 
     def open(self) -> None:
         """Create the directory and file with private modes; raises OSError."""
@@ -58,6 +65,8 @@ class RotatingFile:
             os.fchmod(fd, 0o600)
         self._fd = fd
         self._size = info.st_size if stat.S_ISREG(info.st_mode) else 0
+        for left in self.uncompressed():
+            self._compress_later(left)
         self.prune()
 
     @property
@@ -65,9 +74,13 @@ class RotatingFile:
         return self._fd is not None and stat.S_ISREG(os.fstat(self._fd).st_mode)
 
     def close(self) -> None:
+        """Close the file, after the rotated files being compressed are done."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        if self._compressor is not None:
+            self._compressor.shutdown(wait=True)
+            self._compressor = None
 
     def msg(self, message: str) -> None:
         """Write one line; raises OSError when it cannot be written."""
@@ -89,21 +102,52 @@ class RotatingFile:
         """Rotated files, oldest first."""
         return sorted(self.path.parent.glob(self.path.name + ".*.gz"))
 
+    def uncompressed(self) -> list[Path]:
+        """Rotated files not compressed yet (moved aside, then the proxy was stopped)."""
+        pattern = re.compile(re.escape(self.path.name) + r"\.\d{8}T\d{12}Z")
+        return sorted(p for p in self.path.parent.iterdir() if pattern.fullmatch(p.name))
+
     def rotate(self) -> None:
-        self.close()
+        assert self._fd is not None
+        os.close(self._fd)
+        self._fd = None
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        target = self.path.with_name(f"{self.path.name}.{stamp}.gz")
         moved = self.path.with_name(f"{self.path.name}.{stamp}")
         os.replace(self.path, moved)
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with (
-            open(moved, "rb") as src,
-            os.fdopen(fd, "wb") as raw,
-            gzip.GzipFile(fileobj=raw, mode="wb", filename="") as out,
-        ):
-            shutil.copyfileobj(src, out)
-        os.unlink(moved)
-        self.open()
+        self.open()  # (which hands `moved` to the compressor)
+
+    def _compress_later(self, moved: Path) -> None:
+        if moved in self._queued:
+            return
+        if self._compressor is None:
+            self._compressor = ThreadPoolExecutor(1, thread_name_prefix="shopguard-log")
+        self._queued.add(moved)
+        self._compressor.submit(self._compress, moved)
+
+    def _compress(self, moved: Path) -> None:
+        """`moved` to `moved.gz` (written as `.gz.part`, renamed when complete), then prune.
+
+        On failure (a full disk) the uncompressed file stays, to be tried again at next open.
+        """
+        target = moved.with_name(moved.name + ".gz")
+        partial = moved.with_name(moved.name + ".gz.part")
+        try:
+            partial.unlink(missing_ok=True)  # (left by a killed proxy, with any mode)
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with (
+                open(moved, "rb") as src,
+                os.fdopen(fd, "wb") as raw,
+                gzip.GzipFile(fileobj=raw, mode="wb", filename="") as out,
+            ):
+                shutil.copyfileobj(src, out)
+            os.replace(partial, target)
+            os.unlink(moved)
+            self.prune()
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            print(f"shopguard: could not compress {moved}: {exc}", file=sys.stderr)
+        finally:
+            self._queued.discard(moved)
 
     def prune(self) -> None:
         """Apply `keep` and `max_age_days` to rotated files."""
@@ -111,9 +155,17 @@ class RotatingFile:
         excess = old[: max(0, len(old) - self.keep)]
         if self.max_age_days:
             limit = time.time() - self.max_age_days * 86400
-            excess += [p for p in old if p not in excess and p.stat().st_mtime < limit]
+            excess += [p for p in old if p not in excess and _mtime(p) < limit]
         for path in excess:
             path.unlink(missing_ok=True)
+
+
+def _mtime(path: Path) -> float:
+    """Modification time; infinity for a file gone meanwhile (pruned by the other thread)."""
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return float("inf")
 
 
 class AuditLog:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -136,6 +138,50 @@ def test_rotation_by_size_keeps_every_line_compressed(tmp_path: Path, umask: int
             numbers += [json.loads(line)["n"] for line in text.read().splitlines()]
     numbers += [x["n"] for x in read_lines(path)]
     assert numbers == list(range(20))
+
+
+def test_rotation_does_not_wait_for_the_compression(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lines keep being written while a rotated file is compressed on another thread."""
+    release = threading.Event()
+    real_copy = shutil.copyfileobj
+
+    def held_copy(src: Any, dst: Any) -> None:
+        assert release.wait(timeout=30), "the test never released the compressor"
+        real_copy(src, dst)
+
+    monkeypatch.setattr("shopguard.auditlog.shutil.copyfileobj", held_copy)
+    path = tmp_path / "flows.jsonl"
+    audit = AuditLog(path, 1024, 100, 0)
+    fill(audit, 8)  # rotates once: the compressor is held
+    assert audit.file.uncompressed() and not rotated(path)
+    fill(audit, 2, start=8)  # the proxy goes on logging meanwhile
+    release.set()
+    audit.close()  # waits for the compressor
+    assert audit.file.uncompressed() == [] and rotated(path)
+    numbers: list[int] = []
+    for archive in rotated(path):
+        with gzip.open(archive, "rt", encoding="utf-8") as text:
+            numbers += [json.loads(line)["n"] for line in text.read().splitlines()]
+    assert numbers + [x["n"] for x in read_lines(path)] == list(range(10))
+
+
+def test_a_rotated_file_left_uncompressed_is_compressed_at_next_open(tmp_path: Path) -> None:
+    """A proxy killed during the compression leaves the rotated file (and maybe a partial
+    archive): nothing of it is lost, and it is compressed when the log is opened again."""
+    path = tmp_path / "flows.jsonl"
+    left = path.with_name(f"{path.name}.20240101T000000000000Z")
+    left.write_text('{"n": 1}\n{"n": 2}\n', encoding="utf-8")
+    left.with_name(left.name + ".gz.part").write_bytes(b"\x1f\x8b truncated")
+    audit = AuditLog(path, MiB, 5, 0)
+    audit.open()
+    audit.close()
+    assert not left.exists() and not left.with_name(left.name + ".gz.part").exists()
+    (archive,) = rotated(path)
+    assert mode(archive) == 0o600
+    with gzip.open(archive, "rt", encoding="utf-8") as text:
+        assert [json.loads(line)["n"] for line in text.read().splitlines()] == [1, 2]
 
 
 def test_keep_limits_the_number_of_rotated_files(tmp_path: Path) -> None:
