@@ -132,6 +132,10 @@ class RotatingFile:
         target = moved.with_name(moved.name + ".gz")
         partial = moved.with_name(moved.name + ".gz.part")
         try:
+            try:
+                source = moved.stat()
+            except FileNotFoundError:
+                return  # compressed already (listed by an open() while it was being done)
             partial.unlink(missing_ok=True)  # (left by a killed proxy, with any mode)
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with (
@@ -140,6 +144,8 @@ class RotatingFile:
                 gzip.GzipFile(fileobj=raw, mode="wb", filename="") as out,
             ):
                 shutil.copyfileobj(src, out)
+            # the archive is as old as its last line, for max_age_days
+            os.utime(partial, ns=(source.st_atime_ns, source.st_mtime_ns))
             os.replace(partial, target)
             os.unlink(moved)
             self.prune()

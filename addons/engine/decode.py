@@ -50,7 +50,8 @@ def decompress(data: bytes, encoding: str, limit: int) -> tuple[bytes, bool] | N
 
 
 def text_of(data: bytes) -> str | None:
-    """Bytes as text when they are (nearly all) printable UTF-8; None for binary."""
+    """Bytes as text when they are UTF-8 of (nearly all) printable characters or spaces (an
+    ideographic or no-break space is not "printable" to Python); None for binary."""
     if not data:
         return ""
     # bytes that are not UTF-8 become lone surrogates instead of raising: most guesses at
@@ -59,7 +60,7 @@ def text_of(data: bytes) -> str | None:
     if not text.isprintable():
         if _ESCAPED.search(text):
             return None
-        controls = sum(1 for ch in text if not ch.isprintable() and ch not in "\r\n\t")
+        controls = sum(1 for ch in text if not ch.isprintable() and not ch.isspace())
         if controls > len(text) // 50:
             return None
     return text

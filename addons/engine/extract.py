@@ -91,7 +91,7 @@ _FORM = re.compile(r"^[^=&\s{}\[\]\"]{1,100}=[^&]*(?:&[^=&\s]{1,100}=[^&]*)*$")
 _DECODABLE = re.compile(r"[%\\={\[]")  # escapes and structure
 _BASE64_ALPHABET = re.compile(r"\s*[A-Za-z0-9+/_-]+=*\s*")  # (hex is a part of it)
 _PADDED_BASE64 = re.compile(r"^[A-Za-z0-9+/_-]{6,}={1,2}$")
-_JSON_START = re.compile(rb"\s*[{\[]")
+_JSON_START = re.compile(rb"[\s\x1c-\x1f]*[{\[]")  # (after what str.strip removes, in ASCII)
 _URL_HEADERS = frozenset({"header:referer", "header:location", "header:origin"})
 _SKIP_HEADERS = frozenset(
     {"host", "content-length", "connection", "accept-encoding", "cookie", "content-encoding"}
@@ -370,30 +370,46 @@ class _Walker:
         if content_type.startswith("multipart/"):
             self.multipart(data, request.header("content-type") or "")
             return
-        if "json" in content_type or _JSON_START.match(data):
-            # JSON that parses is text (no raw control characters, valid UTF-8): parsed from
-            # the bytes, a large body skips the printable check of `text_of`
-            try:
-                parsed = json.loads(data)
-            except RecursionError:
-                self.out.cut("JSON nested too deep")
-                parsed = None
-            except ValueError:  # (UnicodeDecodeError included)
-                parsed = None
-            if isinstance(parsed, (dict, list)):
-                self.json(parsed, "body:$", "")
-                return
+        tried = "json" in content_type or _JSON_START.match(data) is not None
+        json_text = _json_text(data) if tried else None
+        if json_text is not None and (
+            self.json_body(json_text)  # (JSON is text: a large body skips `text_of`'s check)
+            # or inside characters JSON does not allow around it, which str.strip removes
+            # (SignalR ends each message with a \x1e)
+            or (
+                json_text.strip() != json_text.strip(_JSON_SPACE)
+                and self.json_body(json_text.strip())
+            )
+        ):
+            return
         text = decode.text_of(data)
         if text is None:
             text = _cut_utf8(data)
             if text is None:
                 self.out.cut("a binary body")
                 return
-        self.text_body(text, content_type)
+        self.text_body(text, content_type, json_tried=tried)
 
-    def text_body(self, text: str, content_type: str) -> None:
-        """A body that is not JSON: a form, or text."""
+    def json_body(self, text: str) -> bool:
+        """Walk `text` if it is a JSON object or array; False if it is not."""
+        try:
+            parsed = json.loads(text)
+        except RecursionError:
+            self.out.cut("JSON nested too deep")
+            return False
+        except ValueError:
+            return False
+        if not isinstance(parsed, (dict, list)):
+            return False
+        self.json(parsed, "body:$", "")
+        return True
+
+    def text_body(self, text: str, content_type: str, json_tried: bool = False) -> None:
+        """A body not read as JSON yet (`json_tried` False) or that is not JSON: a form, or
+        text."""
         stripped = text.strip()
+        if not json_tried and stripped[:1] in "{[" and self.json_body(stripped):
+            return
         if "x-www-form-urlencoded" in content_type or _FORM.match(stripped):
             self.form(stripped, "body.form:", "", plus=True)
             return
@@ -491,8 +507,23 @@ def _looks_base64(value: str) -> bool:
     return _PADDED_BASE64.match(value) is not None
 
 
+_JSON_SPACE = " \t\n\r"  # the whitespace JSON allows around a document
+
+
+def _json_text(data: bytes) -> str | None:
+    """A body's text in the encoding a JSON reader detects (UTF-8 with or without a byte-order
+    mark, UTF-16, UTF-32), decoded strictly as the redactor decodes it; None if it does not
+    decode (json.loads on bytes would let encoded surrogates through)."""
+    try:
+        return data.decode(json.detect_encoding(data))
+    except UnicodeDecodeError:
+        return None
+
+
 def _cut_utf8(data: bytes) -> str | None:
     """Text of a body cut in the middle of a UTF-8 character (a capped body)."""
+    if not data or data[-1] < 0x80:  # it ends with an ASCII character: not cut in one
+        return None
     for drop in (1, 2, 3):
         text = decode.text_of(data[:-drop])
         if text is not None:

@@ -323,6 +323,7 @@ class _Editor:
         self.path_changed = False
         self.nested: dict[tuple[str, str], Any] = {}  # JSON inside a query or form value
         self.body_codec = ("utf-8", b"")  # a JSON body's encoding and byte-order mark
+        self.body_frame = ("", "")  # and what surrounds the document (whitespace, \x1e)
 
     def header(self, name: str) -> str | None:
         return next((h[1] for h in self.headers if h[0].lower() == name), None)
@@ -345,24 +346,24 @@ class _Editor:
             if decoded is None or decoded[1]:
                 return empty, None
             data = decoded[0]
-        codec, mark = _json_codec(data)
-        if mark or codec != "utf-8":  # JSON with a byte-order mark, or in UTF-16 or UTF-32
-            try:
-                parsed = _json_of(data[len(mark) :].decode(codec))
-            except UnicodeDecodeError:
-                parsed = None
-            if parsed is not None:
-                self.body_codec = codec, mark  # written back in the same encoding
+        content_type = (self.request.header("content-type") or "").lower()
+        codec, mark = _json_codec(data)  # JSON: UTF-8 (a byte-order mark allowed), UTF-16, -32
+        try:
+            text: str | None = data[len(mark) :].decode(codec)
+        except UnicodeDecodeError:
+            text = None
+        if text is not None and ("json" in content_type or text.strip()[:1] in "{["):
+            stripped = text.strip()  # (also what JSON does not allow around it: SignalR's \x1e)
+            parsed = _json_of(stripped)
+            if parsed is not None:  # written back in its encoding, with what surrounds it
+                start = text.index(stripped)
+                self.body_codec = codec, mark
+                self.body_frame = text[:start], text[start + len(stripped) :]
                 return empty, parsed
         text = decode.text_of(data)
         if text is None:
             return empty, None
-        content_type = (self.request.header("content-type") or "").lower()
         stripped = text.strip()
-        if "json" in content_type or stripped[:1] in "{[":
-            parsed = _json_of(stripped)
-            if parsed is not None:
-                return empty, parsed
         if "x-www-form-urlencoded" in content_type or looks_like_form(stripped):
             return _Pairs(stripped, plus=True), None  # also sendBeacon's text/plain forms
         return empty, None
@@ -597,8 +598,8 @@ class _Editor:
         if "_body" not in self.__dict__:
             pass
         elif self.body_changed and self.json is not None:
-            codec, mark = self.body_codec
-            body = mark + _dumps(self.json).encode(codec)
+            (codec, mark), (before, after) = self.body_codec, self.body_frame
+            body = mark + f"{before}{_dumps(self.json)}{after}".encode(codec)
         elif self.form.changed:
             body = self.form.text().encode()
         return url, headers, body

@@ -169,10 +169,13 @@ def test_rotation_does_not_wait_for_the_compression(
 
 def test_a_rotated_file_left_uncompressed_is_compressed_at_next_open(tmp_path: Path) -> None:
     """A proxy killed during the compression leaves the rotated file (and maybe a partial
-    archive): nothing of it is lost, and it is compressed when the log is opened again."""
+    archive): nothing of it is lost, it is compressed when the log is opened again, and the
+    archive keeps the file's age (for max_age_days)."""
     path = tmp_path / "flows.jsonl"
     left = path.with_name(f"{path.name}.20240101T000000000000Z")
     left.write_text('{"n": 1}\n{"n": 2}\n', encoding="utf-8")
+    last_line = time.time() - 3 * 86400
+    os.utime(left, (last_line, last_line))
     left.with_name(left.name + ".gz.part").write_bytes(b"\x1f\x8b truncated")
     audit = AuditLog(path, MiB, 5, 0)
     audit.open()
@@ -180,8 +183,28 @@ def test_a_rotated_file_left_uncompressed_is_compressed_at_next_open(tmp_path: P
     assert not left.exists() and not left.with_name(left.name + ".gz.part").exists()
     (archive,) = rotated(path)
     assert mode(archive) == 0o600
+    assert archive.stat().st_mtime == pytest.approx(last_line)
     with gzip.open(archive, "rt", encoding="utf-8") as text:
         assert [json.loads(line)["n"] for line in text.read().splitlines()] == [1, 2]
+    audit = AuditLog(path, MiB, 5, 2)  # two days: the three-day-old archive goes
+    audit.open()
+    audit.close()
+    assert rotated(path) == []
+
+
+def test_a_file_listed_again_after_its_compression_is_left_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """open() may list a rotated file that the compressor finishes just after: handed to it a
+    second time, it is gone, and that is no error."""
+    path = tmp_path / "flows.jsonl"
+    audit = AuditLog(path, 1024, 100, 0)
+    fill(audit, 8)
+    audit.close()
+    archives = rotated(path)
+    audit.file._compress(archives[0].with_suffix(""))  # a rotated file, compressed already
+    assert rotated(path) == archives
+    assert capsys.readouterr().err == ""
 
 
 def test_keep_limits_the_number_of_rotated_files(tmp_path: Path) -> None:

@@ -99,6 +99,34 @@ def test_json_bodies_with_a_byte_order_mark_or_in_utf16(encoding: str) -> None:
     assert got["body:$.receiver.mobile"] == ["13800138000"]
 
 
+@pytest.mark.parametrize(
+    ("body", "location"),
+    [
+        ('{"receiver": {"mobile": "13800138000"}}\x1e', "body:$.receiver.mobile"),  # SignalR
+        ('\x1e{"receiver": {"mobile": "13800138000"}}', "body:$.receiver.mobile"),  # json-seq
+        ("收货人\u3000张三\u00a0电话 13800138000", "body.text"),  # ideographic, no-break space
+    ],
+)
+def test_text_bodies_with_separators_and_wide_spaces_are_read(body: str, location: str) -> None:
+    """Short bodies with a record separator or a wide space are text, not binary."""
+    for content_type in ("text/plain", "application/json"):
+        request = PlainRequest(
+            "POST", "https://a/", [("content-type", content_type)], body.encode()
+        )
+        extraction = extract(request)
+        assert extraction.inspection == "full"
+        assert location in {f.location for f in extraction.fields}
+
+
+def test_encoded_surrogates_in_a_json_body_are_not_text() -> None:
+    """UTF-8 bytes of a surrogate are invalid UTF-8: such a body is binary (the redactor could
+    not edit it), even though json.loads on the bytes would accept it."""
+    body = b'{"email": "wang.xiaoming@example.com", "n": "\xed\xa0\x80"}'
+    request = PlainRequest("POST", "https://a/", [("content-type", "application/json")], body)
+    extraction = extract(request)
+    assert extraction.inspection == "partial" and extraction.problems == ["a binary body"]
+
+
 def test_multipart_text_parts_and_file_parts_by_name_only() -> None:
     body = (
         b'--XyZ\r\nContent-Disposition: form-data; name="comment"\r\n\r\ntel 13800138000\r\n'

@@ -166,6 +166,15 @@ def test_json_with_a_byte_order_mark_or_in_utf16_is_edited_in_its_encoding(
     assert json.loads(outcome.body[len(mark) :].decode(codec)) == {"device": {"os": "x"}}
 
 
+def test_json_inside_record_separators_is_edited_and_keeps_them(policy: Config) -> None:
+    """SignalR ends each JSON message with \\x1e: the edited message must still end with it."""
+    body = b'{"device": {"umid": "T123", "os": "x"}}\n\x1e'
+    ct = [("content-type", "text/plain")]
+    outcome = run(policy, PlainRequest("POST", "https://api.shop.example/x", ct, body))
+    assert summary(outcome) == [("strip", "body:$.device.umid", True)]
+    assert outcome.body == b'{"device":{"os":"x"}}\n\x1e'
+
+
 def test_a_gzip_body_is_edited_decoded(policy: Config) -> None:
     body = gzip.compress(json.dumps({"umid": "T123"}).encode())
     headers = [("content-type", "application/json"), ("content-encoding", "gzip")]
