@@ -69,6 +69,16 @@ class RotatingFile:
             self._compress_later(left)
         self.prune()
 
+    def room(self) -> int | None:
+        """Bytes free on the file's file system (None: not a regular file, or not known)."""
+        if self._fd is None or not self.is_regular:
+            return None
+        try:
+            info = os.fstatvfs(self._fd)
+        except OSError:
+            return None
+        return info.f_bavail * info.f_frsize
+
     @property
     def is_regular(self) -> bool:
         return self._fd is not None and stat.S_ISREG(os.fstat(self._fd).st_mode)
@@ -197,6 +207,9 @@ class AuditLog:
 
     def close(self) -> None:
         self.file.close()
+
+    def room(self) -> int | None:
+        return self.file.room()
 
     def write(self, event: str, **fields: Any) -> None:
         self._logger.info(event, **fields)

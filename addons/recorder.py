@@ -73,9 +73,9 @@ class Recorder:
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         """No unrecorded enforcement: while the log cannot be written, enforce mode blocks."""
         state = flow.metadata.get(META)
-        if state is None or flow.response is not None or self.rt.log_error is None:
+        if state is None or flow.response is not None or self.rt.log_ready():
             return
-        if state["mode"] == "enforce" and not self.rt.emit("log_recovered"):
+        if state["mode"] == "enforce":
             state["actions"].append({"action": "block", "reason": "log unavailable"})
             flow.response = local_response(
                 502,

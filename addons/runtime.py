@@ -17,6 +17,7 @@ from shopguard.engine.masking import mask_message
 from shopguard.engine.settings import Config
 
 META = "shopguard"  # key of the per-flow state in flow.metadata
+MIN_ROOM = 1024 * 1024  # free bytes the log's file system must have for enforcement to go on
 
 
 class Runtime:
@@ -53,6 +54,20 @@ class Runtime:
             audit.write(event, **fields)
         self.log_error = None
 
+    def log_ready(self) -> bool:
+        """Whether a flow's line can be expected to be written: the last write worked (or a
+        `log_recovered` line can be written now), and the log's file system has room for it.
+
+        Checked before a request leaves, so that a full disk stops enforcement before the first
+        line is lost rather than after."""
+        if self.audit is None:
+            return True
+        room = self.audit.room()
+        if room is not None and room < MIN_ROOM:
+            self._log_failed(f"less than {MIN_ROOM // 1024} KiB free on its file system")
+            return False
+        return self.log_error is None or self.emit("log_recovered")
+
     def emit(self, event: str, **fields: Any) -> bool:
         """Write one log line; False (and a message on stderr) when it could not be written."""
         if self.audit is None:
@@ -61,13 +76,7 @@ class Runtime:
         try:
             self.audit.write(event, **fields)
         except OSError as exc:
-            if self.log_error is None:
-                print(
-                    f"shopguard: cannot write the log {self.audit.path}: {exc}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-            self.log_error = str(exc)
+            self._log_failed(str(exc))
             return False
         if self.log_error is not None:
             print(
@@ -75,6 +84,15 @@ class Runtime:
             )
             self.log_error = None
         return True
+
+    def _log_failed(self, reason: str) -> None:
+        if self.log_error is None and self.audit is not None:
+            print(
+                f"shopguard: cannot write the log {self.audit.path}: {reason}",
+                file=sys.stderr,
+                flush=True,
+            )
+        self.log_error = reason
 
     def fail_flow(self, flow: Any, addon: str, hook: str, exc: BaseException) -> None:
         """An addon raised on `flow`: block it in enforce mode, pass it in observe mode."""

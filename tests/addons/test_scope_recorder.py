@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -327,3 +328,32 @@ def test_unwritable_log_blocks_enforce_and_passes_observe(
         "www.jd.com"
     ]
     proxy.rt.audit.close()
+
+
+def test_a_nearly_full_disk_stops_enforcement_before_a_line_is_lost(
+    start: Callable[..., Proxy],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A write fails only once the disk is full, after the request it records has left; with
+    less than 1 MiB free, enforce sites are answered with a 502 before anything is sent."""
+    proxy = start({"sites/jd.yaml": 'hosts: ["*.jd.com"]\nmode: enforce\n'})
+    real = os.fstatvfs
+    free_blocks = {"n": 100}  # of 4 KiB: 400 KiB free
+
+    def statvfs(fd: int) -> os.statvfs_result:
+        info = real(fd)
+        return os.statvfs_result((4096, 4096, *info[2:4], free_blocks["n"], *info[5:]))
+
+    monkeypatch.setattr("shopguard.auditlog.os.fstatvfs", statvfs)
+    enforced = proxy.run(request_to("www.jd.com"), ("requestheaders",))
+    assert enforced.response is not None and enforced.response.status_code == 502
+    assert "less than 1024 KiB free" in capsys.readouterr().err
+    observed = proxy.run(request_to("www.taobao.com"), ("requestheaders",))
+    assert observed.response is None  # observe mode passes, as when the log is broken
+
+    free_blocks["n"] = 10_000  # 40 MiB: room again
+    recovered = proxy.run(request_to("www.jd.com"), ("requestheaders",))
+    assert recovered.response is None
+    events = [json.loads(line)["event"] for line in proxy.log.read_text().splitlines()]
+    assert "log_recovered" in events
