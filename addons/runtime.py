@@ -85,6 +85,15 @@ class Runtime:
             self.log_error = None
         return True
 
+    def _untagged_mode(self, request: http.Request | None) -> str:
+        """The mode for a flow that failed before it was given to a site: its host's site's
+        (fail closed), and observe for a host no site lists (other sites are left alone)."""
+        try:
+            found = self.index.attribute(request.pretty_host) if request is not None else None
+        except Exception:  # (this runs because something failed: it must not fail in turn)
+            return self.mode_for(None)
+        return self.mode_for(found.name) if found is not None else "observe"
+
     def _log_failed(self, reason: str) -> None:
         if self.log_error is None and self.audit is not None:
             print(
@@ -98,10 +107,10 @@ class Runtime:
         """An addon raised on `flow`: block it in enforce mode, pass it in observe mode."""
         state = flow.metadata.get(META) if hasattr(flow, "metadata") else None
         site = state.get("site") if state else None
-        mode = state["mode"] if state else self.mode_for(None)
+        request = getattr(flow, "request", None)
+        mode = state["mode"] if state else self._untagged_mode(request)
         blocked = mode == "enforce" and isinstance(flow, http.HTTPFlow)
         reason = f"{type(exc).__name__} in {addon}.{hook}"
-        request = getattr(flow, "request", None)
         self.emit(
             "addon_error",
             addon=addon,

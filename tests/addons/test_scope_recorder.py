@@ -291,6 +291,42 @@ def test_a_failing_hook_fails_closed_in_enforce_and_open_in_observe(
     assert len(proxy.lines("addon_error")) == 1
 
 
+class EarlyBoom:
+    """An addon that fails before the scope addon has given the flow to a site."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    @guarded
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        raise ValueError("before scope")
+
+
+def test_a_flow_failing_before_its_site_is_known_gets_its_hosts_mode(
+    start: Callable[..., Proxy],
+) -> None:
+    """Fail closed for the sites' hosts, and leave every other site alone."""
+    proxy = start(
+        {
+            "shopguard.yaml": "mode: enforce\n",
+            "sites/jd.yaml": 'hosts: ["*.jd.com"]\nmode: observe\n',
+        }
+    )
+    proxy.addons.insert(0, EarlyBoom(proxy.rt))
+    taobao = proxy.run(request_to("www.taobao.com"), ("requestheaders",))
+    assert taobao.response is not None and taobao.response.status_code == 502
+    jd = proxy.run(request_to("www.jd.com"), ("requestheaders",))
+    assert jd.response is None  # its site is in observe mode
+    outside = proxy.run(request_to("example.org"), ("requestheaders",))
+    assert outside.response is None
+    modes = [(e["host"], e["mode"], e["outcome"]) for e in proxy.lines("addon_error")]
+    assert modes == [
+        ("www.taobao.com", "enforce", "blocked"),
+        ("www.jd.com", "observe", "passed"),
+        ("example.org", "observe", "passed"),
+    ]
+
+
 # --- the log cannot be written --------------------------------------------------------------
 
 
