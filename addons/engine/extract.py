@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 import json
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import Message
@@ -416,20 +416,16 @@ class _Walker:
         self.emit("body.text", "", text)
 
     def multipart(self, data: bytes, content_type: str) -> None:
-        boundary = _boundary(content_type)
-        if not boundary:
+        body = read_multipart(data, content_type)
+        if body is None:
             self.out.cut("a multipart body without boundary")
             return
-        for headers, content in _parts(data, boundary):
-            disposition = Message()
-            disposition["content-disposition"] = headers.get("content-disposition", "")
-            name = disposition.get_param("name", header="content-disposition")
-            filename = disposition.get_param("filename", header="content-disposition")
-            name = str(name) if name else ""
+        for part in body.parts:
+            name, filename = part.disposition
             if filename is not None:  # file parts by name only: their content is not read
-                self.emit(f"body.file:{name}", name, str(filename))
+                self.emit(f"body.file:{name}", name, filename)
                 continue
-            text = decode.text_of(content)
+            text = decode.text_of(part.content)
             if text is None:
                 self.out.cut("a binary multipart part")
                 continue
@@ -531,27 +527,69 @@ def _cut_utf8(data: bytes) -> str | None:
     return None
 
 
-def _boundary(content_type: str) -> str | None:
+class Part(NamedTuple):
+    """One part of a multipart body; `prefix + content + suffix` is the part as it came."""
+
+    prefix: bytes  # the line break after the delimiter, the part's header lines, a blank line
+    content: bytes
+    suffix: bytes  # the line break that belongs to the next delimiter
+    headers: dict[str, str]  # lower-case names
+
+    @property
+    def disposition(self) -> tuple[str, str | None]:
+        """The form field's name ("" when it has none) and the file name of a file part."""
+        message = Message()
+        message["content-disposition"] = self.headers.get("content-disposition", "")
+        name = message.get_param("name", header="content-disposition")
+        filename = message.get_param("filename", header="content-disposition")
+        return (str(name) if name else ""), (str(filename) if filename is not None else None)
+
+
+class Multipart(NamedTuple):
+    """A multipart body split at its delimiters; `encoded(parts)` is the body as it came."""
+
+    delimiter: bytes
+    preamble: bytes
+    parts: list[Part]
+    closing: bytes | None  # what follows the closing delimiter ("--", an epilogue); None if cut
+
+    def encoded(self, parts: Iterable[Part]) -> bytes:
+        """The body with `parts` (edited or not) between the same delimiters."""
+        out = [self.preamble]
+        for part in parts:
+            out += [self.delimiter, part.prefix, part.content, part.suffix]
+        if self.closing is not None:
+            out += [self.delimiter, self.closing]
+        return b"".join(out)
+
+
+def read_multipart(data: bytes, content_type: str) -> Multipart | None:
+    """The parts of a multipart body; None without a boundary in `content_type`."""
     message = Message()
     message["content-type"] = content_type
     boundary = message.get_param("boundary")
-    return str(boundary) if boundary else None
-
-
-def _parts(data: bytes, boundary: str) -> Iterator[tuple[dict[str, str], bytes]]:
-    delimiter = b"--" + boundary.encode("latin-1", "replace")
-    for chunk in data.split(delimiter)[1:]:
+    if not boundary:
+        return None
+    delimiter = b"--" + str(boundary).encode("latin-1", "replace")
+    chunks = data.split(delimiter)
+    parts: list[Part] = []
+    for index in range(1, len(chunks)):
+        chunk = chunks[index]
         if chunk.startswith(b"--"):
-            break
+            return Multipart(delimiter, chunks[0], parts, delimiter.join(chunks[index:]))
         head, sep, content = chunk.partition(b"\r\n\r\n")
         if not sep:
             head, sep, content = chunk.partition(b"\n\n")
+        kept = content.removesuffix(b"\r\n")
+        if len(kept) == len(content):
+            kept = content.removesuffix(b"\n")
         headers = {}
         for line in head.decode("utf-8", "replace").splitlines():
             name, colon, value = line.partition(":")
             if colon:
                 headers[name.strip().lower()] = value.strip()
-        yield headers, content.removesuffix(b"\r\n").removesuffix(b"\n")
+        parts.append(Part(head + sep, kept, content[len(kept) :], headers))
+    return Multipart(delimiter, chunks[0], parts, None)
 
 
 def extract(request: PlainRequest, limits: Limits | None = None) -> Extraction:

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
 from shopguard.engine import decode
-from shopguard.engine.extract import PlainRequest, looks_like_form
+from shopguard.engine.extract import Multipart, Part, PlainRequest, looks_like_form, read_multipart
 from shopguard.engine.fakes import fake
 from shopguard.engine.findings import Finding
 from shopguard.engine.policy import NameIndex, NameRule, Policy
@@ -240,29 +240,43 @@ def _resign(editor: _Editor, outcome: Outcome, enforce: bool) -> None:
 # -- editing -------------------------------------------------------------------------------------
 
 
-class _Pairs:
+class _Fields:
+    """What query strings, forms and multipart bodies share: named items (`item[1]`, None for
+    an item that is not a field), some of which may be removed."""
+
+    def __init__(self) -> None:
+        self.items: list[list[Any]] = []
+        self.removed = False
+
+    def __contains__(self, name: str) -> bool:
+        return any(item[1] == name for item in self.items)
+
+    def names(self) -> list[str]:
+        return [item[1] for item in self.items if item[1] is not None]
+
+    def remove(self, name: str) -> bool:
+        before = len(self.items)
+        self.items = [item for item in self.items if item[1] != name]
+        self.removed |= len(self.items) != before
+        return len(self.items) != before
+
+
+class _Pairs(_Fields):
     """`a=1&b=2` with its raw form kept, so that untouched pairs leave exactly as they came.
 
     Values are decoded only when asked for: most requests only need their names.
     """
 
     def __init__(self, text: str, plus: bool) -> None:
+        super().__init__()
         self.plus = plus
-        self.items: list[list[Any]] = []  # [raw pair, name, value or None until read, edited]
-        for raw in text.split("&") if text else []:
+        for raw in text.split("&") if text else []:  # [raw pair, name, value, edited]
             name = raw.partition("=")[0]
             self.items.append([raw, decode.unquote(name, plus=True), None, False])
-        self.removed = False
 
     @property
     def changed(self) -> bool:
         return self.removed or any(item[3] for item in self.items)
-
-    def __contains__(self, name: str) -> bool:
-        return any(item[1] == name for item in self.items)
-
-    def names(self) -> list[str]:
-        return [item[1] for item in self.items]
 
     def _value(self, item: list[Any]) -> str:
         if item[2] is None:
@@ -289,16 +303,62 @@ class _Pairs:
             if item[1] == name:
                 item[2], item[3] = None, False
 
-    def remove(self, name: str) -> bool:
-        before = len(self.items)
-        self.items = [item for item in self.items if item[1] != name]
-        self.removed |= len(self.items) != before
-        return len(self.items) != before
-
     def text(self) -> str:
         return "&".join(
             f"{quote(i[1], safe=_ENCODE_SAFE)}={quote(i[2], safe=_ENCODE_SAFE)}" if i[3] else i[0]
             for i in self.items
+        )
+
+    def encoded(self) -> bytes:
+        return self.text().encode()
+
+
+class _Parts(_Fields):
+    """A multipart/form-data body as form fields (what `new FormData(form)` sends): its text
+    parts by name, edited in place; file parts, and edited parts' headers, leave as they came.
+    """
+
+    def __init__(self, body: Multipart) -> None:
+        super().__init__()
+        self.body = body
+        for part in body.parts:  # [part, field name or None, edited value or None]
+            name, filename = part.disposition
+            text = decode.text_of(part.content) if filename is None else None
+            self.items.append([part, name if text is not None else None, None])
+
+    @property
+    def changed(self) -> bool:
+        return self.removed or any(item[2] is not None for item in self.items)
+
+    def get(self, name: str) -> str | None:
+        for part, field_name, edited in self.items:
+            if field_name == name:
+                return str(edited) if edited is not None else self._text(part)
+        return None
+
+    def original(self, name: str) -> str | None:
+        return next((self._text(i[0]) for i in self.items if i[1] == name), None)
+
+    @staticmethod
+    def _text(part: Part) -> str:
+        return decode.text_of(part.content) or ""
+
+    def set(self, name: str, value: str) -> bool:
+        found = False
+        for item in self.items:
+            if item[1] == name:
+                item[2], found = value, True
+        return found
+
+    def restore(self, name: str) -> None:
+        for item in self.items:
+            if item[1] == name:
+                item[2] = None
+
+    def encoded(self) -> bytes:
+        return self.body.encoded(
+            part if edited is None else part._replace(content=str(edited).encode())
+            for part, _, edited in self.items
         )
 
 
@@ -333,7 +393,7 @@ class _Editor:
         return _Cookies(self.headers)
 
     @cached_property
-    def _body(self) -> tuple[_Pairs, Any]:
+    def _body(self) -> tuple[_Pairs | _Parts, Any]:
         """The body as form pairs or parsed JSON (read only when a rule needs it)."""
         empty = _Pairs("", plus=True)
         data = self.request.body
@@ -347,6 +407,9 @@ class _Editor:
                 return empty, None
             data = decoded[0]
         content_type = (self.request.header("content-type") or "").lower()
+        if content_type.startswith("multipart/"):
+            multipart = read_multipart(data, self.request.header("content-type") or "")
+            return (_Parts(multipart) if multipart is not None else empty), None
         codec, mark = _json_codec(data)  # JSON: UTF-8 (a byte-order mark allowed), UTF-16, -32
         try:
             text: str | None = data[len(mark) :].decode(codec)
@@ -369,14 +432,14 @@ class _Editor:
         return empty, None
 
     @property
-    def form(self) -> _Pairs:
+    def form(self) -> _Pairs | _Parts:
         return self._body[0]
 
     @property
     def json(self) -> Any:
         return self._body[1]
 
-    def pairs(self, kind: str) -> _Pairs:
+    def pairs(self, kind: str) -> _Pairs | _Parts:
         return {"query": self.query, "fragment": self.fragment, "body.form": self.form}[kind]
 
     def nested_json(self, kind: str, name: str) -> Any:
@@ -524,7 +587,7 @@ class _Editor:
                 return pairs.set(outer, changed)
             if not dot:
                 done = pairs.remove(name) if value is None else pairs.set(name, value)
-                if not done:  # e.g. a multipart part: shopguard does not rewrite multipart
+                if not done:  # e.g. a binary multipart part
                     self.problem = f"{location} cannot be edited (not a query or form field)"
                 return done
             document = self.nested_json(kind, name)
@@ -601,7 +664,7 @@ class _Editor:
             (codec, mark), (before, after) = self.body_codec, self.body_frame
             body = mark + f"{before}{_dumps(self.json)}{after}".encode(codec)
         elif self.form.changed:
-            body = self.form.text().encode()
+            body = self.form.encoded()
         return url, headers, body
 
 

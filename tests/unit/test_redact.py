@@ -15,7 +15,7 @@ import pytest
 
 from shopguard.engine.detect import Detector
 from shopguard.engine.evaluate import evaluate
-from shopguard.engine.extract import PlainRequest
+from shopguard.engine.extract import PlainRequest, read_multipart
 from shopguard.engine.findings import Finding
 from shopguard.engine.redact import Outcome, block_status, mtop_sign, redact
 from shopguard.engine.settings import Config, load_config
@@ -315,9 +315,11 @@ def test_an_mtop_call_without_token_is_left_as_it_was(tmp_path: Path) -> None:
     assert not outcome.changed
 
 
-def test_a_multipart_field_is_reported_as_not_edited(policy: Config) -> None:
+def test_a_multipart_field_is_removed_with_its_delimiter(policy: Config) -> None:
     body = (
-        b'--b\r\nContent-Disposition: form-data; name="email"\r\n\r\nwang@example.com\r\n--b--\r\n'
+        b'preamble\r\n--b\r\nContent-Disposition: form-data; name="email"\r\n\r\n'
+        b'wang@example.com\r\n--b\r\nContent-Disposition: form-data; name="n"\r\n\r\n1\r\n'
+        b"--b--\r\nepilogue"
     )
     request = PlainRequest(
         "POST",
@@ -327,9 +329,10 @@ def test_a_multipart_field_is_reported_as_not_edited(policy: Config) -> None:
     )
     outcome = run(policy, request)
     (action,) = outcome.actions
-    assert (action.action, action.target, action.applied) == ("strip", "body.form:email", False)
-    assert action.reason == "body.form:email cannot be edited (not a query or form field)"
-    assert not outcome.changed
+    assert (action.action, action.target, action.applied) == ("strip", "body.form:email", True)
+    assert outcome.body == (
+        b'preamble\r\n--b\r\nContent-Disposition: form-data; name="n"\r\n\r\n1\r\n--b--\r\nepilogue'
+    )
 
 
 # -- edits that must leave everything else as it came ----------------------------------------------
@@ -487,3 +490,53 @@ def test_a_parameter_of_a_url_inside_a_parameter_or_the_referer_is_edited(tmp_pa
     assert redirect.startswith("https://login.shop.example/m?")
     assert inner["from"] == "a" and inner["mobile"] != "13912345678"
     assert ("referer", "https://www.shop.example/s?q=bag") in outcome.headers
+
+
+def multipart_post(url: str, fields: list[tuple[str, str | None, bytes]]) -> PlainRequest:
+    """A multipart/form-data POST as a browser sends FormData: (name, file name, content)."""
+    boundary = "----WebKitFormBoundaryx8Yq2TB3XqKj7dVZ"
+    chunks = []
+    for name, filename, content in fields:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        kind = "\r\nContent-Type: image/png" if filename else ""
+        chunks.append(
+            f"--{boundary}\r\nContent-Disposition: {disposition}{kind}\r\n\r\n".encode()
+            + content
+            + b"\r\n"
+        )
+    body = b"".join(chunks) + f"--{boundary}--\r\n".encode()
+    headers = [("content-type", f"multipart/form-data; boundary={boundary}")]
+    return PlainRequest("POST", url, headers, body)
+
+
+def test_multipart_form_fields_are_stripped_and_replaced_in_place(policy: Config) -> None:
+    """FormData posts: text parts are edited, everything else leaves byte for byte."""
+    png = b"\x89PNG\r\n\x1a\n\x00\x00binary\r\n--not-a-boundary"
+    request = multipart_post(
+        "https://t.track.example/collect",
+        [
+            ("umid", None, b"T123"),
+            ("email", None, b"wang.xiaoming@example.com"),
+            ("mobile", None, b"13912345678"),
+            ("data", None, b'{"umid": "T9", "keep": 1}'),
+            ("avatar", "me.png", png),
+            ("note", None, "请尽快发货".encode()),
+        ],
+    )
+    outcome = run(policy, request)
+    assert sorted(summary(outcome)) == [
+        ("replace", "body.form:mobile", True),
+        ("strip", "body.form:data.$.umid", True),
+        ("strip", "body.form:email", True),
+        ("strip", "body.form:umid", True),
+    ]
+    assert outcome.body is not None
+    sent = read_multipart(outcome.body, request.header("content-type") or "")
+    assert sent is not None
+    fields = {part.disposition[0]: part.content for part in sent.parts}
+    assert set(fields) == {"mobile", "data", "avatar", "note"}
+    assert fields["avatar"] == png and fields["note"] == "请尽快发货".encode()
+    assert json.loads(fields["data"]) == {"keep": 1}
+    assert fields["mobile"] != b"13912345678" and len(fields["mobile"]) == 11
+    untouched = run(policy, multipart_post("https://t.track.example/c", [("note", None, b"hi")]))
+    assert untouched.actions == [] and untouched.body is None
