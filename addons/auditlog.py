@@ -71,13 +71,14 @@ class RotatingFile:
 
     def room(self) -> int | None:
         """Bytes free on the file's file system (None: not a regular file, or not known)."""
-        if self._fd is None or not self.is_regular:
+        statvfs = getattr(os, "fstatvfs", None)  # (not on Windows)
+        if self._fd is None or statvfs is None or not self.is_regular:
             return None
         try:
-            info = os.fstatvfs(self._fd)
+            info = statvfs(self._fd)
         except OSError:
             return None
-        return info.f_bavail * info.f_frsize
+        return int(info.f_bavail * info.f_frsize)
 
     @property
     def is_regular(self) -> bool:

@@ -12,7 +12,7 @@ from mitmproxy import http
 
 from shopguard.auditlog import AuditLog
 from shopguard.engine.detect import Detector
-from shopguard.engine.hosts import HostIndex
+from shopguard.engine.hosts import HostIndex, route
 from shopguard.engine.masking import mask_message
 from shopguard.engine.settings import Config
 
@@ -29,6 +29,7 @@ class Runtime:
         self.mode_override: str | None = None
         self.audit: AuditLog | None = None
         self.log_error: str | None = None
+        self.log_full = False  # its file system has less than MIN_ROOM free
         self.detector: Detector | None = None  # set by the inspector
         self._pending: list[tuple[str, dict[str, Any]]] = []
 
@@ -64,8 +65,19 @@ class Runtime:
             return True
         room = self.audit.room()
         if room is not None and room < MIN_ROOM:
-            self._log_failed(f"less than {MIN_ROOM // 1024} KiB free on its file system")
+            if not self.log_full:  # (a state of its own: lines written meanwhile do not end it)
+                print(
+                    f"shopguard: less than {MIN_ROOM // 1024} KiB free for the log "
+                    f"{self.audit.path}: requests to enforce sites are stopped until there is room",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                self.log_full = True
             return False
+        if self.log_full:
+            self.log_full = False
+            print(f"shopguard: room for the log {self.audit.path} again", file=sys.stderr)
+            return self.emit("log_recovered")
         return self.log_error is None or self.emit("log_recovered")
 
     def emit(self, event: str, **fields: Any) -> bool:
@@ -88,11 +100,14 @@ class Runtime:
     def _untagged_mode(self, request: http.Request | None) -> str:
         """The mode for a flow that failed before it was given to a site: its host's site's
         (fail closed), and observe for a host no site lists (other sites are left alone)."""
-        try:
-            found = self.index.attribute(request.pretty_host) if request is not None else None
+        if request is None:
+            return self.mode_for(None)
+        try:  # as the scope addon would have routed it (a pixel needs a marketplace referrer)
+            origin, referer = request.headers.get("origin"), request.headers.get("referer")
+            routed = route(self.index, request.pretty_host, origin, referer)
         except Exception:  # (this runs because something failed: it must not fail in turn)
             return self.mode_for(None)
-        return self.mode_for(found.name) if found is not None else "observe"
+        return self.mode_for(routed[0].name) if routed is not None else "observe"
 
     def _log_failed(self, reason: str) -> None:
         if self.log_error is None and self.audit is not None:

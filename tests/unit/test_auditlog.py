@@ -287,3 +287,17 @@ def test_a_full_disk_raises_oserror() -> None:
         audit.open()
         audit.write("flow", site="taobao")
     audit.close()
+
+
+def test_room_is_unknown_where_the_system_cannot_tell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Free space is known for a regular file on POSIX; elsewhere (Windows has no fstatvfs, a
+    log on /dev/stdout) it is unknown, and then only failed writes stop enforcement."""
+    audit = AuditLog(tmp_path / "flows.jsonl", MiB, 5, 0)
+    audit.open()
+    room = audit.room()
+    assert room is not None and room > 0
+    monkeypatch.delattr("os.fstatvfs")
+    assert audit.room() is None
+    audit.close()
