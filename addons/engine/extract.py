@@ -370,7 +370,11 @@ class _Walker:
         if content_type.startswith("multipart/"):
             self.multipart(data, request.header("content-type") or "")
             return
-        tried = "json" in content_type or _JSON_START.match(data) is not None
+        tried = (  # JSON by its type or first character, or text with a byte-order mark or in
+            "json" in content_type  # UTF-16/32: the redactor reads such bodies the same way
+            or _JSON_START.match(data) is not None
+            or json.detect_encoding(data[:4]) != "utf-8"
+        )
         json_text = _json_text(data) if tried else None
         if json_text is not None and (
             self.json_body(json_text)  # (JSON is text: a large body skips `text_of`'s check)
@@ -571,15 +575,22 @@ def read_multipart(data: bytes, content_type: str) -> Multipart | None:
     if not boundary:
         return None
     delimiter = b"--" + str(boundary).encode("latin-1", "replace")
-    chunks = data.split(delimiter)
+    # a delimiter starts a line (RFC 2046): `--boundary` inside a value is not one
+    starts = [m.start() for m in re.finditer(rb"(?:^|(?<=\n))" + re.escape(delimiter), data)]
+    bounds = [*starts, len(data)]
+    chunks = [data[: bounds[0]]]  # the preamble, then what follows each delimiter
+    chunks += [data[bounds[i] + len(delimiter) : bounds[i + 1]] for i in range(len(starts))]
     parts: list[Part] = []
     for index in range(1, len(chunks)):
         chunk = chunks[index]
         if chunk.startswith(b"--"):
             return Multipart(delimiter, chunks[0], parts, delimiter.join(chunks[index:]))
-        head, sep, content = chunk.partition(b"\r\n\r\n")
-        if not sep:
-            head, sep, content = chunk.partition(b"\n\n")
+        blank = re.search(rb"\r?\n\r?\n", chunk)  # the first blank line ends the headers
+        head, sep, content = (
+            (chunk[: blank.start()], blank.group(0), chunk[blank.end() :])
+            if blank
+            else (chunk, b"", b"")
+        )
         kept = content.removesuffix(b"\r\n")
         if len(kept) == len(content):
             kept = content.removesuffix(b"\n")

@@ -509,7 +509,7 @@ class _Editor:
                     continue
                 nested = self.nested_json(kind, name)
                 if nested is not None:
-                    found.extend(_json_keys(_plain(nested), f"{kind}:{name}.$", rule_for))
+                    found.extend(_json_keys(_plain(nested), _json_base(kind, name), rule_for))
         if self.json is not None:
             found.extend(_json_keys(self.json, "body:$", rule_for))
         return found
@@ -546,7 +546,7 @@ class _Editor:
 
     def value_at(self, location: str) -> str | None:
         kind, _, rest = location.partition(":")
-        name, dot, inner = rest.partition(".$")
+        name, dot, inner = _field_and_path(rest)
         if kind in ("query", "fragment", "body.form"):
             pairs = self.pairs(kind)
             if not dot and name not in pairs and (inside := _inside_address(name, pairs.get)):
@@ -575,7 +575,7 @@ class _Editor:
     def _edit(self, location: str, value: str | None) -> bool:
         """Remove (value None) or set the value at `location`."""
         kind, _, rest = location.partition(":")
-        name, dot, inner = rest.partition(".$")
+        name, dot, inner = _field_and_path(rest)
         if kind in ("query", "fragment", "body.form"):
             pairs = self.pairs(kind)
             if not dot and name not in pairs and (inside := _inside_address(name, pairs.get)):
@@ -666,6 +666,20 @@ class _Editor:
         elif self.form.changed:
             body = self.form.encoded()
         return url, headers, body
+
+
+def _json_base(kind: str, name: str) -> str:
+    """Where JSON inside the field `name` is, as the extraction names it: `body.form:data.$`,
+    or `body.form:$` for a field (a multipart part) without a name."""
+    return f"{kind}:{name}.$" if name else f"{kind}:$"
+
+
+def _field_and_path(rest: str) -> tuple[str, str, str]:
+    """`data.$.a` -> ("data", ".$", ".a"); `$.a`, JSON in a field without a name -> ("", ".$",
+    ".a"); `mobile` -> ("mobile", "", "")."""
+    if rest.startswith("$"):
+        return "", ".$", rest[1:]
+    return rest.partition(".$")
 
 
 def _inside_address(name: str, lookup: Callable[[str], str | None]) -> tuple[str, str, str] | None:
@@ -817,10 +831,12 @@ def _refuse(constant: str) -> Any:
 
 
 def _finite(value: Any, depth: int = 0) -> bool:
+    """No infinite number (re-encoded, it would change) and no nesting too deep to write back
+    (the extraction reads 64 levels: deeper ones make the request partially inspected)."""
     if isinstance(value, float):
         return value not in (float("inf"), float("-inf"))
-    if depth > 64:
-        return True
+    if depth > 200:
+        return False
     if isinstance(value, dict):
         return all(_finite(v, depth + 1) for v in value.values())
     if isinstance(value, list):

@@ -94,9 +94,10 @@ def test_json_bodies_with_a_byte_order_mark_or_in_utf16(encoding: str) -> None:
     """Some Windows and .NET clients send JSON with a BOM, or UTF-16 (both allowed by RFC 8259
     readers): their fields are read like any other JSON body's."""
     body = json.dumps({"receiver": {"mobile": "13800138000"}}).encode(encoding)
-    ct = [("content-type", "application/json")]
-    got = fields(PlainRequest("POST", "https://a/", ct, body))
-    assert got["body:$.receiver.mobile"] == ["13800138000"]
+    for content_type in ("application/json", "text/plain"):
+        ct = [("content-type", content_type)]
+        got = fields(PlainRequest("POST", "https://a/", ct, body))
+        assert got["body:$.receiver.mobile"] == ["13800138000"]
 
 
 @pytest.mark.parametrize(
@@ -125,6 +126,22 @@ def test_encoded_surrogates_in_a_json_body_are_not_text() -> None:
     request = PlainRequest("POST", "https://a/", [("content-type", "application/json")], body)
     extraction = extract(request)
     assert extraction.inspection == "partial" and extraction.problems == ["a binary body"]
+
+
+def test_multipart_delimiters_start_lines_and_headers_end_at_the_first_blank_line() -> None:
+    """`--boundary` inside a value is not a delimiter (RFC 2046), and a value may hold a blank
+    line of the other style: servers read the parts so, and so must shopguard."""
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="note"\r\n\r\nsee --b-- here\r\n'
+        b'--b\nContent-Disposition: form-data; name="msg"\n\nline\r\n\r\nnext\n'
+        b'--b\r\nContent-Disposition: form-data; name="email"\r\n\r\nwang@example.com\r\n'
+        b"--b--\r\n"
+    )
+    ct = [("content-type", "multipart/form-data; boundary=b")]
+    got = fields(PlainRequest("POST", "https://a/", ct, body))
+    assert got["body.form:note"] == ["see --b-- here"]
+    assert got["body.form:msg"] == ["line\r\n\r\nnext"]
+    assert got["body.form:email"] == ["wang@example.com"]
 
 
 def test_multipart_text_parts_and_file_parts_by_name_only() -> None:

@@ -540,3 +540,34 @@ def test_multipart_form_fields_are_stripped_and_replaced_in_place(policy: Config
     assert fields["mobile"] != b"13912345678" and len(fields["mobile"]) == 11
     untouched = run(policy, multipart_post("https://t.track.example/c", [("note", None, b"hi")]))
     assert untouched.actions == [] and untouched.body is None
+
+
+def test_json_in_a_part_without_a_name_is_edited(policy: Config) -> None:
+    """multipart/related sends a JSON part with no field name: its fields are found at
+    `body.form:$…` and edited there, by field rules and strip_fields alike."""
+    body = (
+        b"--b\r\nContent-Type: application/json\r\n\r\n"
+        b'{"umid": "T9", "email": "wang.xiaoming@example.com", "n": 1}\r\n--b--\r\n'
+    )
+    ct = [("content-type", "multipart/related; boundary=b")]
+    outcome = run(policy, PlainRequest("POST", "https://api.shop.example/x", ct, body))
+    assert sorted(summary(outcome)) == [
+        ("strip", "body.form:$.email", True),
+        ("strip", "body.form:$.umid", True),
+    ]
+    assert outcome.body == b'--b\r\nContent-Type: application/json\r\n\r\n{"n":1}\r\n--b--\r\n'
+
+
+def test_json_nested_too_deep_to_write_back_is_not_edited(policy: Config, tmp_path: Path) -> None:
+    """Nothing in a request may make the engine raise: a document nested a thousand levels
+    deep is partially inspected (on_uninspected decides) and never edited."""
+    body = b'{"umid": "T9", "email": "wang.xiaoming@example.com", "a": '
+    body += b"[" * 1000 + b"]" * 1000 + b"}"
+    ct = [("content-type", "application/json")]
+    request = PlainRequest("POST", "https://api.shop.example/x", ct, body)
+    (action,) = run(policy, request).actions
+    assert (action.action, action.target, action.applied) == ("block", "request", True)
+    lenient = config_of(tmp_path, "trackers: {strip_fields: [umid]}\nfields: {email: strip}\n")
+    outcome = run(lenient, request)
+    assert [(a.target, a.applied) for a in outcome.actions] == [("body:$.email", False)]
+    assert outcome.body is None
