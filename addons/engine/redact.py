@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
 from shopguard.engine import decode
-from shopguard.engine.extract import Multipart, Part, PlainRequest, looks_like_form, read_multipart
+from shopguard.engine.extract import Multipart, PlainRequest, looks_like_form, read_multipart
 from shopguard.engine.fakes import fake
 from shopguard.engine.findings import Finding
 from shopguard.engine.policy import NameIndex, NameRule, Policy
@@ -242,17 +242,43 @@ def _resign(editor: _Editor, outcome: Outcome, enforce: bool) -> None:
 
 class _Fields:
     """What query strings, forms and multipart bodies share: named items (`item[1]`, None for
-    an item that is not a field), some of which may be removed."""
+    an item that is not a field), read and set one by one, some of which may be removed."""
 
     def __init__(self) -> None:
         self.items: list[list[Any]] = []
         self.removed = False
+
+    def value_of(self, item: list[Any]) -> str:
+        raise NotImplementedError
+
+    def set_item(self, item: list[Any], value: str) -> None:
+        raise NotImplementedError
 
     def __contains__(self, name: str) -> bool:
         return any(item[1] == name for item in self.items)
 
     def names(self) -> list[str]:
         return [item[1] for item in self.items if item[1] is not None]
+
+    def get(self, name: str) -> str | None:
+        return next((self.value_of(item) for item in self.items if item[1] == name), None)
+
+    def all(self, name: str) -> list[str]:
+        """Every value sent under `name` (a field may be sent more than once)."""
+        return [self.value_of(item) for item in self.items if item[1] == name]
+
+    def set(self, name: str, value: str) -> bool:
+        matching = [item for item in self.items if item[1] == name]
+        for item in matching:
+            self.set_item(item, value)
+        return bool(matching)
+
+    def set_each(self, name: str, values: list[str | None]) -> None:
+        """Set the values sent under `name` one by one; None leaves one as it came."""
+        matching = [item for item in self.items if item[1] == name]
+        for item, value in zip(matching, values, strict=True):
+            if value is not None:
+                self.set_item(item, value)
 
     def remove(self, name: str) -> bool:
         before = len(self.items)
@@ -278,24 +304,17 @@ class _Pairs(_Fields):
     def changed(self) -> bool:
         return self.removed or any(item[3] for item in self.items)
 
-    def _value(self, item: list[Any]) -> str:
+    def value_of(self, item: list[Any]) -> str:
         if item[2] is None:
             item[2] = decode.unquote(item[0].partition("=")[2], plus=self.plus)
         return str(item[2])
 
-    def get(self, name: str) -> str | None:
-        return next((self._value(item) for item in self.items if item[1] == name), None)
+    def set_item(self, item: list[Any], value: str) -> None:
+        item[2], item[3] = value, True
 
     def original(self, name: str) -> str | None:
         raw = next((item[0] for item in self.items if item[1] == name), None)
         return decode.unquote(raw.partition("=")[2], plus=self.plus) if raw is not None else None
-
-    def set(self, name: str, value: str) -> bool:
-        found = False
-        for item in self.items:
-            if item[1] == name:
-                item[2], item[3], found = value, True, True
-        return found
 
     def restore(self, name: str) -> None:
         """Put `name` back as it came (raw), undoing edits."""
@@ -330,25 +349,14 @@ class _Parts(_Fields):
     def changed(self) -> bool:
         return self.removed or any(item[2] is not None for item in self.items)
 
-    def get(self, name: str) -> str | None:
-        for part, field_name, edited in self.items:
-            if field_name == name:
-                return str(edited) if edited is not None else self._text(part)
-        return None
+    def value_of(self, item: list[Any]) -> str:
+        return str(item[2]) if item[2] is not None else decode.text_of(item[0].content) or ""
+
+    def set_item(self, item: list[Any], value: str) -> None:
+        item[2] = value
 
     def original(self, name: str) -> str | None:
-        return next((self._text(i[0]) for i in self.items if i[1] == name), None)
-
-    @staticmethod
-    def _text(part: Part) -> str:
-        return decode.text_of(part.content) or ""
-
-    def set(self, name: str, value: str) -> bool:
-        found = False
-        for item in self.items:
-            if item[1] == name:
-                item[2], found = value, True
-        return found
+        return next((decode.text_of(i[0].content) or "" for i in self.items if i[1] == name), None)
 
     def restore(self, name: str) -> None:
         for item in self.items:
@@ -527,17 +535,22 @@ class _Editor:
         current = self.value_at(location)
         if current is None:
             return self.problem or f"nothing to replace at {location}"
-        layers = finding.transform.split(">") if finding.transform else []
-        if layers and layers[-1].startswith(_HASHED):  # a digest: another digest of its shape
-            value = fake("device_id", current, site=site, secret=secret, region=region)
-        elif any(layer != "urlencode" for layer in layers):
+        if finding.transform and any(
+            layer != "urlencode" and not layer.startswith(_HASHED)
+            for layer in finding.transform.split(">")
+        ):
             return f"the value is encoded ({finding.transform}); it can be stripped, not replaced"
-        else:
-            for _ in layers:  # percent-encoded again inside the value
-                current = decode.unquote(current)
-            value = fake(finding.category, current, site=site, secret=secret, region=region)
-            for _ in layers:
-                value = quote(value, safe="") if value is not None else None
+        kind, _, name = location.partition(":")
+        if kind in ("query", "fragment", "body.form") and len(self.pairs(kind).all(name)) > 1:
+            # the field is sent more than once: each value gets a stand-in of its own
+            values = [
+                _stand_in(v, finding, site, secret, region) for v in self.pairs(kind).all(name)
+            ]
+            if not any(values):
+                return f"no valid stand-in for this {finding.category} value"
+            self.pairs(kind).set_each(name, values)
+            return None
+        value = _stand_in(current, finding, site, secret, region)
         if value is None:
             return f"no valid stand-in for this {finding.category} value"
         if not self._edit(location, value):
@@ -666,6 +679,20 @@ class _Editor:
         elif self.form.changed:
             body = self.form.encoded()
         return url, headers, body
+
+
+def _stand_in(current: str, finding: Finding, site: str, secret: bytes, region: str) -> str | None:
+    """A stand-in for a value as it was found (percent-encoded, or a digest: of its shape);
+    None when the value has none (not a valid one of its category)."""
+    layers = finding.transform.split(">") if finding.transform else []
+    if layers and layers[-1].startswith(_HASHED):  # a digest: another digest of its shape
+        return fake("device_id", current, site=site, secret=secret, region=region)
+    for _ in layers:  # percent-encoded again inside the value
+        current = decode.unquote(current)
+    value = fake(finding.category, current, site=site, secret=secret, region=region)
+    for _ in layers:
+        value = quote(value, safe="") if value is not None else None
+    return value
 
 
 def _json_base(kind: str, name: str) -> str:

@@ -571,3 +571,26 @@ def test_json_nested_too_deep_to_write_back_is_not_edited(policy: Config, tmp_pa
     outcome = run(lenient, request)
     assert [(a.target, a.applied) for a in outcome.actions] == [("body:$.email", False)]
     assert outcome.body is None
+
+
+def test_a_field_sent_twice_gets_a_stand_in_for_each_value(policy: Config) -> None:
+    """`mobile=0&mobile=<phone>`: the phone is replaced although the first value is no phone,
+    and two phones get two stand-ins, in a query and in multipart alike."""
+    query = run(
+        policy, PlainRequest("GET", "https://t.track.example/p?mobile=0&mobile=13912345678")
+    )
+    assert summary(query) == [("replace", "query:mobile", True)]
+    sent = [v for k, v in parse_qsl(urlsplit(query.url).query) if k == "mobile"]
+    assert sent[0] == "0" and sent[1] != "13912345678" and len(sent[1]) == 11
+    both = multipart_post(
+        "https://t.track.example/c",
+        [("mobile", None, b"13912345678"), ("mobile", None, b"13800138000")],
+    )
+    outcome = run(policy, both)
+    assert summary(outcome) == [("replace", "body.form:mobile", True)]
+    assert outcome.body is not None
+    sent_parts = read_multipart(outcome.body, both.header("content-type") or "")
+    assert sent_parts is not None
+    values = [part.content for part in sent_parts.parts]
+    assert b"13912345678" not in values and b"13800138000" not in values
+    assert values[0] != values[1]
