@@ -118,6 +118,41 @@ def test_a_replaced_phone_arrives_as_a_valid_stand_in(enforcing: Proxy, market: 
     assert phonenumbers.is_valid_number(phonenumbers.parse(query["mobile"], "CN"))
 
 
+def test_a_formdata_post_arrives_without_its_stripped_field(
+    enforcing: Proxy, market: FakeMarket
+) -> None:
+    """A multipart/form-data body (what a page's FormData sends) is edited in place: the
+    stripped part is gone, the replaced one holds a valid stand-in, the rest is byte for byte."""
+    boundary = "----WebKitFormBoundaryQ1w2E3r4T5y6U7i8"
+    png = b"\x89PNG\r\n\x1a\n-binary-"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="umidToken"\r\n\r\nT2gA\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="mobile"\r\n\r\n13912345678\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="pic"; filename="a.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + png
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    reply = fetch(
+        enforcing.port,
+        f"https://{SHOP}/upload?formdata=1",
+        cafile=enforcing.ca,
+        method="POST",
+        headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+        body=body,
+    )
+    assert reply.status == 200
+    (item,) = market.recorder.find(SHOP, "/upload?formdata=1")
+    assert b"umidToken" not in item.body and b"T2gA" not in item.body
+    assert b"13912345678" not in item.body and png in item.body
+    assert item.body.startswith(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="mobile"'.encode()
+    )
+    assert item.body.endswith(f"--{boundary}--\r\n".encode())
+
+
 def test_an_edited_mtop_call_is_re_signed_and_the_gateway_accepts_it(
     enforcing: Proxy, market: FakeMarket
 ) -> None:
