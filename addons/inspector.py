@@ -12,9 +12,9 @@ from typing import Any
 from mitmproxy import ctx, exceptions, http
 
 from shopguard import paths
-from shopguard.adapt import plain_request
+from shopguard.adapt import header_pairs, plain_request
 from shopguard.engine.detect import DEFAULT_MIN_CONFIDENCE, Detector
-from shopguard.engine.extract import Limits, extract, extract_message
+from shopguard.engine.extract import Limits, PlainRequest, extract, extract_message
 from shopguard.engine.findings import Finding
 from shopguard.engine.known_values import KnownMatcher, Profile, load_profile
 from shopguard.engine.located import ConfigErrors
@@ -146,12 +146,15 @@ class Inspector:
     def findings(self, flow: http.HTTPFlow, state: dict[str, Any], response: bool) -> None:
         assert self.rt.config is not None and self.rt.detector is not None
         cap = self.rt.config.settings.body_cap
-        request = plain_request(flow, cap)
-        if response:  # only the response's Set-Cookie: tracking identifiers
-            request = type(request)("GET", "", (), b"", False, request.response_headers)
+        if response and flow.response is not None:  # only its Set-Cookie: tracking identifiers
+            cookies = header_pairs(flow.response.headers)
+            request = PlainRequest("GET", "", (), b"", False, cookies)
+        else:
+            request = plain_request(flow, cap)
+            self.rt.adapted = flow.id, request  # for the redactor's request hook, next
         extraction = extract(request, Limits(body_cap=cap))
         found = self.rt.detector.detect(
-            extraction, flow.request.pretty_host, self.trackers(state["site"]), self.linker
+            extraction, state["host"], self.trackers(state["site"]), self.linker
         )
         if not response:
             state["inspection"] = extraction.inspection
@@ -188,13 +191,13 @@ class Inspector:
         assert self.rt.config is not None
         extraction = extract_message(message.content, Limits(self.rt.config.settings.body_cap))
         found = self.rt.detector.detect(
-            extraction, flow.request.pretty_host, self.trackers(state["site"]), self.linker
+            extraction, state["host"], self.trackers(state["site"]), self.linker
         )
         if found:
             self.rt.emit(
                 "ws_message",
                 site=state["site"],
-                host=flow.request.pretty_host,
+                host=state["host"],
                 direction="sent" if message.from_client else "received",
                 inspection=extraction.inspection,
                 findings=[f.to_dict() for f in found],

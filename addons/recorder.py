@@ -102,7 +102,7 @@ class Recorder:
         raw = self.rt.config is not None and self.rt.config.settings.log.values == "raw"
         line: dict[str, Any] = {
             "site": state["site"],
-            "host": request.pretty_host,
+            "host": state["host"],
             "method": request.method,
             "path": request.path if raw else mask_path(request.path, _path_findings(state)),
         }

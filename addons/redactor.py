@@ -59,7 +59,7 @@ class Redactor:
         headers = [(k, v) for k, v in request.headers.items(multi=True)]
         enforce = state["mode"] == "enforce"
         action = tracker_block(
-            site.policy, normalize_host(request.pretty_host), request.path, headers, enforce
+            site.policy, normalize_host(state["host"]), request.path, headers, enforce
         )
         if action is None and request.stream:
             # a streamed body leaves before anything could read it: decide now
@@ -83,10 +83,15 @@ class Redactor:
             return
         enforce = state["mode"] == "enforce"
         detector = self.rt.detector
+        adapted, self.rt.adapted = self.rt.adapted, None
+        if adapted is not None and adapted[0] == flow.id:
+            request = adapted[1]  # as the inspector read it, just before (nothing ran since)
+        else:
+            request = plain_request(flow, self.rt.config.settings.body_cap)
         outcome = redact(
             site.policy,
-            plain_request(flow, self.rt.config.settings.body_cap),
-            normalize_host(flow.request.pretty_host),
+            request,
+            normalize_host(state["host"]),
             [Finding(**f) for f in state["findings"]],
             site=site.name,
             secret=detector.secret if detector is not None else paths.install_secret(),

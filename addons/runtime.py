@@ -12,6 +12,7 @@ from mitmproxy import http
 
 from shopguard.auditlog import AuditLog
 from shopguard.engine.detect import Detector
+from shopguard.engine.extract import PlainRequest
 from shopguard.engine.hosts import HostIndex, route
 from shopguard.engine.masking import mask_message
 from shopguard.engine.settings import Config
@@ -30,6 +31,9 @@ class Runtime:
         self.audit: AuditLog | None = None
         self.log_error: str | None = None
         self.log_full = False  # its file system has less than MIN_ROOM free
+        # the last request the inspector adapted for the engine, by flow id: the redactor's
+        # request hook runs right after it (kept here, not in flow.metadata, which is saved)
+        self.adapted: tuple[str, PlainRequest] | None = None
         self.detector: Detector | None = None  # set by the inspector
         self._pending: list[tuple[str, dict[str, Any]]] = []
 

@@ -121,6 +121,7 @@ class Scope:
         site, via = routed
         flow.metadata[META] = {
             "site": site.name,
+            "host": host,  # (mitmproxy parses the Host header again on each pretty_host)
             "third_party": not site.is_first_party(normalize_host(host)),
             "mode": self.rt.mode_for(site.name),
             "inspection": "none",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -36,10 +36,20 @@ class Finding:
     value: str | None = None  # the raw value: only kept when the user asked (`log.values: raw`)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        for optional in ("linked_from", "value"):
-            if data[optional] is None:
-                del data[optional]
+        """The finding as logged (a log line has many: built directly, not by `asdict`)."""
+        data: dict[str, Any] = {
+            "category": self.category,
+            "location": self.location,
+            "detector": self.detector,
+            "transform": self.transform,
+            "confidence": self.confidence,
+            "preview": self.preview,
+            "fingerprint": self.fingerprint,
+        }
+        if self.linked_from is not None:
+            data["linked_from"] = self.linked_from
+        if self.value is not None:
+            data["value"] = self.value
         return data
 
 
