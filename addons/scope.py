@@ -108,7 +108,10 @@ class Scope:
 
     @guarded
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        if META in flow.metadata or flow.request.method == "CONNECT":
+        if flow.request.method == "CONNECT":
+            return
+        if META in flow.metadata:  # tagged already (a replayed flow, saved by an older version
+            flow.metadata[META].setdefault("host", flow.request.pretty_host)  # without "host")
             return
         self.reload_if_changed()
         request = flow.request

@@ -402,3 +402,21 @@ def test_a_nearly_full_disk_stops_enforcement_before_a_line_is_lost(
     assert "room for the log" in capsys.readouterr().err
     events = [json.loads(line)["event"] for line in proxy.log.read_text().splitlines()]
     assert events.count("log_recovered") == 1
+
+
+def test_a_replayed_flow_saved_by_an_older_version_is_recorded(proxy: Proxy) -> None:
+    """Saved flows keep shopguard's state; one saved before the state held the host goes
+    through every hook without an addon error."""
+    flow = request_to("www.taobao.com", "/cart")
+    flow.metadata[META] = {
+        "site": "taobao",
+        "third_party": False,
+        "mode": "observe",
+        "inspection": "none",
+        "findings": [],
+        "actions": [],
+        "started": 0.0,
+    }
+    proxy.run(respond(proxy.run(flow, HOOKS[:2])), HOOKS[2:])
+    assert not proxy.lines("addon_error")
+    assert [line["host"] for line in proxy.lines("flow")] == ["www.taobao.com"]
