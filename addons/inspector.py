@@ -193,15 +193,13 @@ class Inspector:
         found = self.rt.detector.detect(
             extraction, state["host"], self.trackers(state["site"]), self.linker
         )
-        if found:
-            self.rt.emit(
-                "ws_message",
-                site=state["site"],
-                host=state["host"],
-                direction="sent" if message.from_client else "received",
-                inspection=extraction.inspection,
-                findings=[f.to_dict() for f in found],
-            )
+        if found:  # the redactor may act on it; the recorder writes its ws_message line
+            state["ws"] = {
+                "direction": "sent" if message.from_client else "received",
+                "inspection": extraction.inspection,
+                "findings": [f.to_dict() for f in found],
+                "actions": [],
+            }
 
 
 def _stamp(path: Path) -> tuple[float, int] | None:

@@ -89,6 +89,15 @@ class Recorder:
         self.record(flow)
 
     @guarded
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        """A WebSocket message with findings: a line of its own (with what was done to it)."""
+        state = flow.metadata.get(META)
+        if state is None or "ws" not in state:
+            return
+        message = state.pop("ws")
+        self.rt.emit("ws_message", site=state["site"], host=state["host"], **message)
+
+    @guarded
     def error(self, flow: http.HTTPFlow) -> None:
         if flow.response is None:  # flows with a response were recorded already
             self.record(flow)

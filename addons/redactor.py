@@ -17,6 +17,7 @@ from shopguard.engine.redact import (
     Action,
     Outcome,
     redact,
+    redact_message,
     tracker_block,
     uninspected_block,
 )
@@ -107,6 +108,37 @@ class Redactor:
             flow.response = blocked_response(block)
         elif outcome.changed:
             apply(flow.request, outcome)
+
+    @guarded
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        """A message the client sends, with findings: its fields edited as a JSON body's."""
+        state = flow.metadata.get(META)
+        if state is None or flow.websocket is None or "ws" not in state:
+            return
+        message = flow.websocket.messages[-1]
+        site = self.site(state)
+        if site is None or not message.from_client:
+            return  # what the site sends is reported, never edited
+        enforce = state["mode"] == "enforce"
+        detector = self.rt.detector
+        outcome = redact_message(
+            site.policy,
+            flow.request.url,
+            message.content,
+            normalize_host(state["host"]),
+            [Finding(**f) for f in state["ws"]["findings"]],
+            site=site.name,
+            secret=detector.secret if detector is not None else paths.install_secret(),
+            enforce=enforce,
+            region=detector.region if detector is not None else "CN",
+        )
+        state["ws"]["actions"] = [a.to_dict() for a in outcome.actions]
+        if not enforce:
+            return
+        if outcome.block_status is not None:
+            message.drop()
+        elif outcome.changed and outcome.body is not None:
+            message.content = outcome.body
 
 
 def apply(request: http.Request, outcome: Outcome) -> None:

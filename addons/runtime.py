@@ -143,7 +143,9 @@ class Runtime:
         )
         if state is not None:
             state["addon_error"] = reason
-        if blocked:
+        if blocked and hook == "websocket_message" and flow.websocket is not None:
+            flow.websocket.messages[-1].drop()  # the message must not leave unchecked
+        elif blocked:
             flow.response = local_response(
                 502,
                 "shopguard stopped this request",

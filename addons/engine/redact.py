@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
@@ -92,6 +92,42 @@ def uninspected_block(
     return Action(
         "block", "request", policy.on_uninspected_rule, enforce, status=status, reason=reason
     )
+
+
+def redact_message(
+    policy: Policy,
+    url: str,
+    content: bytes,
+    host: str,
+    findings: Iterable[Finding],
+    *,
+    site: str,
+    secret: bytes,
+    enforce: bool,
+    region: str = "CN",
+) -> Outcome:
+    """Apply `policy`'s field rules to a WebSocket message the client sends on the connection
+    opened by `url`: a JSON message is edited like a JSON body (its `ws:$…` fields), anything
+    else cannot be. `outcome.body` is the edited message; a `block` drops it."""
+    try:
+        split = urlsplit(url)
+        where = f"{split.scheme}://{split.netloc}{split.path}"  # (its query was sent already)
+    except ValueError:
+        return Outcome(url=url)
+    as_body = [
+        replace(f, location="body" + f.location[2:]) if f.location.startswith("ws:$") else f
+        for f in findings
+    ]
+    message = PlainRequest("POST", where, [("content-type", "application/json")], content)
+    outcome = redact(
+        policy, message, host, as_body, site=site, secret=secret, enforce=enforce, region=region
+    )
+    for action in outcome.actions:
+        if action.target.startswith("body:$"):
+            action.target = "ws" + action.target[4:]
+        elif action.target == "request":
+            action.target = "message"
+    return outcome
 
 
 def redact(

@@ -11,6 +11,9 @@ from collections.abc import Callable
 from urllib.parse import parse_qsl
 
 import pytest
+from mitmproxy import http, websocket
+from mitmproxy.test import tflow
+from wsproto.frame_protocol import Opcode
 
 from tests.addons.conftest import Proxy, request_to, respond
 
@@ -221,3 +224,81 @@ def test_bytes_that_are_not_utf8_in_the_url_are_handled(start: Callable[..., Pro
     assert flow.response is None  # no 502: nothing failed
     assert flow.request.data.path == b"/item.htm?id=1&cna=%FF%FE"  # the same bytes to the site
     assert not proxy.lines("addon_error")
+
+
+def websocket_to(host: str, *messages: tuple[bool, bytes]) -> http.HTTPFlow:
+    """A WebSocket connection to `host`; (sent by the client?, content) for each message."""
+    flow = tflow.twebsocketflow()
+    flow.request.host = host
+    flow.request.headers["host"] = host
+    assert flow.websocket is not None
+    flow.websocket.messages = []  # (the test flow comes with some)
+    for from_client, content in messages:
+        flow.websocket.messages.append(
+            websocket.WebSocketMessage(Opcode.TEXT, from_client, content)
+        )
+    return flow
+
+
+def send_messages(proxy: Proxy, flow: http.HTTPFlow) -> list[bytes]:
+    """Each message through every addon's websocket_message hook, as mitmproxy relays them."""
+    assert flow.websocket is not None
+    queued, flow.websocket.messages = flow.websocket.messages, []
+    proxy.run(flow, ("requestheaders",))
+    for message in queued:
+        flow.websocket.messages.append(message)
+        for addon in proxy.addons:
+            if hasattr(addon, "websocket_message"):
+                addon.websocket_message(flow)
+    return [m.content for m in flow.websocket.messages if not m.dropped]
+
+
+@pytest.mark.parametrize("mode", ["enforce", "observe"])
+def test_websocket_messages_the_client_sends_are_edited_in_enforce(
+    start: Callable[..., Proxy], mode: str
+) -> None:
+    """A JSON message's fields are replaced or stripped like a JSON body's; what the site sends
+    is reported only; each message with findings has its line, with what was done to it."""
+    site = SITE.replace(
+        '  phone: {action: replace, hosts: ["!*.taobao.com"]}\n',
+        "  phone: replace\n  id_number: block\n",
+    )
+    proxy = start({"sites/taobao.yaml": site}, shopguard_mode=mode)
+    sent = b'{"to": {"mobile": "13912345678"}, "umidToken": "T2gA", "text": "hi"}'
+    echoed = b'{"from": {"mobile": "13912345678"}}'
+    id_card = b'{"idCard": "11010519491231002X"}'
+    flow = websocket_to("im.taobao.com", (True, sent), (False, echoed), (True, id_card))
+    relayed = send_messages(proxy, flow)
+    lines = proxy.lines("ws_message")
+    assert [line["direction"] for line in lines] == ["sent", "received", "sent"]
+    first = lines[0]["actions"]
+    assert sorted((a["action"], a["target"], a["applied"]) for a in first) == [
+        ("replace", "ws:$.to.mobile", mode == "enforce"),
+        ("strip", "ws:$.umidToken", mode == "enforce"),
+    ]
+    assert lines[1]["actions"] == []  # the site's own message: never edited
+    assert [(a["action"], a["target"]) for a in lines[2]["actions"]] == [("block", "message")]
+    if mode == "enforce":
+        edited = json.loads(relayed[0])
+        assert "umidToken" not in edited and edited["text"] == "hi"
+        assert edited["to"]["mobile"] != "13912345678" and len(edited["to"]["mobile"]) == 11
+        assert relayed[1:] == [echoed]  # the blocked message is dropped
+    else:
+        assert relayed == [sent, echoed, id_card]
+
+
+def test_a_message_that_cannot_be_checked_is_dropped_in_enforce(
+    start: Callable[..., Proxy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fail closed for WebSocket messages too: the message goes nowhere, the connection stays."""
+    proxy = started(start, "enforce")
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("shopguard.redactor.redact_message", broken)
+    flow = websocket_to("im.taobao.com", (True, b'{"to": {"mobile": "13912345678"}}'))
+    assert send_messages(proxy, flow) == []
+    assert flow.response is not None and flow.response.status_code == 101
+    (error,) = proxy.lines("addon_error")
+    assert (error["hook"], error["outcome"]) == ("websocket_message", "blocked")
