@@ -193,13 +193,14 @@ class Inspector:
         found = self.rt.detector.detect(
             extraction, state["host"], self.trackers(state["site"]), self.linker
         )
-        if found:  # the redactor may act on it; the recorder writes its ws_message line
-            state["ws"] = {
-                "direction": "sent" if message.from_client else "received",
-                "inspection": extraction.inspection,
-                "findings": [f.to_dict() for f in found],
-                "actions": [],
-            }
+        # this message's summary (replacing an earlier one's): the redactor may act on it, the
+        # recorder writes it as a ws_message line if it holds findings or actions
+        state["ws"] = {
+            "direction": "sent" if message.from_client else "received",
+            "inspection": extraction.inspection,
+            "findings": [f.to_dict() for f in found],
+            "actions": [],
+        }
 
 
 def _stamp(path: Path) -> tuple[float, int] | None:

@@ -95,7 +95,8 @@ class Recorder:
         if state is None or "ws" not in state:
             return
         message = state.pop("ws")
-        self.rt.emit("ws_message", site=state["site"], host=state["host"], **message)
+        if message["findings"] or message["actions"]:
+            self.rt.emit("ws_message", site=state["site"], host=state["host"], **message)
 
     @guarded
     def error(self, flow: http.HTTPFlow) -> None:

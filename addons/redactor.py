@@ -111,7 +111,8 @@ class Redactor:
 
     @guarded
     def websocket_message(self, flow: http.HTTPFlow) -> None:
-        """A message the client sends, with findings: its fields edited as a JSON body's."""
+        """A message the client sends: its fields edited as a JSON body's (the field rules for
+        its findings, and `strip_fields`)."""
         state = flow.metadata.get(META)
         if state is None or flow.websocket is None or "ws" not in state:
             return

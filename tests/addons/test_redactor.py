@@ -302,3 +302,18 @@ def test_a_message_that_cannot_be_checked_is_dropped_in_enforce(
     assert flow.response is not None and flow.response.status_code == 101
     (error,) = proxy.lines("addon_error")
     assert (error["hook"], error["outcome"]) == ("websocket_message", "blocked")
+
+
+def test_strip_fields_apply_to_messages_without_findings(start: Callable[..., Proxy]) -> None:
+    """A tracker field (strip_fields) goes from every message the client sends, as from every
+    request body; a message with neither findings nor actions gets no line."""
+    proxy = started(start, "enforce")
+    flow = websocket_to(
+        "im.taobao.com", (True, b'{"umidToken": "T2gA", "n": 1}'), (True, b'{"ping": 1}')
+    )
+    assert send_messages(proxy, flow) == [b'{"n":1}', b'{"ping": 1}']
+    (line,) = proxy.lines("ws_message")
+    assert [(a["action"], a["target"], a["applied"]) for a in line["actions"]] == [
+        ("strip", "ws:$.umidToken", True)
+    ]
+    assert line["findings"] == []
