@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
+import json
 import re
 import zlib
 
@@ -150,3 +152,31 @@ def unicode_escapes(value: str) -> str | None:
     if "\\u" not in value or not _UNICODE_ESCAPE.search(value):
         return None
     return _UNICODE_ESCAPE.sub(lambda m: chr(int(m.group(0)[2:], 16)), value)
+
+
+_MARKS = (  # (UTF-32's little-endian mark begins with UTF-16's: it is looked for first)
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+)
+
+
+def json_encoding(data: bytes) -> tuple[str, bytes]:
+    """The encoding of a body if it is JSON, and its byte-order mark (b"" without one), as JSON
+    readers detect them: UTF-8 (with or without a mark), UTF-16, UTF-32."""
+    for mark, codec in _MARKS:
+        if data.startswith(mark):
+            return codec, mark
+    return json.detect_encoding(data), b""
+
+
+def json_text(data: bytes) -> str | None:
+    """A body's text in its JSON encoding, without the mark, decoded strictly (json.loads on
+    bytes would let UTF-8-encoded surrogates through); None if it does not decode."""
+    codec, mark = json_encoding(data)
+    try:
+        return data[len(mark) :].decode(codec)
+    except UnicodeDecodeError:
+        return None

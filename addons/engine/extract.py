@@ -375,7 +375,7 @@ class _Walker:
             or _JSON_START.match(data) is not None
             or json.detect_encoding(data[:4]) != "utf-8"
         )
-        json_text = _json_text(data) if tried else None
+        json_text = decode.json_text(data) if tried else None
         if json_text is not None and (
             self.json_body(json_text)  # (JSON is text: a large body skips `text_of`'s check)
             # or inside characters JSON does not allow around it, which str.strip removes
@@ -508,16 +508,6 @@ def _looks_base64(value: str) -> bool:
 
 
 _JSON_SPACE = " \t\n\r"  # the whitespace JSON allows around a document
-
-
-def _json_text(data: bytes) -> str | None:
-    """A body's text in the encoding a JSON reader detects (UTF-8 with or without a byte-order
-    mark, UTF-16, UTF-32), decoded strictly as the redactor decodes it; None if it does not
-    decode (json.loads on bytes would let encoded surrogates through)."""
-    try:
-        return data.decode(json.detect_encoding(data))
-    except UnicodeDecodeError:
-        return None
 
 
 def _cut_utf8(data: bytes) -> str | None:

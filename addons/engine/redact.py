@@ -7,7 +7,6 @@ and only logs it in observe mode; `policy explain` and `policy test` print and c
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import json
 import re
@@ -454,11 +453,8 @@ class _Editor:
         if content_type.startswith("multipart/"):
             multipart = read_multipart(data, self.request.header("content-type") or "")
             return (_Parts(multipart) if multipart is not None else empty), None
-        codec, mark = _json_codec(data)  # JSON: UTF-8 (a byte-order mark allowed), UTF-16, -32
-        try:
-            text: str | None = data[len(mark) :].decode(codec)
-        except UnicodeDecodeError:
-            text = None
+        codec, mark = decode.json_encoding(data)  # UTF-8 (a mark allowed), UTF-16, UTF-32
+        text = decode.json_text(data)
         if text is not None and ("json" in content_type or text.strip()[:1] in "{["):
             stripped = text.strip()  # (also what JSON does not allow around it: SignalR's \x1e)
             parsed = _json_of(stripped)
@@ -577,11 +573,9 @@ class _Editor:
         ):
             return f"the value is encoded ({finding.transform}); it can be stripped, not replaced"
         kind, _, name = location.partition(":")
-        if kind in ("query", "fragment", "body.form") and len(self.pairs(kind).all(name)) > 1:
-            # the field is sent more than once: each value gets a stand-in of its own
-            values = [
-                _stand_in(v, finding, site, secret, region) for v in self.pairs(kind).all(name)
-            ]
+        sent = self.pairs(kind).all(name) if kind in ("query", "fragment", "body.form") else []
+        if len(sent) > 1:  # the field is sent more than once: a stand-in for each of its values
+            values = [_stand_in(v, finding, site, secret, region) for v in sent]
             if not any(values):
                 return f"no valid stand-in for this {finding.category} value"
             self.pairs(kind).set_each(name, values)
@@ -862,24 +856,6 @@ def _json_of(text: str | None) -> Any:
     if not isinstance(value, (dict, list)) or not _finite(value):
         return None
     return value
-
-
-_MARKS = (  # (UTF-32's little-endian mark begins with UTF-16's: it is looked for first)
-    (codecs.BOM_UTF32_BE, "utf-32-be"),
-    (codecs.BOM_UTF32_LE, "utf-32-le"),
-    (codecs.BOM_UTF8, "utf-8"),
-    (codecs.BOM_UTF16_BE, "utf-16-be"),
-    (codecs.BOM_UTF16_LE, "utf-16-le"),
-)
-
-
-def _json_codec(data: bytes) -> tuple[str, bytes]:
-    """The encoding of a body if it is JSON, and its byte-order mark (b"" without one): JSON
-    readers accept UTF-8 with a mark, UTF-16 and UTF-32 (as the extraction does)."""
-    for mark, codec in _MARKS:
-        if data.startswith(mark):
-            return codec, mark
-    return json.detect_encoding(data), b""
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
