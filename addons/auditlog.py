@@ -54,6 +54,7 @@ class RotatingFile:
         self._fd: int | None = None
         self._size = 0
         self._compressor: ThreadPoolExecutor | None = None
+        self._regular = False
         self._queued: set[Path] = set()  # rotated files handed to the compressor
 
     def open(self) -> None:
@@ -64,7 +65,8 @@ class RotatingFile:
         if stat.S_ISREG(info.st_mode) and stat.S_IMODE(info.st_mode) != 0o600:
             os.fchmod(fd, 0o600)
         self._fd = fd
-        self._size = info.st_size if stat.S_ISREG(info.st_mode) else 0
+        self._regular = stat.S_ISREG(info.st_mode)  # (not /dev/stdout or a pipe)
+        self._size = info.st_size if self._regular else 0
         for left in self.uncompressed():
             self._compress_later(left)
         self.prune()
@@ -82,7 +84,7 @@ class RotatingFile:
 
     @property
     def is_regular(self) -> bool:
-        return self._fd is not None and stat.S_ISREG(os.fstat(self._fd).st_mode)
+        return self._fd is not None and self._regular
 
     def close(self) -> None:
         """Close the file, after the rotated files being compressed are done."""
