@@ -6,7 +6,7 @@ import re
 
 from mitmproxy import http
 
-from shopguard.engine.extract import PlainRequest
+from shopguard.engine.request import PlainRequest
 
 
 def plain_request(flow: http.HTTPFlow, body_cap: int) -> PlainRequest:
@@ -30,6 +30,19 @@ def plain_request(flow: http.HTTPFlow, body_cap: int) -> PlainRequest:
         body=raw,
         body_truncated=truncated,
         response_headers=response_headers,
+        host=request.pretty_host,
+    )
+
+
+def request_line(flow: http.HTTPFlow) -> PlainRequest:
+    """The request line and headers of `flow`, before its body arrived (`body` None)."""
+    request = flow.request
+    return PlainRequest(
+        request.method,
+        _text(request.pretty_url),
+        header_pairs(request.headers),
+        None,
+        host=request.pretty_host,
     )
 
 

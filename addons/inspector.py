@@ -1,11 +1,11 @@
-"""Inspector: finds the personal fields each in-scope request carries (engine: extract + detect)."""
+"""Inspector: runs the engine's pipeline on each in-scope request and WebSocket message, and
+keeps its findings in the flow's state."""
 
 from __future__ import annotations
 
 import logging
 import os
 import stat
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,16 +13,15 @@ from mitmproxy import ctx, exceptions, http
 
 from shopguard import paths
 from shopguard.adapt import header_pairs, plain_request
+from shopguard.engine import pipeline
 from shopguard.engine.detect import DEFAULT_MIN_CONFIDENCE, Detector
-from shopguard.engine.extract import Limits, PlainRequest, extract, extract_message
 from shopguard.engine.findings import Finding
 from shopguard.engine.known_values import KnownMatcher, Profile, load_profile
 from shopguard.engine.located import ConfigErrors
-from shopguard.engine.trackers import Linker, TrackerNames
-from shopguard.runtime import META, Runtime, guarded
+from shopguard.runtime import Runtime, guarded
+from shopguard.state import FlowState
 
 logger = logging.getLogger(__name__)
-RELOAD_CHECK_SECONDS = 1.0
 
 
 def profile_warning(path: Path) -> str | None:
@@ -40,14 +39,14 @@ def profile_warning(path: Path) -> str | None:
 
 
 class Inspector:
-    """Runs the detection engine on every in-scope request and WebSocket message."""
+    """Runs the pipeline on every in-scope request and WebSocket message; the redactor applies
+    what it decided."""
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.linker = Linker()
         self.profile_path: Path | None = None
         self.profile_stamp: tuple[float, int] | None = None
-        self.next_check = 0.0
+        rt.watchers.append(self.reload_if_changed)
 
     def load(self, loader: Any) -> None:
         loader.add_option(
@@ -118,12 +117,10 @@ class Inspector:
             pool=self.rt.detector.matcher.pool_size if self.rt.detector.matcher else 0,
         )
 
-    def _reload_if_changed(self) -> None:
+    def reload_if_changed(self) -> None:
         """Pick up an edited profile; an invalid edit keeps the last good one."""
-        now = time.monotonic()
-        if now < self.next_check or self.profile_path is None or self.rt.detector is None:
+        if self.profile_path is None or self.rt.detector is None:
             return
-        self.next_check = now + RELOAD_CHECK_SECONDS
         if _stamp(self.profile_path) == self.profile_stamp:
             return
         try:
@@ -138,67 +135,59 @@ class Inspector:
             return
         self._install(profile, self.rt.detector.min_confidence)
 
-    def trackers(self, site: str) -> TrackerNames | None:
-        config = self.rt.config
-        found = config.site(site) if config else None
-        return found.tracking_ids if found else None
-
-    def findings(self, flow: http.HTTPFlow, state: dict[str, Any], response: bool) -> None:
-        assert self.rt.config is not None and self.rt.detector is not None
-        cap = self.rt.config.settings.body_cap
-        if response and flow.response is not None:  # only its Set-Cookie: tracking identifiers
-            cookies = header_pairs(flow.response.headers)
-            request = PlainRequest("GET", "", (), b"", False, cookies)
-        else:
-            request = plain_request(flow, cap)
-            self.rt.adapted = flow.id, request  # for the redactor's request hook, next
-        extraction = extract(request, Limits(body_cap=cap))
-        found = self.rt.detector.detect(
-            extraction, state["host"], self.trackers(state["site"]), self.linker
-        )
-        if not response:
-            state["inspection"] = extraction.inspection
-            if extraction.problems:
-                state["inspection_notes"] = extraction.problems
-        _merge(state, found)
-        if state["findings"]:
-            categories = sorted({f["category"] for f in state["findings"]})
-            flow.comment = "shopguard: " + ", ".join(categories)
-            flow.marked = ":warning:"
-
     @guarded
     def request(self, flow: http.HTTPFlow) -> None:
-        state = flow.metadata.get(META)
-        if state is None or self.rt.detector is None:
+        state = self.rt.state(flow)
+        context = self.rt.context()
+        if state is None or context is None:
             return  # a request answered locally (blocked) is still inspected: it says what it held
-        self._reload_if_changed()
-        self.findings(flow, state, response=False)
+        routed = self.rt.routed(state)
+        if routed is None:
+            return
+        request = plain_request(flow, context.config.settings.body_cap)
+        blocked = any(a["action"] == "block" for a in state["actions"])
+        result = pipeline.process(context, request, routed, blocked=blocked)
+        self.rt.result = flow.id, result  # for the redactor's request hook, next
+        state["inspection"] = result.inspection
+        if result.notes:
+            state["inspection_notes"] = list(result.notes)
+        _merge(state, result.findings)
+        _mark(flow, state)
 
     @guarded
     def response(self, flow: http.HTTPFlow) -> None:
-        state = flow.metadata.get(META)
-        if state is None or flow.response is None or self.rt.detector is None:
+        state = self.rt.state(flow)
+        context = self.rt.context()
+        if state is None or context is None or flow.response is None:
             return
-        if "set-cookie" in flow.response.headers:
-            self.findings(flow, state, response=True)
+        if "set-cookie" not in flow.response.headers:
+            return
+        routed = self.rt.routed(state)
+        if routed is not None:  # only its Set-Cookie: tracking identifiers
+            found = pipeline.response_cookies(context, routed, header_pairs(flow.response.headers))
+            _merge(state, found)
+            _mark(flow, state)
 
     @guarded
     def websocket_message(self, flow: http.HTTPFlow) -> None:
-        state = flow.metadata.get(META)
-        if state is None or flow.websocket is None or self.rt.detector is None:
+        state = self.rt.state(flow)
+        context = self.rt.context()
+        if state is None or flow.websocket is None or context is None:
+            return
+        routed = self.rt.routed(state)
+        if routed is None:
             return
         message = flow.websocket.messages[-1]
-        assert self.rt.config is not None
-        extraction = extract_message(message.content, Limits(self.rt.config.settings.body_cap))
-        found = self.rt.detector.detect(
-            extraction, state["host"], self.trackers(state["site"]), self.linker
+        result = pipeline.message(
+            context, routed, flow.request.url, message.content, message.from_client
         )
+        self.rt.result = flow.id, result
         # this message's summary (replacing an earlier one's): the redactor may act on it, the
         # recorder writes it as a ws_message line if it holds findings or actions
         state["ws"] = {
             "direction": "sent" if message.from_client else "received",
-            "inspection": extraction.inspection,
-            "findings": [f.to_dict() for f in found],
+            "inspection": result.inspection,
+            "findings": [f.to_dict() for f in result.findings],
             "actions": [],
         }
 
@@ -211,11 +200,19 @@ def _stamp(path: Path) -> tuple[float, int] | None:
     return info.st_mtime, info.st_size
 
 
-def _merge(state: dict[str, Any], found: list[Finding]) -> None:
+def _merge(state: FlowState, found: list[Finding]) -> None:
     """One finding per (category, location) per flow."""
-    have = {(f["category"], f["location"]): i for i, f in enumerate(state["findings"])}
+    have = {(f["category"], f["location"]) for f in state["findings"]}
     for finding in found:
         slot = (finding.category, finding.location)
         if slot not in have:
-            have[slot] = len(state["findings"])
+            have.add(slot)
             state["findings"].append(finding.to_dict())
+
+
+def _mark(flow: http.HTTPFlow, state: FlowState) -> None:
+    """Under mitmweb: the flow's marker and comment list what it carries."""
+    if state["findings"]:
+        categories = sorted({f["category"] for f in state["findings"]})
+        flow.comment = "shopguard: " + ", ".join(categories)
+        flow.marked = ":warning:"

@@ -10,9 +10,10 @@ from mitmproxy import ctx, exceptions, http, tls
 
 from shopguard import __version__, paths
 from shopguard.auditlog import AuditLog
+from shopguard.engine.location import segment_index
 from shopguard.engine.masking import mask_path
-from shopguard.runtime import META, Runtime, guarded, local_response
-from shopguard.scope import config_summary
+from shopguard.runtime import Runtime, guarded, local_response
+from shopguard.state import FlowState
 
 TLS_HINT = (
     "the client refused shopguard's certificate: either it does not trust shopguard's CA "
@@ -64,7 +65,7 @@ class Recorder:
             version=__version__,
             listen=listen,
             config=list(config.files),
-            sites=config_summary(config, self.rt),
+            sites=self.rt.sites_summary(),
             confdir=ctx.options.confdir,
             log=str(self.log_path()),
         )
@@ -72,8 +73,8 @@ class Recorder:
     @guarded
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         """No unrecorded enforcement: while the log cannot be written, enforce mode blocks."""
-        state = flow.metadata.get(META)
-        if state is None or flow.response is not None or self.rt.log_ready():
+        state = self.rt.state(flow)
+        if state is None or flow.response is not None or not flow.live or self.rt.log_ready():
             return
         if state["mode"] == "enforce":
             state["actions"].append({"action": "block", "reason": "log unavailable"})
@@ -91,7 +92,7 @@ class Recorder:
     @guarded
     def websocket_message(self, flow: http.HTTPFlow) -> None:
         """A WebSocket message with findings: a line of its own (with what was done to it)."""
-        state = flow.metadata.get(META)
+        state = self.rt.state(flow)
         if state is None or "ws" not in state:
             return
         message = state.pop("ws")
@@ -104,7 +105,7 @@ class Recorder:
             self.record(flow)
 
     def record(self, flow: http.HTTPFlow) -> None:
-        state = flow.metadata.get(META)
+        state = self.rt.state(flow)
         if state is None or state.get("recorded"):
             return
         state["recorded"] = True
@@ -124,6 +125,10 @@ class Recorder:
             third_party=state["third_party"],
             mode=state["mode"],
             inspection=state["inspection"],
+        )
+        if "inspection_notes" in state:
+            line["inspection_notes"] = state["inspection_notes"]
+        line.update(
             findings=state["findings"],
             actions=state["actions"],
             duration_ms=round((time.time() - state["started"]) * 1000, 1),
@@ -148,10 +153,7 @@ class Recorder:
         )
 
 
-def _path_findings(state: dict[str, Any]) -> set[int]:
+def _path_findings(state: FlowState) -> set[int]:
     """Indexes of the path segments that carry a finding (`path:N`)."""
-    return {
-        int(f["location"][5:])
-        for f in state["findings"]
-        if f["location"].startswith("path:") and f["location"][5:].isdigit()
-    }
+    found = (segment_index(f["location"]) for f in state["findings"])
+    return {index for index in found if index is not None}

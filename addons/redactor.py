@@ -1,28 +1,17 @@
-"""Redactor: applies each site's policy — blocks, strips, replaces — or, in observe mode, says
-what it would do. Decisions come from the engine (`shopguard.engine.redact`); this addon only
-moves them onto mitmproxy flows."""
+"""Redactor: puts each site's policy onto the flows — blocks, strips, replaces — or, in observe
+mode, only records what it would do. The decisions are the pipeline's; this addon moves them
+onto mitmproxy flows."""
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import urlsplit
 
 from mitmproxy import http
 
-from shopguard import paths
-from shopguard.adapt import header_pairs, plain_request
-from shopguard.engine.findings import Finding
-from shopguard.engine.hosts import normalize_host
-from shopguard.engine.redact import (
-    Action,
-    Outcome,
-    redact,
-    redact_message,
-    tracker_block,
-    uninspected_block,
-)
-from shopguard.engine.settings import Site
-from shopguard.runtime import META, Runtime, guarded, local_response
+from shopguard.adapt import header_pairs, request_line
+from shopguard.engine import pipeline
+from shopguard.engine.redact import Action, Outcome
+from shopguard.runtime import Runtime, guarded, local_response
 
 
 def blocked_response(action: Action) -> http.Response:
@@ -39,33 +28,21 @@ def blocked_response(action: Action) -> http.Response:
 
 
 class Redactor:
-    """Runs after the inspector (it needs the findings) and before the recorder."""
+    """Runs after the inspector (it applies the pipeline's result) and before the recorder."""
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
 
-    def site(self, state: dict[str, Any]) -> Site | None:
-        config = self.rt.config
-        return config.site(state["site"]) if config is not None else None
-
     @guarded
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        state = flow.metadata.get(META)
-        if state is None or flow.response is not None:
+        """Blocks decided from the request line, before a byte of the body can leave."""
+        state = self.rt.state(flow)
+        if state is None or flow.response is not None or not flow.live:
             return
-        site = self.site(state)
-        if site is None:
+        routed = self.rt.routed(state)
+        if routed is None:
             return
-        request = flow.request
-        headers = [(k, v) for k, v in request.headers.items(multi=True)]
-        enforce = state["mode"] == "enforce"
-        action = tracker_block(
-            site.policy, normalize_host(state["host"]), request.path, headers, enforce
-        )
-        if action is None and request.stream:
-            # a streamed body leaves before anything could read it: decide now
-            reason = "its body is streamed and cannot be inspected"
-            action = uninspected_block(site.policy, headers, enforce, reason)
+        action = pipeline.early(routed, request_line(flow), streamed=bool(flow.request.stream))
         if action is None:
             return
         state["actions"].append(action.to_dict())
@@ -74,34 +51,15 @@ class Redactor:
 
     @guarded
     def request(self, flow: http.HTTPFlow) -> None:
-        state = flow.metadata.get(META)
-        if state is None or flow.response is not None:
+        state = self.rt.state(flow)
+        result, self.rt.result = self.rt.result, None
+        if state is None or flow.response is not None or not flow.live:
             return  # blocked already: nothing leaves, nothing to edit
-        if any(a["action"] == "block" for a in state["actions"]):
-            return  # observe mode, and it would be blocked: edits would not matter
-        site = self.site(state)
-        if site is None or self.rt.config is None:
-            return
-        enforce = state["mode"] == "enforce"
-        detector = self.rt.detector
-        adapted, self.rt.adapted = self.rt.adapted, None
-        if adapted is not None and adapted[0] == flow.id:
-            request = adapted[1]  # as the inspector read it, just before (nothing ran since)
-        else:
-            request = plain_request(flow, self.rt.config.settings.body_cap)
-        outcome = redact(
-            site.policy,
-            request,
-            normalize_host(state["host"]),
-            [Finding(**f) for f in state["findings"]],
-            site=site.name,
-            secret=detector.secret if detector is not None else paths.install_secret(),
-            enforce=enforce,
-            inspection=state["inspection"],
-            region=detector.region if detector is not None else "CN",
-        )
+        if result is None or result[0] != flow.id:
+            return  # the inspector did not run on it (e.g. no configuration yet)
+        outcome = result[1].outcome
         state["actions"].extend(a.to_dict() for a in outcome.actions)
-        if not enforce:
+        if state["mode"] != "enforce":
             return
         if outcome.block_status is not None:
             block = next(a for a in outcome.actions if a.action == "block")
@@ -113,28 +71,16 @@ class Redactor:
     def websocket_message(self, flow: http.HTTPFlow) -> None:
         """A message the client sends: its fields edited as a JSON body's (the field rules for
         its findings, and `strip_fields`)."""
-        state = flow.metadata.get(META)
-        if state is None or flow.websocket is None or "ws" not in state:
+        state = self.rt.state(flow)
+        result, self.rt.result = self.rt.result, None
+        if state is None or flow.websocket is None or "ws" not in state or not flow.live:
+            return
+        if result is None or result[0] != flow.id:
             return
         message = flow.websocket.messages[-1]
-        site = self.site(state)
-        if site is None or not message.from_client:
-            return  # what the site sends is reported, never edited
-        enforce = state["mode"] == "enforce"
-        detector = self.rt.detector
-        outcome = redact_message(
-            site.policy,
-            flow.request.url,
-            message.content,
-            normalize_host(state["host"]),
-            [Finding(**f) for f in state["ws"]["findings"]],
-            site=site.name,
-            secret=detector.secret if detector is not None else paths.install_secret(),
-            enforce=enforce,
-            region=detector.region if detector is not None else "CN",
-        )
+        outcome = result[1].outcome
         state["ws"]["actions"] = [a.to_dict() for a in outcome.actions]
-        if not enforce:
+        if state["mode"] != "enforce" or not message.from_client:
             return
         if outcome.block_status is not None:
             message.drop()

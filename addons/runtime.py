@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import html
+import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from mitmproxy import http
+from mitmproxy.utils import asyncio_utils
 
 from shopguard.auditlog import AuditLog
 from shopguard.engine.detect import Detector
-from shopguard.engine.extract import PlainRequest
-from shopguard.engine.hosts import HostIndex, route
+from shopguard.engine.hosts import HostIndex, normalize_host
 from shopguard.engine.masking import mask_message
+from shopguard.engine.pipeline import Context, Result, Routed, route
 from shopguard.engine.settings import Config
+from shopguard.engine.trackers import Linker
+from shopguard.state import FlowState, state_of
 
-META = "shopguard"  # key of the per-flow state in flow.metadata
+logger = logging.getLogger(__name__)
+WATCH_SECONDS = 1.0  # how often the configuration and profile files are looked at
 MIN_ROOM = 1024 * 1024  # free bytes the log's file system must have for enforcement to go on
 
 
@@ -31,22 +38,85 @@ class Runtime:
         self.audit: AuditLog | None = None
         self.log_error: str | None = None
         self.log_full = False  # its file system has less than MIN_ROOM free
-        # the last request the inspector adapted for the engine, by flow id: the redactor's
-        # request hook runs right after it (kept here, not in flow.metadata, which is saved)
-        self.adapted: tuple[str, PlainRequest] | None = None
         self.detector: Detector | None = None  # set by the inspector
+        self.linker = Linker()  # tracking values seen so far, for linking across requests
+        # the pipeline's result for the flow whose request hook runs: the inspector makes it,
+        # the redactor applies it right after (kept here, not in flow.metadata, which is saved)
+        self.result: tuple[str, Result] | None = None
+        self.watchers: list[Callable[[], None]] = []  # file checks run off the request path
+        self._watch_task: asyncio.Task[None] | None = None
+        self._context: Context | None = None
+        self.run = os.urandom(6).hex()  # marks the flows this process tagged (not saved ones)
         self._pending: list[tuple[str, dict[str, Any]]] = []
+
+    def state(self, flow: Any) -> FlowState | None:
+        """The state of a flow this proxy tagged; None for flows of no site and for flows read
+        back from a saved file, whose state describes another run."""
+        state = state_of(flow)
+        return state if state is not None and state.get("run") == self.run else None
 
     def mode_for(self, site: str | None) -> str:
         """Effective mode: command line > site file > global file."""
-        if self.mode_override:
-            return self.mode_override
         if self.config is None:
-            return "observe"
-        found = self.config.site(site) if site else None
-        if found is not None and found.mode:
-            return found.mode
-        return self.config.settings.mode
+            return self.mode_override or "observe"
+        return self.config.mode_for(site, self.mode_override)
+
+    def context(self) -> Context | None:
+        """What the engine's pipeline needs, once the configuration and detector are loaded."""
+        ctx = self._context
+        if (
+            ctx is None
+            or ctx.config is not self.config
+            or ctx.detector is not self.detector
+            or ctx.mode != self.mode_override
+        ):
+            if self.config is None or self.detector is None:
+                return None
+            ctx = self._context = Context(
+                self.config, self.detector, self.linker, self.mode_override
+            )
+        return ctx
+
+    def routed(self, state: FlowState) -> Routed | None:
+        """The site a tagged flow belongs to, as the pipeline takes it."""
+        site = self.config.site(state["site"]) if self.config is not None else None
+        if site is None:
+            return None
+        host = normalize_host(state["host"])
+        return Routed(site, host, state.get("via"), state["third_party"], state["mode"])
+
+    def start_watching(self) -> None:
+        """Look at the watched files once a second in the event loop, not on each request."""
+        if self._watch_task is None and self.watchers:
+            self._watch_task = asyncio_utils.create_task(
+                self._watch(), name="shopguard file watcher", keep_ref=True
+            )
+
+    def stop_watching(self) -> None:
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            self._watch_task = None
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_SECONDS)
+            for check in self.watchers:
+                try:
+                    check()
+                except Exception:  # a watcher must not die of one bad reload
+                    logger.exception("shopguard could not reload its files")
+
+    def emit_policy_loaded(self) -> None:
+        """A `policy_loaded` line: the files and the sites in force, with their modes."""
+        assert self.config is not None
+        self.emit("policy_loaded", files=list(self.config.files), sites=self.sites_summary())
+
+    def sites_summary(self) -> list[dict[str, Any]]:
+        assert self.config is not None
+        return [
+            {"site": s.name, "mode": self.mode_for(s.name), "hosts": [g.text for g in s.hosts]}
+            for s in self.config.enabled_sites
+        ]
 
     def attach_log(self, audit: AuditLog) -> None:
         """Open `audit`, write what was emitted before it existed; raises OSError."""
@@ -106,12 +176,14 @@ class Runtime:
         (fail closed), and observe for a host no site lists (other sites are left alone)."""
         if request is None:
             return self.mode_for(None)
+        if self.config is None:
+            return self.mode_for(None)
         try:  # as the scope addon would have routed it (a pixel needs a marketplace referrer)
             origin, referer = request.headers.get("origin"), request.headers.get("referer")
-            routed = route(self.index, request.pretty_host, origin, referer)
+            routed = route(self.config, request.pretty_host, origin, referer, self.mode_override)
         except Exception:  # (this runs because something failed: it must not fail in turn)
             return self.mode_for(None)
-        return self.mode_for(routed[0].name) if routed is not None else "observe"
+        return routed.mode if routed is not None else "observe"
 
     def _log_failed(self, reason: str) -> None:
         if self.log_error is None and self.audit is not None:
@@ -124,11 +196,11 @@ class Runtime:
 
     def fail_flow(self, flow: Any, addon: str, hook: str, exc: BaseException) -> None:
         """An addon raised on `flow`: block it in enforce mode, pass it in observe mode."""
-        state = flow.metadata.get(META) if hasattr(flow, "metadata") else None
-        site = state.get("site") if state else None
+        state = self.state(flow)
+        site = state["site"] if state else None
         request = getattr(flow, "request", None)
         mode = state["mode"] if state else self._untagged_mode(request)
-        blocked = mode == "enforce" and isinstance(flow, http.HTTPFlow)
+        blocked = mode == "enforce" and isinstance(flow, http.HTTPFlow) and flow.live
         reason = f"{type(exc).__name__} in {addon}.{hook}"
         self.emit(
             "addon_error",

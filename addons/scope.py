@@ -10,20 +10,14 @@ from typing import Any
 from mitmproxy import ctx, exceptions, http
 
 from shopguard import paths
-from shopguard.engine.hosts import allow_hosts_pattern, normalize_host, route
+from shopguard.engine.hosts import allow_hosts_pattern
 from shopguard.engine.located import ConfigErrors
+from shopguard.engine.pipeline import route
 from shopguard.engine.settings import MODES, Config, config_stamp, load_config
-from shopguard.runtime import META, Runtime, guarded
+from shopguard.runtime import Runtime, guarded
+from shopguard.state import META, FlowState
 
 logger = logging.getLogger(__name__)
-RELOAD_CHECK_SECONDS = 1.0
-
-
-def config_summary(config: Config, rt: Runtime) -> list[dict[str, Any]]:
-    return [
-        {"site": s.name, "mode": rt.mode_for(s.name), "hosts": [g.text for g in s.hosts]}
-        for s in config.enabled_sites
-    ]
 
 
 class Scope:
@@ -33,7 +27,7 @@ class Scope:
         self.rt = rt
         self.user_dir: Path | None = None
         self.stamp: tuple[tuple[str, int, int], ...] = ()
-        self.next_check = 0.0
+        rt.watchers.append(self.reload_if_changed)
 
     def load(self, loader: Any) -> None:
         loader.add_option(
@@ -72,11 +66,13 @@ class Scope:
                 ) from exc
             self.install(config)
         if updated & {"shopguard_config", "shopguard_mode"} and self.rt.config is not None:
-            self.rt.emit(
-                "policy_loaded",
-                files=list(self.rt.config.files),
-                sites=config_summary(self.rt.config, self.rt),
-            )
+            self.rt.emit_policy_loaded()
+
+    def running(self) -> None:
+        self.rt.start_watching()
+
+    def done(self) -> None:
+        self.rt.stop_watching()
 
     def install(self, config: Config) -> None:
         self.rt.config = config
@@ -87,10 +83,8 @@ class Scope:
 
     def reload_if_changed(self) -> None:
         """Pick up edited site files; an invalid edit keeps the last good configuration."""
-        now = time.monotonic()
-        if now < self.next_check or self.rt.config is None:
+        if self.rt.config is None:
             return
-        self.next_check = now + RELOAD_CHECK_SECONDS
         stamp = config_stamp(paths.shipped_config_dir(), self.user_dir)
         if stamp == self.stamp:
             return
@@ -102,35 +96,35 @@ class Scope:
             logger.warning("shopguard keeps the last good configuration:\n%s", exc)
             return
         self.install(config)
-        self.rt.emit(
-            "policy_loaded", files=list(config.files), sites=config_summary(config, self.rt)
-        )
+        self.rt.emit_policy_loaded()
 
     @guarded
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        if flow.request.method == "CONNECT":
+        if flow.request.method == "CONNECT" or self.rt.config is None or not flow.live:
             return
-        if META in flow.metadata:  # tagged already (a replayed flow, saved by an older version
-            flow.metadata[META].setdefault("host", flow.request.pretty_host)  # without "host")
-            return
-        self.reload_if_changed()
+        flow.metadata.pop(META, None)  # a replayed flow's saved state was another request's
         request = flow.request
         host = request.pretty_host  # Host header or authority: the name the client asked for
         routed = route(
-            self.rt.index, host, request.headers.get("origin"), request.headers.get("referer")
+            self.rt.config,
+            host,
+            request.headers.get("origin"),
+            request.headers.get("referer"),
+            self.rt.mode_override,
         )
         if routed is None:
             return  # not a configured site, or an ad pixel fired from elsewhere
-        site, via = routed
-        flow.metadata[META] = {
-            "site": site.name,
-            "host": host,  # (mitmproxy parses the Host header again on each pretty_host)
-            "third_party": not site.is_first_party(normalize_host(host)),
-            "mode": self.rt.mode_for(site.name),
+        state: FlowState = {
+            "site": routed.site.name,
+            "host": host,
+            "third_party": routed.third_party,
+            "mode": routed.mode,
             "inspection": "none",
             "findings": [],
             "actions": [],
             "started": time.time(),
+            "run": self.rt.run,
         }
-        if via is not None:
-            flow.metadata[META]["via"] = via
+        if routed.via is not None:
+            state["via"] = routed.via
+        flow.metadata[META] = state

@@ -22,11 +22,12 @@ sys.path.insert(0, str(ROOT))
 
 from shopguard import paths  # noqa: E402
 from shopguard.engine.detect import Detector  # noqa: E402
-from shopguard.engine.extract import Limits, PlainRequest, clear_caches, extract  # noqa: E402
+from shopguard.engine.extract import Limits, clear_caches, extract  # noqa: E402
 from shopguard.engine.findings import fingerprint  # noqa: E402
-from shopguard.engine.hosts import route  # noqa: E402
 from shopguard.engine.known_values import KnownMatcher, load_profile  # noqa: E402
-from shopguard.engine.redact import redact, tracker_block  # noqa: E402
+from shopguard.engine.pipeline import early, route  # noqa: E402
+from shopguard.engine.redact import redact  # noqa: E402
+from shopguard.engine.request import PlainRequest  # noqa: E402
 from shopguard.engine.settings import load_config  # noqa: E402
 from shopguard.engine.trackers import Linker  # noqa: E402
 
@@ -172,33 +173,32 @@ def policy_bench(requests: list[PlainRequest], detector: Detector) -> None:
             encoding="utf-8",
         )
         config = load_config(paths.shipped_config_dir(), Path(user))
-    index = config.host_index()
     beacon = PlainRequest(
         "GET",
         "https://gm.mmstat.com/v.gif?cna=Zm9vYmFyYmF6&spm=a21bo.1.0&logtype=1",
         [("referer", "https://www.taobao.com/"), ("sec-fetch-dest", "image")],
     )
-    cases = [(r, detector.detect(extract(r), "h5api.m.taobao.com")) for r in requests]
-    cases.append((beacon, []))
+    cases = []
+    for request in [*requests, beacon]:
+        extraction = extract(request)  # (the body is read once, by extraction)
+        cases.append((request, detector.detect(extraction, "h5api.m.taobao.com"), extraction))
     times = []
     blocks = sum(len(s.policy.block) for s in config.enabled_sites)
     for _ in range(2):
-        for request, findings in cases:
+        for request, findings, extraction in cases:
             t = time.perf_counter_ns()
-            split = urlsplit(request.url)
-            host = split.hostname or ""
-            routed = route(index, host, request.header("origin"), request.header("referer"))
-            assert routed is not None
-            site = config.site(routed[0].name)
-            assert site is not None
-            path = split.path + (f"?{split.query}" if split.query else "")
-            if tracker_block(site.policy, host, path, request.headers, True) is None:
+            host = urlsplit(request.url).hostname or ""
+            routed = route(config, host, request.header("origin"), request.header("referer"))
+            assert routed is not None and extraction.body is not None
+            routed.mode = "enforce"
+            if early(routed, request) is None:
                 redact(
-                    site.policy,
+                    routed.site.policy,
                     request,
+                    extraction.body,
                     host,
                     findings,
-                    site=site.name,
+                    site=routed.site.name,
                     secret=b"bench-secret",
                     enforce=True,
                 )

@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import TextIO
 
 from shopguard.cli.common import build_detector, load_or_report
-from shopguard.cli.main import EXIT_FOUND, EXIT_OK, EXIT_USAGE
+from shopguard.cli.exits import EXIT_FOUND, EXIT_OK, EXIT_USAGE
 from shopguard.engine.detect import Detector
-from shopguard.engine.evaluate import Evaluation, evaluate
-from shopguard.engine.extract import PlainRequest
 from shopguard.engine.hosts import overlaps
+from shopguard.engine.pipeline import Context, Result, run
 from shopguard.engine.policy import Example
 from shopguard.engine.redact import Action
+from shopguard.engine.request import PlainRequest
 from shopguard.engine.settings import Config
 
 EXAMPLE_SECRET = b"shopguard policy examples"  # stand-ins in examples need no real secret
@@ -25,7 +25,7 @@ def check(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_USAGE
     for site in config.sites:
-        state = site.mode or config.settings.mode if site.enabled else "disabled"
+        state = config.mode_for(site.name) if site.enabled else "disabled"
         policy = site.policy
         rules = (
             len(policy.block)
@@ -92,12 +92,12 @@ def explain(args: argparse.Namespace) -> int:
     detector = build_detector(config, args.profile, 0.5)
     if detector is None:
         return EXIT_USAGE
-    result = evaluate(config, request, detector, mode="enforce")
+    result = run(Context(config, detector, mode="enforce"), request)
     _print_explanation(result, config, sys.stdout)
     return EXIT_OK
 
 
-def _print_explanation(result: Evaluation, config: Config, out: TextIO) -> None:
+def _print_explanation(result: Result, config: Config, out: TextIO) -> None:
     site = result.site
     if site is None:
         print(
@@ -106,9 +106,10 @@ def _print_explanation(result: Evaluation, config: Config, out: TextIO) -> None:
             file=out,
         )
         return
-    mode = site.mode or config.settings.mode
-    via = f", fired from a {result.via} page" if result.via else ""
-    party = "third party" if result.third_party else "first party"
+    assert result.routed is not None
+    mode = config.mode_for(site.name)
+    via = f", fired from a {result.routed.via} page" if result.routed.via else ""
+    party = "third party" if result.routed.third_party else "first party"
     print(f"site: {site.name} ({site.file}), mode {mode}, {party}{via}", file=out)
     print(f"inspection: {result.inspection}", file=out)
     print("findings:" if result.findings else "findings: none", file=out)
@@ -120,7 +121,6 @@ def _print_explanation(result: Evaluation, config: Config, out: TextIO) -> None:
             file=out,
         )
     outcome = result.outcome
-    assert outcome is not None
     print("actions:" if outcome.actions else "actions: none", file=out)
     for action in outcome.actions:
         print(f"  {_action_text(action)}", file=out)
@@ -168,12 +168,11 @@ def run_example(config: Config, site_name: str, example: Example) -> list[str]:
         list(example.headers),
         (example.body or "").encode(),
     )
-    result = evaluate(config, request, detector, mode="enforce")
+    result = run(Context(config, detector, mode="enforce"), request)
     if result.site is None or result.site.name != site_name:
         where = result.site.name if result.site else "no site"
         return [f"the request belongs to {where}, not {site_name}"]
     outcome = result.outcome
-    assert outcome is not None
     problems = []
     expect = example.expect
     action = "block" if outcome.block_status is not None else "pass"

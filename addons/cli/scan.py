@@ -14,12 +14,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from shopguard.cli.common import build_detector, load_or_report
-from shopguard.cli.main import EXIT_FOUND, EXIT_OK, EXIT_USAGE
+from shopguard.cli.exits import EXIT_FOUND, EXIT_OK, EXIT_USAGE
 from shopguard.engine.detect import Detector
-from shopguard.engine.extract import Limits, PlainRequest, extract
 from shopguard.engine.findings import CATEGORIES, Finding
-from shopguard.engine.hosts import route
+from shopguard.engine.location import segment_index
 from shopguard.engine.masking import mask_path
+from shopguard.engine.pipeline import Context, process, route_request
+from shopguard.engine.request import PlainRequest
 from shopguard.engine.settings import Config
 from shopguard.engine.trackers import Linker
 
@@ -90,7 +91,7 @@ def har_entries(path: Path, data: Any) -> Iterator[Entry]:
         )
 
 
-def flow_entries(path: Path) -> Iterator[Entry]:
+def flow_entries(path: Path, body_cap: int) -> Iterator[Entry]:
     from mitmproxy import http, io
     from mitmproxy.exceptions import FlowReadException
 
@@ -101,14 +102,14 @@ def flow_entries(path: Path) -> Iterator[Entry]:
         try:
             for flow in io.FlowReader(handle).stream():
                 if isinstance(flow, http.HTTPFlow):
-                    yield Entry(index, plain_request(flow, Limits().body_cap))
+                    yield Entry(index, plain_request(flow, body_cap))
                 index += 1
         except FlowReadException as exc:
             message = f"{path}: entry {index}: not a readable mitmproxy flow: {exc}"
             raise CaptureError(message) from exc
 
 
-def read_capture(path: Path) -> Iterator[Entry]:
+def read_capture(path: Path, body_cap: int) -> Iterator[Entry]:
     """The entries of a HAR or mitmproxy flow file; raises CaptureError for unreadable input."""
     try:
         head = path.open("rb").read(64).lstrip()
@@ -123,7 +124,7 @@ def read_capture(path: Path) -> Iterator[Entry]:
         return
     if not head:
         raise CaptureError(f"{path}: empty file")
-    yield from flow_entries(path)
+    yield from flow_entries(path, body_cap)
 
 
 @dataclass(frozen=True)
@@ -140,40 +141,29 @@ class Result:
 
 def masked_url(url: str, findings: list[Finding]) -> str:
     parts = urlsplit(url)
-    segments = {
-        int(f.location[5:])
-        for f in findings
-        if f.location[:5] == "path:" and f.location[5:].isdigit()
-    }
+    found = (segment_index(f.location) for f in findings)
+    segments = {index for index in found if index is not None}
     query = f"?{parts.query}" if parts.query else ""
     return f"{parts.scheme}://{parts.netloc}{mask_path(parts.path + query, segments)}"
 
 
 def scan_files(files: list[Path], config: Config, detector: Detector) -> Iterator[Result]:
-    index = config.host_index()
-    limits = Limits(body_cap=config.settings.body_cap)
     for path in files:
-        linker = Linker()
-        for entry in read_capture(path):
+        ctx = Context(config, detector, Linker())  # each file is one browsing session
+        for entry in read_capture(path, config.settings.body_cap):
             if entry.request is None:
                 yield Result(str(path), entry.index, "", "", None, "none", [], entry.problem)
                 continue
             request = entry.request
-            host = urlsplit(request.url).hostname or ""
-            routed = route(index, host, request.header("origin"), request.header("referer"))
-            site = config.site(routed[0].name) if routed else None
-            extraction = extract(request, limits)
-            findings = detector.detect(
-                extraction, host, site.tracking_ids if site else None, linker
-            )
+            result = process(ctx, request, route_request(ctx, request), inspect_unrouted=True)
             yield Result(
                 str(path),
                 entry.index,
-                masked_url(request.url, findings),
-                host,
-                site.name if site else None,
-                extraction.inspection,
-                findings,
+                masked_url(request.url, result.findings),
+                result.host,
+                result.site.name if result.site else None,
+                result.inspection,
+                result.findings,
             )
 
 

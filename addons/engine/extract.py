@@ -1,51 +1,38 @@
 """Extraction: every place a value travels in a request, decoded until nothing more decodes.
 
-Input is a `PlainRequest` (no mitmproxy objects); output is a list of `Field`s, each with a
-location string such as `query:data.$.shipTo.mobileNo`, `cookie:cna`, `body:$.address.fullName`,
-`body.form:cardNumber`, `header:anti-content` or `path:2`. Work is bounded: bodies are read up to
-`body_cap`, values are decoded at most `max_layers` deep, and at most `max_fields` fields are
-produced; when a bound cuts something off, the extraction says `partial`.
+Input is a `PlainRequest` (no mitmproxy objects) and its body as `body.read_body` classified
+it; output is a list of `Field`s, each with its location (see `location`): `query:data.$.shipTo.
+mobileNo`, `cookie:cna`, `body:$.address.fullName`, `body.form:cardNumber`, `path:2`. Work is
+bounded: bodies are read up to `body_cap`, values are decoded at most `max_layers` deep, and at
+most `max_fields` fields are produced; when a bound cuts something off, the extraction says
+`partial`.
 """
 
 from __future__ import annotations
 
-import gc
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from email.message import Message
-from functools import cached_property
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from shopguard.engine import decode
+from shopguard.engine import location as loc
+from shopguard.engine.body import (
+    ABSENT,
+    FORM,
+    JSON,
+    MULTIPART,
+    TEXT,
+    Body,
+    collector_paused,
+    looks_like_form,
+    read_body,
+)
+from shopguard.engine.request import PlainRequest
 
 FULL, PARTIAL, NONE = "full", "partial", "none"
-
-
-@dataclass(frozen=True)
-class PlainRequest:
-    """A request as the engine sees it; `body` None means the body was not available."""
-
-    method: str
-    url: str
-    headers: Sequence[tuple[str, str]] = ()
-    body: bytes | None = b""
-    body_truncated: bool = False  # the caller already cut the body (e.g. at body_cap)
-    response_headers: Sequence[tuple[str, str]] = ()
-
-    def header(self, name: str) -> str | None:
-        """The first header of that name (any case), or None."""
-        return self._first_headers.get(name.lower())
-
-    @cached_property
-    def _first_headers(self) -> dict[str, str]:
-        first: dict[str, str] = {}
-        for name, value in self.headers:
-            first.setdefault(name.lower(), value)
-        return first
 
 
 class Field(NamedTuple):
@@ -79,6 +66,7 @@ class Extraction:
     inspection: str = FULL
     problems: list[str] = field(default_factory=list)
     response_cookies: bool = False  # some fields are response cookies (`set-cookie:…`)
+    body: Body | None = None  # the request body as it was read (the editor edits the same)
 
     def cut(self, problem: str) -> None:
         if self.inspection == FULL:
@@ -87,11 +75,8 @@ class Extraction:
             self.problems.append(problem)
 
 
-_FORM = re.compile(r"^[^=&\s{}\[\]\"]{1,100}=[^&]*(?:&[^=&\s]{1,100}=[^&]*)*$")
 _DECODABLE = re.compile(r"[%\\={\[]")  # escapes and structure
 _BASE64_ALPHABET = re.compile(r"\s*[A-Za-z0-9+/_-]+=*\s*")  # (hex is a part of it)
-_PADDED_BASE64 = re.compile(r"^[A-Za-z0-9+/_-]{6,}={1,2}$")
-_JSON_START = re.compile(rb"[\s\x1c-\x1f]*[{\[]")  # (after what str.strip removes, in ASCII)
 _URL_HEADERS = frozenset({"header:referer", "header:location", "header:origin"})
 _SKIP_HEADERS = frozenset(
     {"host", "content-length", "connection", "accept-encoding", "cookie", "content-encoding"}
@@ -186,12 +171,12 @@ class _Walker:
             except (ValueError, RecursionError):
                 parsed = None
             if isinstance(parsed, (dict, list)):
-                self.json(parsed, _nest(location, "$"), transform, key)
+                self.json(parsed, loc.document(location), transform, key)
                 return True
         if stripped[:8].lower().startswith(("https://", "http://")) and "?" in stripped:
             self.address(location, key, stripped, transform, parent)  # a redirect target
             return True
-        if "=" in value and _FORM.match(value) and not _looks_base64(value):
+        if "=" in value and looks_like_form(value):
             self.form(value, location, transform, plus=True)
             return True
         step, label = decode.percent(value), "urlencode"
@@ -233,20 +218,21 @@ class _Walker:
         if depth >= self.limits.max_json_depth:
             self.out.cut("JSON nested too deep")
             return True
-        fields, emit, budget = self.fields, self.emit, self.max_fields
+        fields, emit, budget, escape = self.fields, self.emit, self.max_fields, loc.escape
         if type(node) is dict:  # a member's key is its name; its parent, this object's key
-            prefix = location if location.endswith((":", ".", "#")) else location + "."
+            prefix = location + "."
             for name, value in node.items():
                 if len(fields) >= budget:
                     self.out.cut(f"more than {budget} fields")
                     return False
                 kind = type(value)
                 if kind is str:
-                    emit(prefix + name, name, value, transform, key)
+                    emit(prefix + escape(name), name, value, transform, key)
                 elif kind is int or kind is float:  # (str of a float is its repr)
-                    fields.append(_new(Field, (prefix + name, name, str(value), transform, key)))
+                    where = prefix + escape(name)
+                    fields.append(_new(Field, (where, name, str(value), transform, key)))
                 elif (kind is dict or kind is list) and not self._walk(
-                    value, prefix + name, name, key, depth + 1, transform
+                    value, prefix + escape(name), name, key, depth + 1, transform
                 ):
                     return False
             return True
@@ -265,9 +251,13 @@ class _Walker:
                 return False
         return True
 
-    def form(self, text: str, base: str, transform: str, plus: bool) -> None:
-        """`a=1&b=2` (a query or urlencoded body) below `base` (e.g. `query:`)."""
-        prefix = _nest(base, "")
+    def form(
+        self, text: str, base: str, transform: str, plus: bool, fragment: bool = False
+    ) -> None:
+        """`a=1&b=2` (a query or urlencoded body) below `base` (e.g. `query:`); with `fragment`,
+        the fragment parameters of the URL at `base`."""
+        prefix = base + "#" if fragment else base if base.endswith(":") else base + "."
+        escape = loc.escape
         pairs = text.split("&")
         if len(pairs) > self.limits.max_fields:
             self.out.cut(f"more than {self.limits.max_fields} fields")
@@ -279,7 +269,7 @@ class _Walker:
                     name = decode.unquote(name, plus=True)
                 if "%" in raw or (plus and "+" in raw):
                     raw = decode.unquote(raw, plus=plus)
-                self.emit(prefix + name, name, raw, transform)
+                self.emit(prefix + escape(name), name, raw, transform)
 
     # -- request parts ------------------------------------------------------------------------
     def url(self, url: str) -> None:
@@ -290,7 +280,7 @@ class _Walker:
         path, query, fragment = parts
         segments = [s for s in path.split("/") if s]
         for index, segment in enumerate(segments[: self.limits.max_fields]):
-            self.emit(f"path:{index}", "", decode.unquote(segment))
+            self.emit(loc.path_segment(index), "", decode.unquote(segment))
         if query:
             self.form(query, "query:", "", plus=True)
         if fragment:
@@ -302,7 +292,7 @@ class _Walker:
             if lower == "cookie":
                 self.recall(_Walker.cookies, "cookie:", "", value)
             elif lower not in _SKIP_HEADERS:
-                location = f"header:{lower}"
+                location = loc.top("header", lower)
                 read = _Walker.address if location in _URL_HEADERS else _Walker.emit
                 self.recall(read, location, lower, value)
 
@@ -310,7 +300,8 @@ class _Walker:
         self, location: str, key: str, value: str, transform: str = "", parent: str = ""
     ) -> None:
         """A URL (a Referer, or a redirect target inside a parameter): the address itself at
-        `location`, its query below `location.` and its fragment below `location#`."""
+        `location`, its query parameters below it (`header:referer.q`) and its fragment's
+        (`header:referer#k`)."""
         try:
             parts = urlsplit(value)
         except ValueError:
@@ -319,16 +310,16 @@ class _Walker:
         base = f"{parts.scheme}://{parts.netloc}{parts.path}"
         self.fields.append(_new(Field, (location, key, base, transform, parent)))
         if parts.query:
-            self.form(parts.query, f"{location}.", transform, plus=True)
+            self.form(parts.query, location, transform, plus=True)
         if parts.fragment:
-            self.form(parts.fragment, f"{location}#", transform, plus=False)
+            self.form(parts.fragment, location, transform, plus=False, fragment=True)
 
     def cookies(self, base: str, _key: str, header: str) -> None:
         """The cookies of a Cookie header (`base` "cookie:") or a Set-Cookie ("set-cookie:")."""
         for pair in header.split(";"):
             name, eq, value = pair.strip().partition("=")
             if eq and name:
-                self.recall(_Walker.emit, f"{base}{name}", name, value.strip().strip('"'))
+                self.recall(_Walker.emit, base + loc.escape(name), name, value.strip().strip('"'))
 
     def set_cookies(self, headers: Sequence[tuple[str, str]]) -> None:
         for name, value in headers:
@@ -336,123 +327,34 @@ class _Walker:
                 self.out.response_cookies = True
                 self.recall(_Walker.cookies, "set-cookie:", "", value.split(";", 1)[0])
 
-    def body(self, request: PlainRequest) -> None:
-        data = request.body
-        if data is None:  # streamed through without being kept: nothing of it was seen
-            self.out.cut("the body was streamed, not inspected")
+    def body(self, body: Body) -> None:
+        """The fields of a body as `read_body` classified it."""
+        self.out.body = body
+        for problem in body.problems:
+            self.out.cut(problem)
+        if body.kind == ABSENT:
             self.out.inspection = NONE
-            return
-        if request.body_truncated:
-            self.out.cut(f"the body was cut at {self.limits.body_cap} bytes")
-        if not data:
-            return
-        encoding = request.header("content-encoding") or ""
-        for layer in reversed([e for e in encoding.split(",") if e.strip()]):
-            decoded = decode.decompress(data, layer, self.limits.body_cap)
-            if decoded is None:
-                self.out.cut(f"a body that does not decode as {layer.strip()}")
-                return
-            data, truncated = decoded
-            if truncated:
-                self.out.cut(f"the body was cut at {self.limits.body_cap} bytes")
-        if len(data) > self.limits.body_cap:
-            data = data[: self.limits.body_cap]
-            self.out.cut(f"the body was cut at {self.limits.body_cap} bytes")
-        if len(data) > _BULK:
-            with _collector_paused():
-                self.content(data, request)
-        else:
-            self.content(data, request)
+        elif body.kind == JSON:
+            self.json(body.document, "body:$", "")
+        elif body.kind == FORM:
+            self.form(body.text, "body.form:", "", plus=True)
+        elif body.kind == MULTIPART:
+            self.multipart(body)
+        elif body.kind == TEXT:
+            self.emit("body.text", "", body.text)
 
-    def content(self, data: bytes, request: PlainRequest) -> None:
-        """The decoded body: multipart, JSON, a form or text."""
-        content_type = (request.header("content-type") or "").lower()
-        if content_type.startswith("multipart/"):
-            self.multipart(data, request.header("content-type") or "")
-            return
-        tried = (  # JSON by its type or first character, or text with a byte-order mark or in
-            "json" in content_type  # UTF-16/32: the redactor reads such bodies the same way
-            or _JSON_START.match(data) is not None
-            or json.detect_encoding(data[:4]) != "utf-8"
-        )
-        json_text = decode.json_text(data) if tried else None
-        if json_text is not None and (
-            self.json_body(json_text)  # (JSON is text: a large body skips `text_of`'s check)
-            # or inside characters JSON does not allow around it, which str.strip removes
-            # (SignalR ends each message with a \x1e)
-            or (
-                json_text.strip() != json_text.strip(_JSON_SPACE)
-                and self.json_body(json_text.strip())
-            )
-        ):
-            return
-        text = decode.text_of(data)
-        if text is None:
-            text = _cut_utf8(data)
-            if text is None:
-                self.out.cut("a binary body")
-                return
-        self.text_body(text, content_type, json_tried=tried)
-
-    def json_body(self, text: str) -> bool:
-        """Walk `text` if it is a JSON object or array; False if it is not."""
-        try:
-            parsed = json.loads(text)
-        except RecursionError:
-            self.out.cut("JSON nested too deep")
-            return False
-        except ValueError:
-            return False
-        if not isinstance(parsed, (dict, list)):
-            return False
-        self.json(parsed, "body:$", "")
-        return True
-
-    def text_body(self, text: str, content_type: str, json_tried: bool = False) -> None:
-        """A body not read as JSON yet (`json_tried` False) or that is not JSON: a form, or
-        text."""
-        stripped = text.strip()
-        if not json_tried and stripped[:1] in "{[" and self.json_body(stripped):
-            return
-        if "x-www-form-urlencoded" in content_type or _FORM.match(stripped):
-            self.form(stripped, "body.form:", "", plus=True)
-            return
-        self.emit("body.text", "", text)
-
-    def multipart(self, data: bytes, content_type: str) -> None:
-        body = read_multipart(data, content_type)
-        if body is None:
-            self.out.cut("a multipart body without boundary")
-            return
-        for part in body.parts:
+    def multipart(self, body: Body) -> None:
+        assert body.multipart is not None
+        for part in body.multipart.parts:
             name, filename = part.disposition
             if filename is not None:  # file parts by name only: their content is not read
-                self.emit(f"body.file:{name}", name, filename)
+                self.emit(loc.top("body.file", name), name, filename)
                 continue
             text = decode.text_of(part.content)
             if text is None:
                 self.out.cut("a binary multipart part")
                 continue
-            self.emit(f"body.form:{name}", name, text)
-
-
-_BULK = 64 * 1024  # larger bodies are read with the cyclic garbage collector paused
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Parsing a large JSON body makes tens of thousands of containers, none in a cycle, and
-    the cyclic garbage collector would traverse them again and again while they are made (it
-    cost a third of the time of a 1 MiB body). Paused for the read, which frees the parsed
-    document before the collector resumes; left alone when something else paused it."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
+            self.emit(loc.top("body.form", name), name, text)
 
 
 _MEMO_MAX = 4096  # longer values are decoded each time rather than kept in memory
@@ -493,112 +395,15 @@ def split_url(url: str) -> tuple[str, str, str] | None:
     return parts.path, parts.query, parts.fragment
 
 
-def looks_like_form(text: str) -> bool:
-    """`a=1&b=2` text (also when sent as text/plain, as navigator.sendBeacon does)."""
-    return _FORM.match(text) is not None and not _looks_base64(text)
-
-
-def _nest(base: str, name: str) -> str:
-    return f"{base}{name}" if base.endswith((":", ".", "#")) else f"{base}.{name}"
-
-
-def _looks_base64(value: str) -> bool:
-    """`abc==` looks like a form pair to a naive parser; it is base64 padding (of text or not)."""
-    return _PADDED_BASE64.match(value) is not None
-
-
-_JSON_SPACE = " \t\n\r"  # the whitespace JSON allows around a document
-
-
-def _cut_utf8(data: bytes) -> str | None:
-    """Text of a body cut in the middle of a UTF-8 character (a capped body)."""
-    if not data or data[-1] < 0x80:  # it ends with an ASCII character: not cut in one
-        return None
-    for drop in (1, 2, 3):
-        text = decode.text_of(data[:-drop])
-        if text is not None:
-            return text
-    return None
-
-
-class Part(NamedTuple):
-    """One part of a multipart body; `prefix + content + suffix` is the part as it came."""
-
-    prefix: bytes  # the line break after the delimiter, the part's header lines, a blank line
-    content: bytes
-    suffix: bytes  # the line break that belongs to the next delimiter
-    headers: dict[str, str]  # lower-case names
-
-    @property
-    def disposition(self) -> tuple[str, str | None]:
-        """The form field's name ("" when it has none) and the file name of a file part."""
-        message = Message()
-        message["content-disposition"] = self.headers.get("content-disposition", "")
-        name = message.get_param("name", header="content-disposition")
-        filename = message.get_param("filename", header="content-disposition")
-        return (str(name) if name else ""), (str(filename) if filename is not None else None)
-
-
-class Multipart(NamedTuple):
-    """A multipart body split at its delimiters; `encoded(parts)` is the body as it came."""
-
-    delimiter: bytes
-    preamble: bytes
-    parts: list[Part]
-    closing: bytes | None  # what follows the closing delimiter ("--", an epilogue); None if cut
-
-    def encoded(self, parts: Iterable[Part]) -> bytes:
-        """The body with `parts` (edited or not) between the same delimiters."""
-        out = [self.preamble]
-        for part in parts:
-            out += [self.delimiter, part.prefix, part.content, part.suffix]
-        if self.closing is not None:
-            out += [self.delimiter, self.closing]
-        return b"".join(out)
-
-
-def read_multipart(data: bytes, content_type: str) -> Multipart | None:
-    """The parts of a multipart body; None without a boundary in `content_type`."""
-    message = Message()
-    message["content-type"] = content_type
-    boundary = message.get_param("boundary")
-    if not boundary:
-        return None
-    delimiter = b"--" + str(boundary).encode("latin-1", "replace")
-    # a delimiter starts a line (RFC 2046): `--boundary` inside a value is not one
-    starts = [m.start() for m in re.finditer(rb"(?:^|(?<=\n))" + re.escape(delimiter), data)]
-    bounds = [*starts, len(data)]
-    chunks = [data[: bounds[0]]]  # the preamble, then what follows each delimiter
-    chunks += [data[bounds[i] + len(delimiter) : bounds[i + 1]] for i in range(len(starts))]
-    parts: list[Part] = []
-    for index in range(1, len(chunks)):
-        chunk = chunks[index]
-        if chunk.startswith(b"--"):
-            return Multipart(delimiter, chunks[0], parts, delimiter.join(chunks[index:]))
-        blank = re.search(rb"\r?\n\r?\n", chunk)  # the first blank line ends the headers
-        head, sep, content = (
-            (chunk[: blank.start()], blank.group(0), chunk[blank.end() :])
-            if blank
-            else (chunk, b"", b"")
-        )
-        kept = content.removesuffix(b"\r\n")
-        if len(kept) == len(content):
-            kept = content.removesuffix(b"\n")
-        headers = {}
-        for line in head.decode("utf-8", "replace").splitlines():
-            name, colon, value = line.partition(":")
-            if colon:
-                headers[name.strip().lower()] = value.strip()
-        parts.append(Part(head + sep, kept, content[len(kept) :], headers))
-    return Multipart(delimiter, chunks[0], parts, None)
-
-
 def extract(request: PlainRequest, limits: Limits | None = None) -> Extraction:
-    """Every field of `request`; never raises on malformed input."""
-    walker = _Walker(limits or Limits())
+    """Every field of `request`, its body read by `read_body` (kept in `Extraction.body`);
+    never raises on malformed input."""
+    limits = limits or Limits()
+    walker = _Walker(limits)
     walker.url(request.url)
     walker.headers(request.headers)
-    walker.body(request)
+    with collector_paused(len(request.body or b"")):
+        walker.body(read_body(request, limits.body_cap))
     walker.set_cookies(request.response_headers)
     return walker.out
 

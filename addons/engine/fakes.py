@@ -28,13 +28,16 @@ import string
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import phonenumbers
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
+from shopguard.engine import decode
 from shopguard.engine.patterns import cn_id_check, luhn
 
-__all__ = ["fake"]
+__all__ = ["fake", "stand_in"]
+_HASHED = ("md5", "sha1", "sha224", "sha256", "sha384", "sha512")
 
 _PERSON = b"shopguard.fake.1"  # BLAKE2b personalisation (at most 16 bytes): a new one re-keys all
 _MAX_LEN = {
@@ -108,6 +111,30 @@ def fake(category: str, value: str, *, site: str, secret: bytes, region: str = "
     except Exception:  # a replacement must never break the request it is rewriting
         return None
     return None if result is None or result == value else result
+
+
+def replaceable(transform: str) -> bool:
+    """Whether a value found under `transform` can be replaced in place: plain, percent-encoded
+    or a digest (replaced by another digest of its shape); base64 or hex cannot."""
+    return not transform or all(
+        layer == "urlencode" or layer.startswith(_HASHED) for layer in transform.split(">")
+    )
+
+
+def stand_in(
+    current: str, category: str, transform: str, *, site: str, secret: bytes, region: str
+) -> str | None:
+    """A stand-in for a value as it was found under `transform` (percent-encoded, or a digest:
+    of its shape); None when it has none (not a valid one of its category)."""
+    layers = transform.split(">") if transform else []
+    if layers and layers[-1].startswith(_HASHED):  # a digest: another digest of its shape
+        return fake("device_id", current, site=site, secret=secret, region=region)
+    for _ in layers:  # percent-encoded again inside the value
+        current = decode.unquote(current)
+    value = fake(category, current, site=site, secret=secret, region=region)
+    for _ in layers:
+        value = quote(value, safe="") if value is not None else None
+    return value
 
 
 def _split_space(value: str) -> tuple[str, str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,20 @@ class Config:
         return next((s for s in self.sites if s.name == name), None)
 
     def host_index(self) -> HostIndex:
+        return self._host_index
+
+    @cached_property
+    def _host_index(self) -> HostIndex:
         return HostIndex([s.scope for s in self.enabled_sites])
+
+    def mode_for(self, site: str | None, override: str | None = None) -> str:
+        """A site's mode: the command line's (`override`) > the site file's > the global one."""
+        if override:
+            return override
+        found = self.site(site) if site else None
+        if found is not None and found.mode:
+            return found.mode
+        return self.settings.mode
 
 
 def _display(path: Path) -> str:

@@ -14,7 +14,8 @@ from mitmproxy import exceptions
 from mitmproxy.test import taddons, tflow
 
 from shopguard.chain import make_addons
-from shopguard.runtime import META, Runtime
+from shopguard.runtime import Runtime
+from shopguard.state import META
 
 PROFILE = Path(__file__).resolve().parents[1] / "fixtures" / "corpus" / "profile.yaml"
 
@@ -117,14 +118,14 @@ def test_profile_edit_is_reloaded_and_invalid_edit_keeps_the_last_good(
     inspector = env["addons"][1]
     profile.write_text('phone: ["+86 139 1234 5678"]\n', encoding="utf-8")
     os.utime(profile, (time.time() + 5, time.time() + 5))
-    inspector.next_check = 0
+    inspector.reload_if_changed()  # what the file watcher does once a second
     flow = order_flow()
     flow.request.content = b"data=%7B%22q%22%3A%2213912345678%22%7D"
     run(env["addons"], flow)
     assert [f["category"] for f in flow.metadata[META]["findings"]].count("phone") == 1
     profile.write_text("phone: [[broken\n", encoding="utf-8")
     os.utime(profile, (time.time() + 10, time.time() + 10))
-    inspector.next_check = 0
+    inspector.reload_if_changed()
     flow = order_flow()
     flow.request.content = b"data=%7B%22q%22%3A%2213912345678%22%7D"
     run(env["addons"], flow)

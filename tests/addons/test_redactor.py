@@ -144,12 +144,12 @@ def test_an_edited_site_file_is_picked_up_and_a_broken_one_is_refused(
 ) -> None:
     proxy = started(start, "enforce")
     site_file = proxy.config / "sites" / "taobao.yaml"
-    redactor = proxy.addons[0]
+    scope = proxy.addons[0]
 
-    def bump() -> None:  # a new modification time, and the next request checks at once
+    def bump() -> None:  # a new modification time, looked at as the file watcher does
         stamp = time.time() + 5
         os.utime(site_file, (stamp, stamp))
-        redactor.next_check = 0.0
+        scope.reload_if_changed()
 
     site_file.write_text(SITE.replace("strip_params: [spm]", "strip_params: [spm, pvid]"))
     bump()
@@ -296,7 +296,7 @@ def test_a_message_that_cannot_be_checked_is_dropped_in_enforce(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("shopguard.redactor.redact_message", broken)
+    monkeypatch.setattr("shopguard.engine.pipeline.message", broken)
     flow = websocket_to("im.taobao.com", (True, b'{"to": {"mobile": "13912345678"}}'))
     assert send_messages(proxy, flow) == []
     assert flow.response is not None and flow.response.status_code == 101

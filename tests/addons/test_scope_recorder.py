@@ -17,7 +17,8 @@ from shopguard import paths
 from shopguard.auditlog import AuditLog
 from shopguard.engine.hosts import allow_hosts_pattern
 from shopguard.engine.settings import load_config
-from shopguard.runtime import META, Runtime, guarded
+from shopguard.runtime import Runtime, guarded
+from shopguard.state import META
 from tests.addons.conftest import HOOKS, Proxy, request_to, respond
 
 PHONE = "13800138000"

@@ -10,15 +10,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 
 from shopguard import paths
 from shopguard.engine.detect import Detector
-from shopguard.engine.extract import PlainRequest, extract
 from shopguard.engine.findings import CATEGORIES
 from shopguard.engine.known_values import KnownMatcher, load_profile
+from shopguard.engine.pipeline import Context, process, route_request
+from shopguard.engine.request import PlainRequest
 from shopguard.engine.settings import load_config
 from shopguard.engine.trackers import Linker
 
@@ -87,20 +87,15 @@ def corpus_files() -> list[Path]:
 
 def evaluate(files: list[Path] | None = None) -> Score:
     config = load_config(paths.shipped_config_dir(), None)
-    index = config.host_index()
     profile = load_profile(CORPUS / "profile.yaml")
     detector = Detector(SECRET, KnownMatcher(profile), profile.default_region)
     score = Score()
     for path in files or corpus_files():
-        linker = Linker()  # each file is one browsing sequence
+        ctx = Context(config, detector, Linker())  # each file is one browsing sequence
         for flow in yaml.safe_load(path.read_text(encoding="utf-8"))["flows"]:
             request = plain_request(flow)
-            host = urlsplit(request.url).hostname or ""
-            scope = index.attribute(host, request.header("origin"), request.header("referer"))
-            site = config.site(scope.name if scope else flow.get("site", ""))
-            findings = detector.detect(
-                extract(request), host, site.tracking_ids if site else None, linker
-            )
+            routed = route_request(ctx, request)
+            findings = process(ctx, request, routed, inspect_unrouted=True).findings
             found = {f.category for f in findings}
             expected = set(flow["expect"])
             score.flows += 1

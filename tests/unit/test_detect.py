@@ -9,9 +9,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 from shopguard.engine.detect import Detector
-from shopguard.engine.extract import PlainRequest, extract
+from shopguard.engine.extract import extract
 from shopguard.engine.findings import CATEGORIES, mask
 from shopguard.engine.known_values import KnownMatcher, load_profile
+from shopguard.engine.request import PlainRequest
 from shopguard.engine.trackers import Linker, TrackerNames
 
 TEMU = TrackerNames(cookies=frozenset({"api_uid", "_nano_fp"}), headers=frozenset({"anti-content"}))

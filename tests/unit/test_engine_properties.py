@@ -9,16 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shopguard.engine import decode
+from shopguard.engine.body import read_multipart
 from shopguard.engine.detect import Detector
-from shopguard.engine.extract import (
-    Limits,
-    PlainRequest,
-    extract,
-    extract_message,
-    read_multipart,
-    split_url,
-)
+from shopguard.engine.extract import Limits, extract, extract_message, split_url
 from shopguard.engine.known_values import KnownMatcher, Profile, normalise
+from shopguard.engine.request import PlainRequest
 
 LIMITS = Limits(body_cap=64 * 1024, max_fields=500)
 PROFILE_FORMS = [

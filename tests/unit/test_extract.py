@@ -11,7 +11,8 @@ from urllib.parse import quote
 import brotli
 import pytest
 
-from shopguard.engine.extract import Limits, PlainRequest, extract, extract_message
+from shopguard.engine.extract import Limits, extract, extract_message
+from shopguard.engine.request import PlainRequest
 
 
 def fields(request: PlainRequest, limits: Limits | None = None) -> dict[str, list[str]]:

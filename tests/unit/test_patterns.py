@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from shopguard.engine.detect import Detector
-from shopguard.engine.extract import PlainRequest, extract
+from shopguard.engine.extract import extract
 from shopguard.engine.patterns import card_issuer_ok, cn_id_valid, luhn
+from shopguard.engine.request import PlainRequest
 
 
 def found(url: str, body: bytes = b"", content_type: str = "application/json") -> set[str]:

@@ -13,11 +13,13 @@ from urllib.parse import parse_qsl, quote, urlsplit
 import phonenumbers
 import pytest
 
+from shopguard.engine import pipeline
+from shopguard.engine.body import read_body, read_multipart
 from shopguard.engine.detect import Detector
-from shopguard.engine.evaluate import evaluate
-from shopguard.engine.extract import PlainRequest, read_multipart
 from shopguard.engine.findings import Finding
-from shopguard.engine.redact import Outcome, block_status, mtop_sign, redact
+from shopguard.engine.mtop import mtop_sign
+from shopguard.engine.redact import Outcome, block_status, redact
+from shopguard.engine.request import PlainRequest
 from shopguard.engine.settings import Config, load_config
 
 POLICY = """\
@@ -64,12 +66,14 @@ def run(
     if inspection is not None:
         site = config.sites[0]
         return redact(
-            site.policy, request, "www.shop.example", [], site=site.name, secret=SECRET,
-            enforce=enforce, inspection=inspection,
+            site.policy, request, read_body(request, 1 << 20), "www.shop.example", [],
+            site=site.name, secret=SECRET, enforce=enforce, inspection=inspection,
         )  # fmt: skip
-    result = evaluate(config, request, Detector(SECRET), "enforce" if enforce else "observe")
-    assert result.outcome is not None
-    return result.outcome
+    return evaluate(config, request, "enforce" if enforce else "observe").outcome
+
+
+def evaluate(config: Config, request: PlainRequest, mode: str = "enforce") -> pipeline.Result:
+    return pipeline.run(pipeline.Context(config, Detector(SECRET), mode=mode), request)
 
 
 def summary(outcome: Outcome) -> list[tuple[str, str, bool]]:
@@ -206,7 +210,8 @@ def test_tracking_id_replaced_with_a_per_site_value(policy: Config) -> None:
     assert run(policy, request).headers == outcome.headers  # stable for the site
     site = policy.sites[0]
     other = redact(
-        site.policy, request, "api.shop.example", run_findings(policy, request),
+        site.policy, request, read_body(request, 1 << 20), "api.shop.example",
+        run_findings(policy, request),
         site="another-site", secret=SECRET, enforce=True,
     )  # fmt: skip
     assert other.headers != outcome.headers  # and unlinkable across sites
@@ -215,7 +220,7 @@ def test_tracking_id_replaced_with_a_per_site_value(policy: Config) -> None:
 
 
 def run_findings(config: Config, request: PlainRequest) -> list[Finding]:
-    return evaluate(config, request, Detector(SECRET), "enforce").findings
+    return evaluate(config, request).findings
 
 
 def test_allowed_categories_are_left_alone_where_allowed(policy: Config) -> None:
@@ -377,10 +382,11 @@ def test_bad_input_is_handled_not_raised(tmp_path: Path) -> None:
     query = f"https://www.shop.example/h5/x?data={quote(surrogate)}"
     assert "%5Cud800" in run(config, PlainRequest("GET", query)).url
     broken = PlainRequest("GET", "https://www.shop.example[x?spm=1")
-    assert evaluate(config, broken, Detector(SECRET)).outcome is None  # no site, no exception
+    result = evaluate(config, broken, "observe")
+    assert result.site is None and result.outcome.actions == []  # no site, no exception
     shop = config.sites[0]
-    assert redact(shop.policy, broken, "www.shop.example", [], site="shop", secret=SECRET,
-                  enforce=True).actions == []  # fmt: skip
+    assert redact(shop.policy, broken, read_body(broken, 1 << 20), "www.shop.example", [],
+                  site="shop", secret=SECRET, enforce=True).actions == []  # fmt: skip
 
 
 def test_a_text_plain_form_body_is_edited_like_a_form(tmp_path: Path) -> None:

@@ -1,0 +1,237 @@
+"""The one way through the engine: a request in; its site, findings, the policy's actions and
+the request as it would leave out.
+
+The proxy's addons, `scan`, `policy explain`, `policy test` and the corpus scorer all call it;
+only this module calls extraction, detection and redaction. Steps, in order:
+
+1. `route`: which configured site handles the request (and for ad pixels, whose page fired it);
+2. `early`: a tracker block or the block of a streamed body, decided from the request line
+   alone, before any body byte could leave;
+3. `process`: the body read once (`body.read_body`), every field extracted, findings detected,
+   the policy applied (`redact`) unless the request is blocked already.
+WebSocket messages (`message`) and response cookies (`response_cookies`) take the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from urllib.parse import urlsplit
+
+from shopguard.engine.body import Body, read_body
+from shopguard.engine.detect import Detector
+from shopguard.engine.extract import Extraction, Limits, extract, extract_message
+from shopguard.engine.findings import Finding
+from shopguard.engine.hosts import normalize_host
+from shopguard.engine.hosts import route as route_host
+from shopguard.engine.redact import Action, Outcome, redact, tracker_block, uninspected_block
+from shopguard.engine.request import PlainRequest
+from shopguard.engine.settings import Config, Site
+from shopguard.engine.trackers import Linker, TrackerNames
+
+STREAMED = "its body is streamed and cannot be inspected"
+
+
+@dataclass
+class Context:
+    """What the pipeline needs besides the request: the configuration, the detector (with the
+    user's profile), what tracking values were seen before, and a mode that overrides every
+    site's (the command line's, or `enforce` for `policy explain`)."""
+
+    config: Config
+    detector: Detector
+    linker: Linker | None = None
+    mode: str | None = None
+
+    @cached_property
+    def limits(self) -> Limits:
+        return Limits(body_cap=self.config.settings.body_cap)
+
+
+@dataclass
+class Routed:
+    """The site that handles a request, and where it goes."""
+
+    site: Site
+    host: str  # normalised
+    via: str | None = None  # for ad pixels: the site whose page fired the request
+    third_party: bool = False
+    mode: str = "observe"
+
+    @property
+    def enforce(self) -> bool:
+        return self.mode == "enforce"
+
+
+@dataclass
+class Result:
+    """What the pipeline found in a request and what the site's policy does with it."""
+
+    request: PlainRequest
+    host: str
+    routed: Routed | None = None  # None: no configured site handles it
+    inspection: str = "full"
+    notes: list[str] = field(default_factory=list)  # why inspection is not full
+    findings: list[Finding] = field(default_factory=list)
+    outcome: Outcome = field(default_factory=Outcome)
+
+    @property
+    def site(self) -> Site | None:
+        return self.routed.site if self.routed is not None else None
+
+
+def route(
+    config: Config, host: str, origin: str | None, referer: str | None, mode: str | None = None
+) -> Routed | None:
+    """The configured site that handles a request to `host` (with these Origin and Referer
+    headers), or None: it is relayed untouched. `mode` overrides the site's."""
+    host = normalize_host(host)
+    routed = route_host(config.host_index(), host, origin, referer)
+    if routed is None:
+        return None
+    scope, via = routed
+    site = config.site(scope.name)
+    assert site is not None
+    return Routed(site, host, via, not scope.is_first_party(host), config.mode_for(site.name, mode))
+
+
+def route_request(ctx: Context, request: PlainRequest) -> Routed | None:
+    return route(
+        ctx.config, request.target, request.header("origin"), request.header("referer"), ctx.mode
+    )
+
+
+def early(routed: Routed, request: PlainRequest, streamed: bool = False) -> Action | None:
+    """The block decided from the request line alone: a tracker host or URL, or (with
+    `on_uninspected: block`) a body that will be streamed past the proxy unseen."""
+    policy = routed.site.policy
+    action = tracker_block(policy, routed.host, _path(request.url), request.headers, routed.enforce)
+    if action is None and streamed:
+        action = uninspected_block(policy, request.headers, routed.enforce, STREAMED)
+    return action
+
+
+def process(
+    ctx: Context,
+    request: PlainRequest,
+    routed: Routed | None,
+    *,
+    blocked: bool = False,
+    inspect_unrouted: bool = False,
+) -> Result:
+    """Findings and actions for `request`. `blocked`: a block was decided already (`early`),
+    so the request is only inspected (nothing of it leaves, nothing is edited). A request no site
+    handles is inspected only with `inspect_unrouted` (`scan` reports every request of a
+    capture)."""
+    result = Result(request, routed.host if routed else request.target, routed)
+    if routed is None and not inspect_unrouted:
+        result.outcome = Outcome(url=request.url, headers=list(request.headers))
+        return result
+    extraction = extract(request, ctx.limits)
+    trackers = routed.site.tracking_ids if routed is not None else None
+    _detect(ctx, result, extraction, trackers)
+    if routed is None:
+        return result
+    if blocked:
+        result.outcome = Outcome(url=request.url, headers=list(request.headers))
+        return result
+    assert extraction.body is not None
+    result.outcome = _redact(ctx, routed, request, extraction.body, result)
+    return result
+
+
+def run(ctx: Context, request: PlainRequest, *, inspect_unrouted: bool = False) -> Result:
+    """Every step for one whole request, as the proxy would take them."""
+    routed = route_request(ctx, request)
+    block = early(routed, request, request.body is None) if routed is not None else None
+    result = process(
+        ctx, request, routed, blocked=block is not None, inspect_unrouted=inspect_unrouted
+    )
+    if block is not None:
+        status = block.status if block.applied else None
+        result.outcome = Outcome([block], status, request.url, list(request.headers))
+    return result
+
+
+def response_cookies(ctx: Context, routed: Routed, headers: list[tuple[str, str]]) -> list[Finding]:
+    """The tracking identifiers a response sets (`set-cookie:…`)."""
+    request = PlainRequest("GET", "", (), b"", False, headers)
+    extraction = extract(request, ctx.limits)
+    return ctx.detector.detect(extraction, routed.host, routed.site.tracking_ids, ctx.linker)
+
+
+def message(
+    ctx: Context, routed: Routed, url: str, content: bytes | str, from_client: bool
+) -> Result:
+    """A WebSocket message on the connection opened by `url`. What the client sends is edited
+    like a JSON body (its `ws:$…` fields; a `block` drops the message); what the site sends is
+    only reported."""
+    placeholder = PlainRequest("POST", url, (), b"", host=routed.host)
+    result = Result(placeholder, routed.host, routed)
+    extraction = extract_message(content, ctx.limits)
+    _detect(ctx, result, extraction, routed.site.tracking_ids)
+    if not from_client or isinstance(content, str):
+        return result
+    try:
+        split = urlsplit(url)
+    except ValueError:
+        return result
+    where = f"{split.scheme}://{split.netloc}{split.path}"  # (its query was sent already)
+    as_body = PlainRequest("POST", where, [("content-type", "application/json")], content)
+    body = read_body(as_body, ctx.limits.body_cap)
+    findings = [
+        replace(f, location="body" + f.location[2:]) if f.location.startswith("ws:$") else f
+        for f in result.findings
+    ]
+    outcome = redact(
+        routed.site.policy,
+        as_body,
+        body,
+        routed.host,
+        findings,
+        site=routed.site.name,
+        secret=ctx.detector.secret,
+        enforce=routed.enforce,
+        region=ctx.detector.region,
+    )
+    for action in outcome.actions:
+        if action.target.startswith("body:$"):
+            action.target = "ws" + action.target[4:]
+        elif action.target == "request":
+            action.target = "message"
+    result.outcome = outcome
+    return result
+
+
+def _detect(
+    ctx: Context, result: Result, extraction: Extraction, trackers: TrackerNames | None
+) -> None:
+    result.inspection = extraction.inspection
+    result.notes = extraction.problems
+    result.findings = ctx.detector.detect(extraction, result.host, trackers, ctx.linker)
+
+
+def _redact(
+    ctx: Context, routed: Routed, request: PlainRequest, body: Body, result: Result
+) -> Outcome:
+    return redact(
+        routed.site.policy,
+        request,
+        body,
+        routed.host,
+        result.findings,
+        site=routed.site.name,
+        secret=ctx.detector.secret,
+        enforce=routed.enforce,
+        inspection=result.inspection,
+        region=ctx.detector.region,
+    )
+
+
+def _path(url: str) -> str:
+    """The path and query of `url` (what block rules match)."""
+    try:
+        split = urlsplit(url)
+    except ValueError:
+        return "/"
+    return split.path + (f"?{split.query}" if split.query else "")
