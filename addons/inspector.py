@@ -151,6 +151,8 @@ class Inspector:
         state["inspection"] = result.inspection
         if result.notes:
             state["inspection_notes"] = list(result.notes)
+        if result.masked_names:
+            state["masked_names"] = result.masked_names
         _merge(state, result.findings)
         _mark(flow, state)
 

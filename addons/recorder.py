@@ -115,7 +115,9 @@ class Recorder:
             "site": state["site"],
             "host": state["host"],
             "method": request.method,
-            "path": request.path if raw else mask_path(request.path, _path_findings(state)),
+            "path": request.path
+            if raw
+            else mask_path(request.path, _path_findings(state), state.get("masked_names")),
         }
         if flow.response is not None:
             line["status"] = flow.response.status_code

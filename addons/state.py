@@ -35,6 +35,7 @@ class FlowState(TypedDict):
     started: float  # time.time() at the request headers
     run: str  # the proxy process that tagged the flow (a saved flow read back is not its own)
     inspection_notes: NotRequired[list[str]]
+    masked_names: NotRequired[dict[str, str]]  # names that are personal data -> as logged
     via: NotRequired[str]  # ad pixels: the site whose page fired the request
     addon_error: NotRequired[str]
     recorded: NotRequired[bool]

@@ -139,12 +139,12 @@ class Result:
     problem: str = ""
 
 
-def masked_url(url: str, findings: list[Finding]) -> str:
+def masked_url(url: str, findings: list[Finding], names: dict[str, str]) -> str:
     parts = urlsplit(url)
     found = (segment_index(f.location) for f in findings)
     segments = {index for index in found if index is not None}
     query = f"?{parts.query}" if parts.query else ""
-    return f"{parts.scheme}://{parts.netloc}{mask_path(parts.path + query, segments)}"
+    return f"{parts.scheme}://{parts.netloc}{mask_path(parts.path + query, segments, names)}"
 
 
 def scan_files(files: list[Path], config: Config, detector: Detector) -> Iterator[Result]:
@@ -159,7 +159,7 @@ def scan_files(files: list[Path], config: Config, detector: Detector) -> Iterato
             yield Result(
                 str(path),
                 entry.index,
-                masked_url(request.url, result.findings),
+                masked_url(request.url, result.findings, result.masked_names),
                 result.host,
                 result.site.name if result.site else None,
                 result.inspection,

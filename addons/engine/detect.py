@@ -48,6 +48,9 @@ class Detector:
         default_factory=dict, init=False, repr=False
     )
     _findings: dict[tuple[Any, ...], Finding] = field(default_factory=dict, init=False, repr=False)
+    _names: dict[str, tuple[tuple[str, Hit], ...]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def detect(
         self,
@@ -56,16 +59,23 @@ class Detector:
         trackers: TrackerNames | None = None,
         linker: Linker | None = None,
     ) -> list[Finding]:
-        found: dict[tuple[str, str], Finding] = {}
+        found: dict[tuple[str, str, str], Finding] = {}
         made = self._findings
 
-        def add(fld: Field, detector: str, hit: Hit, transform: str = "", linked: str = "") -> None:
+        def add(
+            fld: Field,
+            detector: str,
+            hit: Hit,
+            transform: str = "",
+            linked: str = "",
+            named: str = "",
+        ) -> None:
             if hit.confidence < self.min_confidence:
                 return
-            slot = (hit.category, fld.location)
+            slot = (hit.category, fld.location, named)
             if slot in found and found[slot].confidence >= hit.confidence:
                 return
-            key = (hit, fld.location, fld.transform, detector, transform, linked)
+            key = (hit, fld.location, fld.transform, detector, transform, linked, named)
             finding = made.get(key)
             if finding is None:  # findings are immutable: the same one recurs flow after flow
                 finding = Finding(
@@ -78,6 +88,7 @@ class Detector:
                     fingerprint=fingerprint(self.secret, hit.category, hit.canonical),
                     linked_from=linked or None,
                     value=hit.value if self.keep_values else None,
+                    name=named or None,
                 )
                 if len(made) > _REMEMBERED:
                     made.clear()
@@ -107,6 +118,12 @@ class Detector:
             locations, keys, texts, _, parents = zip(*fields, strict=True)
 
         role_of = self._roles_of(keys, parents)
+        for names, attribute in ((keys, "key"), (parents, "parent")):
+            hits_of = self._named(names)
+            for index in [i for i, hits in enumerate(hits_of) if hits]:
+                fld = fields[index]  # a name that is itself personal data (`?<phone>=1`)
+                for detector, hit in hits_of[index]:
+                    add(fld, detector, hit, named=getattr(fld, attribute))
         positions: list[tuple[Field, str]] = []  # fields under latitude/longitude/location keys
         context = self._context
         for index in [i for i, role in enumerate(role_of) if role is not _PLAIN]:
@@ -139,6 +156,29 @@ class Detector:
         for fld, hit in geo_hits(positions):
             add(fld, "pattern", hit)
         return list(found.values())
+
+    def _named(self, keys: tuple[str, ...]) -> list[tuple[tuple[str, Hit], ...]]:
+        """What personal data each key is itself (nearly always none). Remembered per key."""
+        names = self._names
+        found = list(map(names.get, keys))
+        if None in found:
+            if len(names) > _REMEMBERED:
+                names.clear()
+            for index in [i for i, hits in enumerate(found) if hits is None]:
+                key = keys[index]
+                hits: tuple[tuple[str, Hit], ...] = ()
+                if len(key) >= 5 and not (key.isascii() and key.replace("_", "").isalpha()):
+                    hits = tuple(("pattern", hit) for _, hit in text_hits(key, self.region))
+                    if self.matcher is not None:
+                        hits += tuple(
+                            ("profile", Hit(v.category, 0.95, key[start:end], v.canonical))
+                            for v, start, end in (
+                                (m.value, s, e) for m, s, e in self.matcher.find(key)
+                            )
+                            if not v.part and v.category != "postcode"
+                        )
+                found[index] = names[key] = hits
+        return cast(list[tuple[tuple[str, Hit], ...]], found)
 
     def _roles_of(self, keys: tuple[str, ...], parents: tuple[str, ...]) -> list[_Role]:
         """What each key says about its value: categories, and a coordinate role. Remembered:

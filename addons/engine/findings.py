@@ -1,4 +1,5 @@
-"""Findings (DESIGN §3, a contract): what was found, where, how, and a masked preview."""
+"""Findings (a contract, README *What gets logged*): what was found, where, how, and a masked
+preview."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ class Finding:
     fingerprint: str
     linked_from: str | None = None  # tracking IDs seen first elsewhere: "cookie:cna@host"
     value: str | None = None  # the raw value: only kept when the user asked (`log.values: raw`)
+    name: str | None = None  # the field's name, when that name is the personal data (not logged)
 
     def to_dict(self) -> dict[str, Any]:
         """The finding as logged (a log line has many: built directly, not by `asdict`)."""

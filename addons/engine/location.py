@@ -44,6 +44,7 @@ NAME, FRAGMENT, INDEX, DOCUMENT, MASKED = "name", "fragment", "index", "document
 _RESERVED = re.compile(r"[%.:$\[\]@#{}\s\x00-\x1f\x7f]")
 _ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}(?:%[0-9A-Fa-f]{2})*")
 _DELIMITERS = re.compile(r"[.#\[]")
+_RAW = re.compile(r"[:$\[\]@{}\s\x00-\x1f\x7f]")  # what a name holds only escaped
 _escaped: dict[str, str] = {}  # names recur request after request
 
 
@@ -186,6 +187,8 @@ def parse(text: str) -> Location:
             end = found.start() if found else size
             token = rest[position:end]
             position = end
+            if token != "$" and _RAW.search(token):
+                raise LocationError(f"unescaped character in {token!r} of {text!r}")
             if token == "$" and lead != "#":
                 steps.append(Step(DOCUMENT))
             elif kind == "path" and not steps:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
+from urllib.parse import unquote_plus
 
 MASK = "***"
 
 
-def mask_path(path: str, segments: Collection[int] = ()) -> str:
+def mask_path(
+    path: str, segments: Collection[int] = (), names: Mapping[str, str] | None = None
+) -> str:
     """A request path with every query value replaced by `***` (names kept, empty values kept).
 
     `/h5/api/1.0/?jsv=2.7&data={"phone":"138"}` -> `/h5/api/1.0/?jsv=***&data=***`; the
-    non-empty path segments numbered in `segments` (0-based, as `path:N` locations) are masked.
+    non-empty path segments numbered in `segments` (0-based, as `path:N` locations) are masked,
+    and so are the parameter names in `names` (a name that is personal data -> its mask).
     """
     base, sep, query = path.partition("?")
     if segments:
@@ -29,6 +33,8 @@ def mask_path(path: str, segments: Collection[int] = ()) -> str:
     parts = []
     for pair in query.split("&"):
         name, eq, value = pair.partition("=")
+        if names and (shown := names.get(unquote_plus(name))) is not None:
+            name = pair = shown
         parts.append(f"{name}={MASK}" if eq and value else pair)
     return f"{base}?{'&'.join(parts)}"
 

@@ -24,6 +24,7 @@ from shopguard.engine.extract import Extraction, Limits, extract, extract_messag
 from shopguard.engine.findings import Finding
 from shopguard.engine.hosts import normalize_host
 from shopguard.engine.hosts import route as route_host
+from shopguard.engine.location import escape, masked, with_masks
 from shopguard.engine.redact import Action, Outcome, redact, tracker_block, uninspected_block
 from shopguard.engine.request import PlainRequest
 from shopguard.engine.settings import Config, Site
@@ -74,6 +75,9 @@ class Result:
     notes: list[str] = field(default_factory=list)  # why inspection is not full
     findings: list[Finding] = field(default_factory=list)
     outcome: Outcome = field(default_factory=Outcome)
+    # names that are themselves personal data, as the log writes them instead (README,
+    # *Locations*): raw name -> `{phone:138****8000}`
+    masked_names: dict[str, str] = field(default_factory=dict)
 
     @property
     def site(self) -> Site | None:
@@ -130,13 +134,13 @@ def process(
     extraction = extract(request, ctx.limits)
     trackers = routed.site.tracking_ids if routed is not None else None
     _detect(ctx, result, extraction, trackers)
-    if routed is None:
-        return result
-    if blocked:
+    if routed is None or blocked:
         result.outcome = Outcome(url=request.url, headers=list(request.headers))
+        _mask_names(result)
         return result
     assert extraction.body is not None
     result.outcome = _redact(ctx, routed, request, extraction.body, result)
+    _mask_names(result)
     return result
 
 
@@ -170,11 +174,12 @@ def message(
     result = Result(placeholder, routed.host, routed)
     extraction = extract_message(content, ctx.limits)
     _detect(ctx, result, extraction, routed.site.tracking_ids)
-    if not from_client or isinstance(content, str):
-        return result
     try:
         split = urlsplit(url)
     except ValueError:
+        split = None
+    if not from_client or isinstance(content, str) or split is None:
+        _mask_names(result)
         return result
     where = f"{split.scheme}://{split.netloc}{split.path}"  # (its query was sent already)
     as_body = PlainRequest("POST", where, [("content-type", "application/json")], content)
@@ -200,6 +205,7 @@ def message(
         elif action.target == "request":
             action.target = "message"
     result.outcome = outcome
+    _mask_names(result)
     return result
 
 
@@ -226,6 +232,22 @@ def _redact(
         inspection=result.inspection,
         region=ctx.detector.region,
     )
+
+
+def _mask_names(result: Result) -> None:
+    """Write a name that is itself personal data masked wherever it appears: in the findings'
+    locations and the actions' targets (the editor has used the real ones already)."""
+    named = [f for f in result.findings if f.name is not None]
+    if not named:
+        return
+    shown = {f.name: masked(f.category, f.preview) for f in named if f.name is not None}
+    masks = {escape(name): text for name, text in shown.items()}
+    result.masked_names = shown
+    result.findings = [
+        replace(f, location=with_masks(f.location, masks), name=None) for f in result.findings
+    ]
+    for action in result.outcome.actions:
+        action.target = with_masks(action.target, masks)
 
 
 def _path(url: str) -> str:

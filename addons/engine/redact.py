@@ -172,6 +172,8 @@ def redact(
         done = Action(action, location, where, enforce, category=finding.category)
         if action == "strip":
             problem = None if editor.strip(location) else editor.problem or "cannot edit it"
+        elif finding.name is not None:
+            problem = "the personal data is the field's name: it can be stripped, not replaced"
         elif not replaceable(finding.transform):
             problem = (
                 f"the value is encoded ({finding.transform}); it can be stripped, not replaced"
