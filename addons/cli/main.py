@@ -103,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--header", action="append", default=[], metavar="NAME:VALUE", help="repeatable"
     )
     explain.add_argument("--body", metavar="@FILE|TEXT", help="request body, @file to read one")
+    explain.add_argument(
+        "--response-header",
+        action="append",
+        default=[],
+        metavar="NAME:VALUE",
+        help="a header of the response (e.g. Set-Cookie: cna=…: what it sets); repeatable",
+    )
     _config_arg(explain)
     _profile_arg(explain)
     test = policy_commands.add_parser("test", help="run every site's examples")

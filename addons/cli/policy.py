@@ -59,13 +59,23 @@ def check(args: argparse.Namespace) -> int:
 # -- explain -----------------------------------------------------------------------------------
 
 
-def _request_from_args(args: argparse.Namespace) -> PlainRequest | str:
+def _headers(items: list[str], option: str) -> list[tuple[str, str]] | str:
     headers = []
-    for item in args.header:
+    for item in items:
         name, colon, value = item.partition(":")
         if not colon or not name.strip():
-            return f"--header: expected NAME:VALUE, got {item!r}"
+            return f"{option}: expected NAME:VALUE, got {item!r}"
         headers.append((name.strip(), value.strip()))
+    return headers
+
+
+def _request_from_args(args: argparse.Namespace) -> PlainRequest | str:
+    headers = _headers(args.header, "--header")
+    response = _headers(args.response_header, "--response-header")
+    if isinstance(headers, str):
+        return headers
+    if isinstance(response, str):
+        return response
     body = b""
     if args.body is not None:
         if args.body.startswith("@"):
@@ -78,7 +88,7 @@ def _request_from_args(args: argparse.Namespace) -> PlainRequest | str:
     if not args.url.lower().startswith(("http://", "https://")):
         return f"expected an http:// or https:// URL, got {args.url!r}"
     method = args.method.upper() if args.method else ("POST" if body else "GET")
-    return PlainRequest(method, args.url, headers, body)
+    return PlainRequest(method, args.url, headers, body, response_headers=response)
 
 
 def explain(args: argparse.Namespace) -> int:

@@ -8,7 +8,8 @@ response headers; the same requests go into a HAR file for `shopguard scan`, and
 - (b1) the proxy's `flow` line and scan's entry carry the same (category, location) pairs;
 - (b2) explain, which sees the request alone, gives the proxy's pairs except those linked to
   an earlier request (`linked_from`); checked apart for the request's own findings and for
-  those of its response's Set-Cookie headers (`set-cookie:…`), which explain is not given.
+  those of its response's Set-Cookie headers (`set-cookie:…`, given with
+  `--response-header`).
 
 A difference is printed per request: corpus file, flow id, and the pairs only one path has.
 """
@@ -179,6 +180,7 @@ def explain_argv(run: Replayed, index: int) -> list[str]:
     request = run.requests[index]
     argv = ["policy", "explain", request.url, f"--method={request.method}"]
     argv += [f"--header={name}:{value}" for name, value in request.headers]
+    argv += [f"--response-header={name}:{value}" for name, value in request.response_headers]
     if request.body:
         body = run.home / f"body-{index}"
         body.write_bytes(request.body)
@@ -240,15 +242,7 @@ def _cases(xfails: dict[str, str], parts: tuple[str, ...] = ("",)) -> list[Any]:
 
 # The cases that fail on the current code, and why (each failure message lists the requests).
 PROXY_VS_SCAN_FAILS: dict[str, str] = {}
-NO_RESPONSE = (
-    "policy explain cannot be given a response (cli/policy.py _request_from_args builds its "
-    "PlainRequest without response_headers): the proxy's and scan's set-cookie:… tracking_id "
-    "findings of a response's Set-Cookie are not in its output"
-)
-EXPLAIN_FAILS: dict[str, str] = {
-    "encodings_and_traps.yaml:response": NO_RESPONSE,
-    "marketplaces.yaml:response": NO_RESPONSE,
-}
+EXPLAIN_FAILS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("corpus", _cases(PROXY_VS_SCAN_FAILS))
@@ -283,7 +277,7 @@ def test_explain_alone_finds_what_the_proxy_finds_unlinked(
     corpus: Path, part: str, replayed: Callable[[Path], Replayed]
 ) -> None:
     """Per part: the request's own findings, and those of its response's Set-Cookie headers
-    (which the proxy and scan inspect, and explain is not given)."""
+    (given to explain with `--response-header`)."""
     run = replayed(corpus)
     explained = explain_all(run)
     assert any(isinstance(x, Explained) and x.findings for x in explained), "explain found nothing"
