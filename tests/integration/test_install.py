@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.certs import UpstreamPKI
+from tests.support.logschema import validate_file
 from tests.support.market import SHOP, FakeMarket
 from tests.support.proxy import ROUTE_SCRIPT, Output, fetch, isolated_env
 
@@ -62,6 +64,8 @@ def test_non_editable_install_finds_defaults_and_entry_script(tmp_path: Path) ->
     path = Path(cli("addon-path").stdout.strip())
     assert path.is_file() and path.is_relative_to(target)
     assert "shopguard.chain" in path.read_text()
+    schema = json.loads((target / "shopguard" / "data" / "log.schema.json").read_text())
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
 
 
 def test_mitmdump_loads_all_addons_from_the_entry_script(
@@ -123,3 +127,4 @@ def test_mitmdump_loads_all_addons_from_the_entry_script(
         process.terminate()
         process.wait(timeout=10)
     assert os.stat(log).st_mode & 0o777 == 0o600
+    assert validate_file(log) >= 3  # policy_loaded, profile_loaded, the flow: as the schema says

@@ -1,4 +1,7 @@
-"""Start a real `shopguard run` process on loopback and talk to it like a client would."""
+"""Start a real `shopguard run` process on loopback and talk to it like a client would.
+
+Every line of the proxy's log is checked against the log's JSON Schema whenever the log is read
+and when the proxy stops: a line that does not follow it fails the test (`LineError`)."""
 
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from tests.support.logschema import validate_file, validate_line
 
 ROUTE_SCRIPT = Path(__file__).with_name("route.py")
 SHOPGUARD = shutil.which("shopguard", path=str(Path(sys.executable).parent)) or "shopguard"
@@ -87,9 +92,12 @@ class Proxy:
     _seen: int = field(default=0)
 
     def lines(self, event: str | None = None) -> list[dict[str, Any]]:
+        """The log's lines (of `event`), each checked against the schema."""
         if not self.log.exists():
             return []
         items = [json.loads(x) for x in self.log.read_text(encoding="utf-8").splitlines() if x]
+        for item in items:
+            validate_line(item)
         return [x for x in items if event is None or x["event"] == event]
 
     def wait_for(self, predicate: Any, timeout: float = 10.0) -> list[dict[str, Any]]:
@@ -102,6 +110,7 @@ class Proxy:
             time.sleep(0.05)
 
     def stop(self) -> None:
+        """Stop the process, then check every line its log holds against the schema."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -109,6 +118,7 @@ class Proxy:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+        validate_file(self.log)
 
 
 def start_proxy(

@@ -18,7 +18,10 @@ class Route:
     def server_connect(self, data: ServerConnectionHookData) -> None:
         server = data.server
         port = server.address[1] if server.address else 443
-        server.address = ("127.0.0.1", ROUTES["https"] if port == 443 else ROUTES["http"])
+        # TLS or not as the client asked: a replayed flow saved by a routed proxy names the fake
+        # market's own address, not port 443
+        https = server.tls or port == 443
+        server.address = ("127.0.0.1", ROUTES["https"] if https else ROUTES["http"])
 
 
 addons = [Route()]
