@@ -13,7 +13,7 @@ from mitmproxy import certs
 
 from shopguard import paths
 from shopguard.cli.common import load_or_report
-from shopguard.cli.main import EXIT_OK, EXIT_USAGE
+from shopguard.cli.exits import EXIT_OK, EXIT_USAGE
 
 CA_NAME = "mitmproxy"  # mitmproxy's file prefix: mitmproxy-ca-cert.pem etc.
 

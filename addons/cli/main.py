@@ -8,8 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from shopguard import __version__
-
-EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
+from shopguard.cli.exits import EXIT_OK, EXIT_USAGE
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:

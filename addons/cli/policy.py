@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TextIO
 
 from shopguard.cli.common import build_detector, load_or_report
-from shopguard.cli.main import EXIT_FOUND, EXIT_OK, EXIT_USAGE
+from shopguard.cli.exits import EXIT_FOUND, EXIT_OK, EXIT_USAGE
 from shopguard.engine.detect import Detector
 from shopguard.engine.evaluate import Evaluation, evaluate
 from shopguard.engine.extract import PlainRequest

@@ -24,11 +24,11 @@ from publicsuffixlist import PublicSuffixList
 
 from shopguard import paths
 from shopguard.cli.common import load_or_report
+from shopguard.cli.exits import EXIT_OK, EXIT_USAGE
 from shopguard.engine.hosts import GlobError, HostGlob, parse_glob
 from shopguard.engine.policy import parse_pattern
 from shopguard.engine.settings import Site
 
-EXIT_OK, EXIT_USAGE = 0, 2
 KINDS = ("clearurls", "abp")
 _SITE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _LABELS = re.compile(r"^[a-z0-9_-]+(?:\.[a-z0-9_-]+)*$")

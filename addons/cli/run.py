@@ -17,7 +17,7 @@ from mitmproxy.master import Master
 from shopguard import __version__, paths
 from shopguard.chain import make_addons
 from shopguard.cli.common import load_or_report
-from shopguard.cli.main import EXIT_OK, EXIT_USAGE
+from shopguard.cli.exits import EXIT_OK, EXIT_USAGE
 from shopguard.runtime import Runtime
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from shopguard.cli.common import build_detector, load_or_report
-from shopguard.cli.main import EXIT_FOUND, EXIT_OK, EXIT_USAGE
+from shopguard.cli.exits import EXIT_FOUND, EXIT_OK, EXIT_USAGE
 from shopguard.engine.detect import Detector
 from shopguard.engine.extract import Limits, PlainRequest, extract
 from shopguard.engine.findings import CATEGORIES, Finding
