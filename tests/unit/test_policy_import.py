@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
+from shopguard.cli.main import main
 from shopguard.cli.policy_import import import_rules
-from tests.support.imports import CLEARURLS, MADE_UP
+from tests.support.imports import CLEARURLS, MADE_UP, SHORTENER
 
 
 def args(tmp_path: Path, kind: str, file: Path, name: str, output: Path | None = None) -> Any:
@@ -86,3 +87,22 @@ def test_unreadable_and_non_utf8_files_are_usage_errors(
     latin.write_bytes(b"||a.example^\n||caf\xe9.example^\n")
     assert import_rules(args(tmp_path, "abp", latin, "taobao")) == 2
     assert f"{latin}:2: not UTF-8 text" in capsys.readouterr().err
+
+
+def test_written_files_pass_policy_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A new site's file and a shipped site's file, with unsupported rules listed at the end."""
+    config = tmp_path / "config"
+    (config / "sites").mkdir(parents=True)
+    made_up = tmp_path / "made-up.txt"
+    made_up.write_text(MADE_UP, encoding="utf-8")
+    for kind, source, name in [("abp", SHORTENER, "baidu"), ("abp", made_up, "taobao")]:
+        argv = ["policy", "import", kind, str(source), "--site", name, "--config", str(config)]
+        assert main([*argv, "-o", str(config / "sites" / f"{name}.yaml")]) == 0
+    assert "# unsupported (line 2)" in (config / "sites" / "taobao.yaml").read_text("utf-8")
+    capsys.readouterr()
+    assert main(["policy", "check", "--config", str(config)]) == 0
+    listed = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert listed["baidu"].endswith("sites/baidu.yaml") and " 2 rules" in listed["baidu"]
+    assert tmp_path.name in listed["baidu"] and tmp_path.name in listed["taobao"]
