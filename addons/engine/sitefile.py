@@ -1,33 +1,42 @@
-"""The site-file writer: an Imported as the YAML text of a site file."""
+"""The site-file writer: an Imported as a new site file's YAML, or new entries laid into a file."""
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import CommentMark
+from ruamel.yaml.error import CommentMark, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 from ruamel.yaml.tokens import CommentToken
 
 from shopguard.engine.imported import Entry, Imported
 from shopguard.engine.settings import Site
 
+_PLAIN_KEY = re.compile(r"^[a-z_][a-z0-9_]*$")  # keys written without quotes: `trackers`, `block`
+_FLOW_WIDTH = 100  # a flow list `[a, b, …]` grown by add_entries wraps before this column
 
-def _yaml() -> YAML:
+
+class SiteFileError(ValueError):
+    """A site file that entries cannot be laid into; the message names the line and the key."""
+
+
+def _yaml(item_offset: int = 2) -> YAML:
     """Round-trip YAML in the shipped site files' layout: mappings indented by 2, list items
-    `- ` indented by 2 under their key, strings never folded onto a second line."""
+    `- ` indented by `item_offset` under their key, strings never folded onto a second line."""
     yaml = YAML(typ="rt")
-    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.indent(mapping=2, sequence=item_offset + 2, offset=item_offset)
     yaml.width = 1 << 20
     return yaml
 
 
-def _dump(data: Any) -> str:
+def _dump(data: Any, yaml: YAML | None = None) -> str:
     out = io.StringIO()
-    _yaml().dump(data, out)
+    (yaml or _yaml()).dump(data, out)
     return out.getvalue()
 
 
@@ -35,6 +44,11 @@ def _text(value: str) -> DoubleQuotedScalarString:
     """A string written double-quoted, escapes included, whatever it looks like."""
     quoted: DoubleQuotedScalarString = DoubleQuotedScalarString(value)
     return quoted
+
+
+def _comment_lines(text: str) -> list[str]:
+    """A comment's lines, each with its runs of white space (line breaks too) made one space."""
+    return [" ".join(line.split()) for line in text.splitlines() if line.strip()]
 
 
 def _one_line(text: str) -> str:
@@ -55,6 +69,9 @@ def _list(
             )
         last = entry.note
     return seq
+
+
+# -- a new site file for an import ---------------------------------------------------------------
 
 
 def render(imported: Imported, site: Site, shipped: bool) -> str:
@@ -108,3 +125,115 @@ def render(imported: Imported, site: Site, shipped: bool) -> str:
             [CommentToken(f"# {_one_line(line)}\n", CommentMark(0), None) for line in listed]
         )
     return _dump(doc)
+
+
+# -- new entries in an existing site file --------------------------------------------------------
+
+
+def add_entries(text: str, path: Sequence[str], values: Iterable[str], comment: str = "") -> str:
+    """`text` with `values` appended to the list at `path`, e.g. ("trackers", "block"): the
+    missing mappings and the list are created, values the list holds already are left out, and
+    `comment` is written above the new entries. Every line of `text` is kept as it was, comments
+    and layout included; only a flow list's (`[a, b]`) last line changes, to take the values."""
+    if not path:
+        raise ValueError("add_entries: the path names no list")
+    new = list(dict.fromkeys(values))
+    try:
+        root = _yaml().compose(text)
+    except YAMLError as exc:
+        raise SiteFileError(f"not YAML: {_one_line(str(exc))}") from exc
+    newline = "\r\n" if "\r\n" in text else "\n"
+    if root is None:  # empty, or comments only
+        return _insert(text, len(text), _missing(path, new, comment, 0), newline)
+    node: Node = root
+    for depth, key in enumerate(path):
+        where = ".".join(path[:depth]) or "the file"
+        if not isinstance(node, MappingNode) or node.flow_style:
+            raise SiteFileError(
+                f"line {node.start_mark.line + 1}: {where}: expected a block mapping "
+                "(`key: value` lines) to add entries under"
+            )
+        child = next((v for k, v in node.value if k.value == key), None)
+        if child is None:
+            at, column = _end_of(text, node), node.value[0][0].start_mark.column
+            return _insert(text, at, _missing(path[depth:], new, comment, column), newline)
+        node = child
+    if not isinstance(node, SequenceNode):
+        raise SiteFileError(f"line {node.start_mark.line + 1}: {'.'.join(path)}: expected a list")
+    held = {item.value for item in node.value if isinstance(item, ScalarNode)}
+    new = [v for v in new if v not in held]
+    if not new:
+        return text
+    if node.flow_style:
+        return _add_to_flow(text, node, new, comment, newline)
+    items = CommentedSeq(map(_text, new))
+    if _comment_lines(comment):
+        items.yaml_set_comment_before_after_key(0, before="\n".join(_comment_lines(comment)))
+    fragment = _dump(items, _yaml(item_offset=0))
+    return _insert(text, _end_of(text, node), _indented(fragment, node.start_mark.column), newline)
+
+
+def _missing(path: Sequence[str], values: list[str], comment: str, column: int) -> str:
+    """The lines of mappings `path[:-1]` holding the list `path[-1]`, at `column`."""
+    items = CommentedSeq(map(_text, values))
+    if _comment_lines(comment):
+        before = "\n".join(_comment_lines(comment))
+        items.yaml_set_comment_before_after_key(0, before=before, indent=2 * len(path))
+    data: Any = items
+    for key in reversed(path):
+        data = CommentedMap([(key if _PLAIN_KEY.match(key) else _text(key), data)])
+    return _indented(_dump(data), column)
+
+
+def _add_to_flow(
+    text: str, node: SequenceNode, values: list[str], comment: str, newline: str
+) -> str:
+    """`values` appended inside the brackets of the flow list `node`: on its last line while they
+    fit, else on lines of their own under its first value; after a comment, always so."""
+    if node.value:
+        at, column = node.value[-1].end_mark.index, node.value[0].start_mark.column
+    else:
+        at, column = node.end_mark.index - 1, node.start_mark.column + 1  # before the `]`
+    added, separator = "", ", " if node.value else ""
+    x: int | None = at - (text.rfind("\n", 0, at) + 1)  # the column the next value starts at
+    if _comment_lines(comment):
+        added, separator, x = separator.rstrip(), "", None
+        for line in _comment_lines(comment):
+            added += newline + " " * column + "# " + line
+    for value in values:
+        item = _dump(_text(value)).rstrip("\n")
+        if x is None or x + len(separator) + len(item) + 1 > _FLOW_WIDTH:  # 1: the `,` or `]`
+            added += separator.rstrip() + newline + " " * column
+            x = column
+        else:
+            added += separator
+            x += len(separator)
+        added += item
+        x += len(item)
+        separator = ", "
+    return text[:at] + added + text[at:]
+
+
+def _end_of(text: str, node: Node) -> int:
+    """Where the lines of a block collection end: after the line of its last value, before the
+    blank lines and comments that follow it (they introduce what comes next)."""
+    while isinstance(node, MappingNode | SequenceNode) and not node.flow_style and node.value:
+        node = node.value[-1][1] if isinstance(node, MappingNode) else node.value[-1]
+    end = node.end_mark
+    if end.column == 0 and end.index > 0:  # the value ended with its line break
+        return int(end.index)
+    at = text.find("\n", end.index)
+    return len(text) if at < 0 else at + 1
+
+
+def _indented(fragment: str, column: int) -> str:
+    return "".join(
+        " " * column + line if line.strip() else line for line in fragment.splitlines(True)
+    )
+
+
+def _insert(text: str, at: int, fragment: str, newline: str) -> str:
+    fragment = fragment.replace("\n", newline)
+    if at > 0 and not text[:at].endswith("\n"):
+        fragment = newline + fragment
+    return text[:at] + fragment + text[at:]

@@ -1,14 +1,19 @@
-"""Site files written for an import load with the real loader and keep every string as it was."""
+"""Site files: those written for an import load with the real loader and keep every string as it
+was; entries laid into an existing file leave every other line of it as it was."""
 
 from __future__ import annotations
 
+import re
+from difflib import SequenceMatcher
 from pathlib import Path
 
+import pytest
 import yaml
 
+from shopguard import paths
 from shopguard.engine.adblock import from_abp
 from shopguard.engine.imported import Imported, Unsupported, new_site
-from shopguard.engine.sitefile import render
+from shopguard.engine.sitefile import SiteFileError, add_entries, render
 from tests.support.imports import EASYPRIVACY, MADE_UP, lines, load_user_file, shipped, site, values
 
 
@@ -77,3 +82,153 @@ def test_a_new_sites_file_reads_as_before() -> None:
         "# 1 rules about this site that shopguard cannot express:\n"
         "# unsupported (line 6): x.example##.ad — cosmetic\n"
     )
+
+
+# -- new entries in an existing site file --------------------------------------------------------
+
+TAOBAO = paths.shipped_config_dir() / "sites" / "taobao.yaml"
+
+SMALL = """\
+# a site of my own
+site: bazaar   # the name
+hosts:
+  - "*.bazaar.example"
+
+# what leaves for bazaar
+fields:
+  default: log
+  email: replace   # never my address
+tracking_ids:
+  cookies: [uid]
+# the end
+"""
+
+
+def test_entries_laid_into_a_commented_file_keep_every_line(tmp_path: Path) -> None:
+    text = TAOBAO.read_text(encoding="utf-8")
+    last_block = '    - "*.alicdn.com/f/pcdn/i.php?*"\n'
+    assert text.count(last_block) == 1 and "# ClearURLs providers" in text
+    added = add_entries(
+        text, ("trackers", "block"), ["gm.mmstat.com", "x.mmstat.com"], comment="seen 3 times"
+    )
+    # the new lines follow the last entry of the list, before the comment about the next key;
+    # gm.mmstat.com is listed already: not added twice
+    new_lines = '    # seen 3 times\n    - "x.mmstat.com"\n'
+    assert added == text.replace(last_block, last_block + new_lines)
+    loaded = load_user_file(tmp_path, "taobao", added)
+    patterns = [r.pattern.text for r in loaded.policy.block]
+    assert patterns.count("x.mmstat.com") == 1 and patterns.count("gm.mmstat.com") == 1
+    assert len(patterns) == len(shipped("taobao").policy.block) + 1
+
+
+def test_a_flow_list_takes_new_values_inside_its_brackets(tmp_path: Path) -> None:
+    text = TAOBAO.read_text(encoding="utf-8")
+    last = '                 maskChannel, "/^utm_/", gclid, fbclid, msclkid, ttclid]\n'
+    added = add_entries(text, ("trackers", "strip_params"), ["spm", "x_new"], comment="mine")
+    assert added == text.replace(
+        last, last[:-2] + ',\n                 # mine\n                 "x_new"]\n'
+    )
+    short = add_entries(text, ("tracking_ids", "cookies"), ["x_id"])
+    assert '\n  cookies: [cna, isg, tfstk, umt, ali_apache_id, "x_id"]\n' in short
+    assert len(short.splitlines()) == len(text.splitlines())
+    loaded = load_user_file(tmp_path, "taobao", added)
+    names = [r.name for r in loaded.policy.strip_params]
+    assert names.count("x_new") == 1 and names.count("spm") == 1
+
+
+def test_missing_mappings_and_lists_are_created(tmp_path: Path) -> None:
+    added = add_entries(SMALL, ("trackers", "block"), ["beacon.bazaar.example"], comment="new")
+    assert added == SMALL.replace(
+        "  cookies: [uid]\n",
+        '  cookies: [uid]\ntrackers:\n  block:\n    # new\n    - "beacon.bazaar.example"\n',
+    )
+    again = add_entries(added, ("trackers", "strip_params", "*.bazaar.example"), ["ref", "src"])
+    assert again == added.replace(
+        '    - "beacon.bazaar.example"\n',
+        '    - "beacon.bazaar.example"\n  strip_params:\n    "*.bazaar.example":\n'
+        '      - "ref"\n      - "src"\n',
+    )
+    loaded = load_user_file(tmp_path, "bazaar", again)
+    assert [r.pattern.text for r in loaded.policy.block] == ["beacon.bazaar.example"]
+    assert [(r.name, r.hosts.holds("www.bazaar.example")) for r in loaded.policy.strip_params] == [
+        ("ref", True),
+        ("src", True),
+    ]
+
+
+def test_an_imported_file_takes_entries_before_its_closing_comments() -> None:
+    imported = from_abp(MADE_UP.splitlines(), shipped("taobao"), "made-up.txt")
+    text = render(imported, shipped("taobao"), shipped=True)
+    added = add_entries(text, ("trackers", "block"), ["x.mmstat.com"])
+    assert added == text.replace(
+        '    - "*.log.mmstat.com"\n', '    - "*.log.mmstat.com"\n    - "x.mmstat.com"\n'
+    )
+    assert added.endswith("shopguard cannot\n")
+    assert yaml.safe_load(added)["trackers"]["block"] == ["*.log.mmstat.com", "x.mmstat.com"]
+
+
+def test_line_endings_and_a_missing_final_line_break_are_kept() -> None:
+    crlf = SMALL.replace("\n", "\r\n")
+    added = add_entries(crlf, ("hosts",), ["bazaar.example"])
+    assert added == crlf.replace(
+        '"*.bazaar.example"\r\n', '"*.bazaar.example"\r\n  - "bazaar.example"\r\n'
+    )
+    assert (
+        add_entries("site: x\nhosts:\n  - y", ("hosts",), ["z"])
+        == 'site: x\nhosts:\n  - y\n  - "z"\n'
+    )
+    assert add_entries("# nothing yet\n", ("hosts",), ["z"]) == '# nothing yet\nhosts:\n  - "z"\n'
+
+
+def test_values_held_already_leave_the_text_as_it_is() -> None:
+    assert add_entries(SMALL, ("hosts",), ["*.bazaar.example"], comment="again") == SMALL
+    assert add_entries(SMALL, ("tracking_ids", "cookies"), ["uid", "uid"]) == SMALL
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        (("site", "block"), "line 2: site: expected a block mapping"),
+        (("hosts", "x"), "line 4: hosts: expected a block mapping"),
+        (("fields", "email", "x"), "line 9: fields.email: expected a block mapping"),
+        (("tracking_ids", "cookies", "x"), "line 11: tracking_ids.cookies: expected a block"),
+        (("site",), "line 2: site: expected a list"),
+        (("fields",), "line 8: fields: expected a list"),
+    ],
+)
+def test_paths_through_other_values_are_refused(path: tuple[str, ...], message: str) -> None:
+    with pytest.raises(SiteFileError, match="^" + re.escape(message)):
+        add_entries(SMALL, path, ["x"])
+
+
+def test_text_that_is_not_yaml_is_refused() -> None:
+    with pytest.raises(SiteFileError, match=r"^not YAML: .*line 2"):
+        add_entries("hosts: [a\n", ("hosts",), ["x"])
+
+
+@pytest.mark.parametrize(
+    "file", sorted(p.name for p in (paths.shipped_config_dir() / "sites").glob("*.yaml"))
+)
+def test_every_shipped_site_file_takes_entries_and_means_the_same_plus_them(file: str) -> None:
+    text = (paths.shipped_config_dir() / "sites" / file).read_text(encoding="utf-8")
+    for path in [
+        ("trackers", "block"),
+        ("trackers", "strip_params"),
+        ("trackers", "strip_headers"),
+        ("tracking_ids", "cookies"),
+        ("made_up", "mapping", "list"),
+    ]:
+        expected = yaml.safe_load(text)
+        holder = expected
+        for key in path[:-1]:
+            holder = holder.setdefault(key, {})
+        if not isinstance(holder, dict) or not isinstance(holder.get(path[-1], []), list):
+            continue  # a path this file cannot take
+        holder.setdefault(path[-1], []).extend(["x.example", 'a "quoted" #value'])
+        added = add_entries(text, path, ["x.example", 'a "quoted" #value'], comment="new # two")
+        assert yaml.safe_load(added) == expected, path
+        before, after = text.splitlines(), added.splitlines()
+        edits = SequenceMatcher(None, before, after, autojunk=False).get_opcodes()
+        changed = [(op, i2 - i1) for op, i1, i2, _, _ in edits if op != "equal"]
+        # lines are only added, but for a flow list's last line, which takes the values
+        assert changed in ([("insert", 0)], [("replace", 1)]), (path, changed)
