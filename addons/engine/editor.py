@@ -70,11 +70,12 @@ class Fields:
             self.set_item(item, value)
         return bool(matching)
 
-    def set_each(self, name: str, values: list[str]) -> None:
-        """Set the values sent under `name` one by one."""
+    def set_each(self, name: str, values: list[str | None]) -> None:
+        """Set the values sent under `name` one by one; None leaves one as it came."""
         matching = [item for item in self.items if item[1] == name]
         for item, value in zip(matching, values, strict=True):
-            self.set_item(item, value)
+            if value is not None:
+                self.set_item(item, value)
 
     def remove(self, name: str) -> bool:
         before = len(self.items)
@@ -365,10 +366,9 @@ class Editor:
             sent = self.pairs(kind).all(name)
             if len(sent) > 1:  # sent more than once: a stand-in for each of its values
                 values = [stand_in(v) for v in sent]
-                made = [v for v in values if v is not None]
-                if len(made) < len(values):  # all or none: one left as it came would leave
-                    return f"no valid stand-in for every value of this {finding.category} field"
-                self.pairs(kind).set_each(name, made)
+                if not any(values):  # a value with none is not one of its category
+                    return f"no valid stand-in for this {finding.category} value"
+                self.pairs(kind).set_each(name, values)
                 return None
         value = stand_in(current)
         if value is None:
