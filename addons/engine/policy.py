@@ -1,4 +1,5 @@
-"""Per-site policies (DESIGN §4): the rules of a site file, read strictly, each with file:line.
+"""Per-site policies (README, *Policies*): the rules of a site file, read strictly, each with
+file:line.
 
 A site file's `trackers`, `fields`, `allow`, `on_uninspected` and `examples` become a `Policy`;
 `redact` applies it to a request. Every rule remembers where it was written, so that every
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shopguard.engine.findings import CATEGORIES
-from shopguard.engine.hosts import GlobError, HostGlob, normalize_host, parse_glob
+from shopguard.engine.hosts import GlobError, GlobIndex, HostGlob, parse_glob
 from shopguard.engine.located import Checker, Located
 
 FIELD_ACTIONS = ("log", "strip", "replace", "block")
@@ -243,26 +244,15 @@ class BlockIndex:
     """Block rules by host: a request costs a few dictionary lookups, not one test per rule."""
 
     def __init__(self, rules: Iterable[BlockRule]) -> None:
-        self._exact: dict[str, list[tuple[int, BlockRule]]] = {}
-        self._wild: dict[str, list[tuple[int, BlockRule]]] = {}
-        for position, rule in enumerate(rules):
-            glob = rule.pattern.host
-            table = self._wild if glob.wildcard else self._exact
-            table.setdefault(glob.domain, []).append((position, rule))
+        self._globs = GlobIndex((rule.pattern.host, rule) for rule in rules)
 
     def __len__(self) -> int:
-        return sum(map(len, self._exact.values())) + sum(map(len, self._wild.values()))
+        return self._globs.size
 
     def find(self, host: str, path: str) -> BlockRule | None:
         """The last-written block rule matching the request (later rules win)."""
-        host = normalize_host(host)
         best: tuple[int, BlockRule] | None = None
-        candidates = list(self._exact.get(host, ()))
-        suffix = host
-        while suffix:
-            candidates.extend(self._wild.get(suffix, ()))
-            _, _, suffix = suffix.partition(".")
-        for position, rule in candidates:
+        for position, rule in self._globs.matching(host):
             if (best is None or position > best[0]) and rule.pattern.matches_path(path):
                 best = (position, rule)
         return best[1] if best is not None else None
