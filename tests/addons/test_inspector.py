@@ -111,6 +111,31 @@ def test_body_over_the_cap_is_partial(env: dict[str, Any]) -> None:
     assert flow.metadata[META]["inspection"] == "partial"
 
 
+@pytest.mark.parametrize(
+    ("content_type", "body", "note"),
+    [
+        ("application/x-www-form-urlencoded", b"data=" + b"x" * (3 * 1024 * 1024), "cut at"),
+        ("application/octet-stream", bytes(range(256)) * 4, "a binary body"),
+        ("application/json", b"[" * 100 + b"]" * 100, "JSON nested too deep"),
+    ],
+)
+def test_a_partial_inspection_says_why_in_the_log(
+    env: dict[str, Any], content_type: str, body: bytes, note: str
+) -> None:
+    """The README's `inspection_notes`: what could not be read, on the flow's line."""
+    env["tctx"].options.update(shopguard_config="")  # body_cap from the defaults (2 MiB)
+    flow = order_flow()
+    flow.request.headers["content-type"] = content_type
+    flow.request.content = body
+    run(env["addons"], flow)
+    (line,) = lines(env["log"], "flow")
+    assert line["inspection"] == "partial"
+    assert any(note in text for text in line["inspection_notes"]), line["inspection_notes"]
+    full = order_flow()
+    run(env["addons"], full)
+    assert "inspection_notes" not in lines(env["log"], "flow")[-1]  # only when there are some
+
+
 def test_profile_edit_is_reloaded_and_invalid_edit_keeps_the_last_good(
     env: dict[str, Any],
 ) -> None:
