@@ -37,9 +37,10 @@ _PADDED_BASE64 = re.compile(r"^[A-Za-z0-9+/_-]{6,}={1,2}$")
 _JSON_START = re.compile(rb"[\s\x1c-\x1f]*[{\[]")  # (after what str.strip removes, in ASCII)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Body:
-    """What a request body is, read once."""
+    """What a request body is, read once. (Extraction takes `document` out once it has walked
+    it, so that a large parsed document does not outlive the read.)"""
 
     kind: str
     data: bytes = b""  # the bytes with the Content-Encoding undone, at most the cap
@@ -68,12 +69,11 @@ def looks_like_form(text: str) -> bool:
 
 
 @contextmanager
-def collector_paused(size: int) -> Iterator[None]:
-    """Reading a large JSON body makes tens of thousands of containers, none in a cycle, and the
-    cyclic garbage collector would traverse them again and again while they are made (a third
-    of the time of a 1 MiB body). Paused for bodies over BULK; left alone when something else
-    paused it."""
-    if size <= BULK or not gc.isenabled():
+def collector_paused() -> Iterator[None]:
+    """Reading a large JSON body (over BULK) makes tens of thousands of containers, none in a
+    cycle, and the cyclic garbage collector would traverse them again and again while they are
+    made (a third of the time of a 1 MiB body). Left alone when something else paused it."""
+    if not gc.isenabled():
         yield
         return
     gc.disable()
@@ -156,7 +156,8 @@ def _json(
     text: str, codec: str, mark: bytes, data: bytes, complete: bool, problems: list[str]
 ) -> Body | None:
     """A JSON body: the document inside its frame (whitespace, or what str.strip removes)."""
-    stripped = text.strip()
+    start, end = len(text) - len(text.lstrip()), len(text.rstrip())
+    stripped = text[start:end] if start or end < len(text) else text
     if stripped[:1] not in "{[":
         return None
     try:
@@ -169,8 +170,7 @@ def _json(
         return None
     if not isinstance(document, (dict, list)):
         return None
-    start = text.find(stripped)
-    frame = text[:start], text[start + len(stripped) :]
+    frame = text[:start], text[end:]
     return Body(JSON, data, complete, tuple(problems), stripped, document, codec, mark, frame)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -20,8 +21,11 @@ _REMEMBERED = 20_000  # keys, values, hits, findings remembered per detector, th
 _REMEMBER_MAX = 4096  # longer values are scanned each time
 _REMEMBER_FIELDS = 500  # values of requests with more fields are not remembered
 _NONE: frozenset[str] = frozenset()
-_Role = tuple[frozenset[str], str | None]  # what a key says: categories, coordinate role
-_PLAIN: _Role = (_NONE, None)  # a key that says nothing
+_Named = tuple[tuple[str, str, Hit], ...]  # (name, detector, hit): names that are values
+_Role = tuple[frozenset[str], str | None, _Named]  # what a key says: categories, coordinate
+_PLAIN: _Role = (_NONE, None, ())  # role, and whether it or its parent is personal data itself
+_DIGIT = re.compile(r"\d")
+_VALUE_LIKE = re.compile(r"(?:\d\D{0,2}){5}")  # a name with that many digits may be a value
 
 
 @dataclass
@@ -48,9 +52,7 @@ class Detector:
         default_factory=dict, init=False, repr=False
     )
     _findings: dict[tuple[Any, ...], Finding] = field(default_factory=dict, init=False, repr=False)
-    _names: dict[str, tuple[tuple[str, Hit], ...]] = field(
-        default_factory=dict, init=False, repr=False
-    )
+    _names: dict[str, _Named] = field(default_factory=dict, init=False, repr=False)
 
     def detect(
         self,
@@ -118,16 +120,12 @@ class Detector:
             locations, keys, texts, _, parents = zip(*fields, strict=True)
 
         role_of = self._roles_of(keys, parents)
-        for names, attribute in ((keys, "key"), (parents, "parent")):
-            hits_of = self._named(names)
-            for index in [i for i, hits in enumerate(hits_of) if hits]:
-                fld = fields[index]  # a name that is itself personal data (`?<phone>=1`)
-                for detector, hit in hits_of[index]:
-                    add(fld, detector, hit, named=getattr(fld, attribute))
         positions: list[tuple[Field, str]] = []  # fields under latitude/longitude/location keys
         context = self._context
         for index in [i for i, role in enumerate(role_of) if role is not _PLAIN]:
-            (cats, geo_role), fld = role_of[index], fields[index]
+            (cats, geo_role, named), fld = role_of[index], fields[index]
+            for name, detector, hit in named:  # a name that is itself personal data
+                add(fld, detector, hit, named=name)
             if cats:
                 hits = context.get((fld.value, cats))
                 if hits is None:
@@ -157,28 +155,29 @@ class Detector:
             add(fld, "pattern", hit)
         return list(found.values())
 
-    def _named(self, keys: tuple[str, ...]) -> list[tuple[tuple[str, Hit], ...]]:
-        """What personal data each key is itself (nearly always none). Remembered per key."""
-        names = self._names
-        found = list(map(names.get, keys))
-        if None in found:
-            if len(names) > _REMEMBERED:
-                names.clear()
-            for index in [i for i, hits in enumerate(found) if hits is None]:
-                key = keys[index]
-                hits: tuple[tuple[str, Hit], ...] = ()
-                if len(key) >= 5 and not (key.isascii() and key.replace("_", "").isalpha()):
-                    hits = tuple(("pattern", hit) for _, hit in text_hits(key, self.region))
-                    if self.matcher is not None:
-                        hits += tuple(
-                            ("profile", Hit(v.category, 0.95, key[start:end], v.canonical))
-                            for v, start, end in (
-                                (m.value, s, e) for m, s, e in self.matcher.find(key)
-                            )
-                            if not v.part and v.category != "postcode"
-                        )
-                found[index] = names[key] = hits
-        return cast(list[tuple[tuple[str, Hit], ...]], found)
+    def _name_hits(self, name: str) -> _Named:
+        """What personal data a key is itself (`?<phone>=1`), nearly always none. Remembered
+        per name."""
+        known = self._names.get(name)
+        if known is not None:
+            return known
+        hits: _Named = ()
+        if len(name) >= 5:
+            shaped = "@" in name or (  # digits or an @: maybe a value
+                _DIGIT.search(name) is not None and _VALUE_LIKE.search(name) is not None
+            )
+            if shaped:
+                hits = tuple((name, "pattern", hit) for _, hit in text_hits(name, self.region))
+            if self.matcher is not None and (shaped or not name.isascii()):
+                hits += tuple(
+                    (name, "profile", Hit(v.category, 0.95, name[start:end], v.canonical))
+                    for v, start, end in ((m.value, s, e) for m, s, e in self.matcher.find(name))
+                    if not v.part and v.category != "postcode"
+                )
+        if len(self._names) > _REMEMBERED:
+            self._names.clear()
+        self._names[name] = hits
+        return hits
 
     def _roles_of(self, keys: tuple[str, ...], parents: tuple[str, ...]) -> list[_Role]:
         """What each key says about its value: categories, and a coordinate role. Remembered:
@@ -193,6 +192,7 @@ class Detector:
                 role = (
                     self.keys.categories_of(key, parent),
                     self.keys.geo_role(key) if key else None,
+                    self._name_hits(key) + self._name_hits(parent),
                 )
                 found[index] = roles[(key, parent)] = _PLAIN if role == _PLAIN else role
         return cast(list[_Role], found)

@@ -275,7 +275,10 @@ class Editor:
         return "form" in self.__dict__
 
     def pairs(self, kind: str) -> Fields:
-        return {"query": self.query, "fragment": self.fragment, "body.form": self.form}[kind]
+        """The query's, the fragment's or the body's fields (the body is read only for these)."""
+        if kind == "query":
+            return self.query
+        return self.fragment if kind == "fragment" else self.form
 
     def nested_json(self, kind: str, name: str) -> Any:
         """The JSON inside the value `name` of a query or form (mtop's `data`), parsed once."""

@@ -21,6 +21,7 @@ from shopguard.engine import decode
 from shopguard.engine import location as loc
 from shopguard.engine.body import (
     ABSENT,
+    BULK,
     FORM,
     JSON,
     MULTIPART,
@@ -218,7 +219,8 @@ class _Walker:
         if depth >= self.limits.max_json_depth:
             self.out.cut("JSON nested too deep")
             return True
-        fields, emit, budget, escape = self.fields, self.emit, self.max_fields, loc.escape
+        fields, emit, budget = self.fields, self.emit, self.max_fields
+        escaped, escape = loc.escaped_names, loc.escape  # (names recur: looked up, not made)
         if type(node) is dict:  # a member's key is its name; its parent, this object's key
             prefix = location + "."
             for name, value in node.items():
@@ -226,13 +228,13 @@ class _Walker:
                     self.out.cut(f"more than {budget} fields")
                     return False
                 kind = type(value)
+                where = prefix + (escaped.get(name) or escape(name))
                 if kind is str:
-                    emit(prefix + escape(name), name, value, transform, key)
+                    emit(where, name, value, transform, key)
                 elif kind is int or kind is float:  # (str of a float is its repr)
-                    where = prefix + escape(name)
                     fields.append(_new(Field, (where, name, str(value), transform, key)))
                 elif (kind is dict or kind is list) and not self._walk(
-                    value, prefix + escape(name), name, key, depth + 1, transform
+                    value, where, name, key, depth + 1, transform
                 ):
                     return False
             return True
@@ -257,7 +259,7 @@ class _Walker:
         """`a=1&b=2` (a query or urlencoded body) below `base` (e.g. `query:`); with `fragment`,
         the fragment parameters of the URL at `base`."""
         prefix = base + "#" if fragment else base if base.endswith(":") else base + "."
-        escape = loc.escape
+        escaped, escape, emit = loc.escaped_names, loc.escape, self.emit
         pairs = text.split("&")
         if len(pairs) > self.limits.max_fields:
             self.out.cut(f"more than {self.limits.max_fields} fields")
@@ -269,7 +271,7 @@ class _Walker:
                     name = decode.unquote(name, plus=True)
                 if "%" in raw or (plus and "+" in raw):
                     raw = decode.unquote(raw, plus=plus)
-                self.emit(prefix + escape(name), name, raw, transform)
+                emit(prefix + (escaped.get(name) or escape(name)), name, raw, transform)
 
     # -- request parts ------------------------------------------------------------------------
     def url(self, url: str) -> None:
@@ -328,14 +330,17 @@ class _Walker:
                 self.recall(_Walker.cookies, "set-cookie:", "", value.split(";", 1)[0])
 
     def body(self, body: Body) -> None:
-        """The fields of a body as `read_body` classified it."""
+        """The fields of a body as `read_body` classified it. The parsed document is not kept
+        (the editor parses what it edits again, strictly): a large one is freed while the
+        cyclic garbage collector is still paused."""
         self.out.body = body
+        document, body.document = body.document, None
         for problem in body.problems:
             self.out.cut(problem)
         if body.kind == ABSENT:
             self.out.inspection = NONE
         elif body.kind == JSON:
-            self.json(body.document, "body:$", "")
+            self.json(document, "body:$", "")
         elif body.kind == FORM:
             self.form(body.text, "body.form:", "", plus=True)
         elif body.kind == MULTIPART:
@@ -402,7 +407,10 @@ def extract(request: PlainRequest, limits: Limits | None = None) -> Extraction:
     walker = _Walker(limits)
     walker.url(request.url)
     walker.headers(request.headers)
-    with collector_paused(len(request.body or b"")):
+    if len(request.body or b"") > BULK:
+        with collector_paused():
+            walker.body(read_body(request, limits.body_cap))
+    else:
         walker.body(read_body(request, limits.body_cap))
     walker.set_cookies(request.response_headers)
     return walker.out

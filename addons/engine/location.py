@@ -45,7 +45,7 @@ _RESERVED = re.compile(r"[%.:$\[\]@#{}\s\x00-\x1f\x7f]")
 _ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}(?:%[0-9A-Fa-f]{2})*")
 _DELIMITERS = re.compile(r"[.#\[]")
 _RAW = re.compile(r"[:$\[\]@{}\s\x00-\x1f\x7f]")  # what a name holds only escaped
-_escaped: dict[str, str] = {}  # names recur request after request
+escaped_names: dict[str, str] = {}  # name -> as written (names recur request after request)
 
 
 class LocationError(ValueError):
@@ -81,16 +81,16 @@ class Location(NamedTuple):
 
 def escape(name: str) -> str:
     """`name` as written in a location: reserved characters as `%XX`."""
-    done = _escaped.get(name)
+    done = escaped_names.get(name)
     if done is not None:
         return done
     if _RESERVED.search(name) is None:
         done = name
     else:
         done = _RESERVED.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), name)
-    if len(_escaped) > 20_000:
-        _escaped.clear()
-    _escaped[name] = done
+    if len(escaped_names) > 20_000:
+        escaped_names.clear()
+    escaped_names[name] = done
     return done
 
 

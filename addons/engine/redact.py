@@ -128,7 +128,9 @@ def redact(
     # what to do with each personal field: the strongest action among its findings
     wanted: dict[str, tuple[str, Finding, str]] = {}
     for finding in findings:
-        if finding.category in allowed_categories or innermost_name(finding.location) in kept:
+        if finding.category in allowed_categories or (
+            kept and innermost_name(finding.location) in kept
+        ):
             continue
         rule = policy.field_rule(finding.category, host)
         if rule is None or rule.action == "log":
