@@ -9,8 +9,9 @@ from mitmproxy import http
 from shopguard.engine.request import PlainRequest
 
 
-def plain_request(flow: http.HTTPFlow, body_cap: int) -> PlainRequest:
-    """The request of `flow` (and its response headers, if any), the body cut at `body_cap`.
+def plain_request(flow: http.HTTPFlow, body_cap: int, host: str | None = None) -> PlainRequest:
+    """The request of `flow` (and its response headers, if any), the body cut at `body_cap`;
+    `host` where the caller knows it already (mitmproxy parses the Host header each time).
 
     The body stays as sent (possibly compressed): the engine decodes it within its limits.
     A streamed body (`stream_large_bodies`) was never kept, and is given as None.
@@ -30,19 +31,7 @@ def plain_request(flow: http.HTTPFlow, body_cap: int) -> PlainRequest:
         body=raw,
         body_truncated=truncated,
         response_headers=response_headers,
-        host=request.pretty_host,
-    )
-
-
-def request_line(flow: http.HTTPFlow) -> PlainRequest:
-    """The request line and headers of `flow`, before its body arrived (`body` None)."""
-    request = flow.request
-    return PlainRequest(
-        request.method,
-        _text(request.pretty_url),
-        header_pairs(request.headers),
-        None,
-        host=request.pretty_host,
+        host=host if host is not None else request.pretty_host,
     )
 
 

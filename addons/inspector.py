@@ -144,7 +144,7 @@ class Inspector:
         routed = self.rt.routed(state)
         if routed is None:
             return
-        request = plain_request(flow, context.config.settings.body_cap)
+        request = plain_request(flow, context.config.settings.body_cap, state["host"])
         blocked = any(a["action"] == "block" for a in state["actions"])
         result = pipeline.process(context, request, routed, blocked=blocked)
         self.rt.result = flow.id, result  # for the redactor's request hook, next

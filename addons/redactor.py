@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from mitmproxy import http
 
-from shopguard.adapt import header_pairs, request_line
+from shopguard.adapt import header_pairs
 from shopguard.engine import pipeline
 from shopguard.engine.redact import Action, Outcome
 from shopguard.runtime import Runtime, guarded, local_response
@@ -42,7 +42,9 @@ class Redactor:
         routed = self.rt.routed(state)
         if routed is None:
             return
-        action = pipeline.early(routed, request_line(flow), streamed=bool(flow.request.stream))
+        request = flow.request
+        headers = header_pairs(request.headers)
+        action = pipeline.early(routed, request.path, headers, streamed=bool(request.stream))
         if action is None:
             return
         state["actions"].append(action.to_dict())

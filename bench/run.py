@@ -187,11 +187,13 @@ def policy_bench(requests: list[PlainRequest], detector: Detector) -> None:
     for _ in range(2):
         for request, findings, extraction in cases:
             t = time.perf_counter_ns()
-            host = urlsplit(request.url).hostname or ""
+            split = urlsplit(request.url)
+            host = split.hostname or ""
             routed = route(config, host, request.header("origin"), request.header("referer"))
             assert routed is not None and extraction.body is not None
             routed.mode = "enforce"
-            if early(routed, request) is None:
+            path = split.path + (f"?{split.query}" if split.query else "")
+            if early(routed, path, request.headers) is None:
                 redact(
                     routed.site.policy,
                     request,

@@ -14,6 +14,7 @@ WebSocket messages (`message`) and response cookies (`response_cookies`) take th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from urllib.parse import urlsplit
@@ -105,13 +106,16 @@ def route_request(ctx: Context, request: PlainRequest) -> Routed | None:
     )
 
 
-def early(routed: Routed, request: PlainRequest, streamed: bool = False) -> Action | None:
-    """The block decided from the request line alone: a tracker host or URL, or (with
-    `on_uninspected: block`) a body that will be streamed past the proxy unseen."""
+def early(
+    routed: Routed, path: str, headers: Sequence[tuple[str, str]], streamed: bool = False
+) -> Action | None:
+    """The block decided from the request line alone (`path` with its query, and the headers):
+    a tracker host or URL, or (with `on_uninspected: block`) a body that will be streamed past
+    the proxy unseen."""
     policy = routed.site.policy
-    action = tracker_block(policy, routed.host, _path(request.url), request.headers, routed.enforce)
+    action = tracker_block(policy, routed.host, path, headers, routed.enforce)
     if action is None and streamed:
-        action = uninspected_block(policy, request.headers, routed.enforce, STREAMED)
+        action = uninspected_block(policy, headers, routed.enforce, STREAMED)
     return action
 
 
@@ -147,7 +151,9 @@ def process(
 def run(ctx: Context, request: PlainRequest, *, inspect_unrouted: bool = False) -> Result:
     """Every step for one whole request, as the proxy would take them."""
     routed = route_request(ctx, request)
-    block = early(routed, request, request.body is None) if routed is not None else None
+    block = None
+    if routed is not None:
+        block = early(routed, _path(request.url), request.headers, request.body is None)
     result = process(
         ctx, request, routed, blocked=block is not None, inspect_unrouted=inspect_unrouted
     )

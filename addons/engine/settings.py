@@ -110,7 +110,14 @@ class Config:
         return tuple(s for s in self.sites if s.enabled)
 
     def site(self, name: str) -> Site | None:
-        return next((s for s in self.sites if s.name == name), None)
+        return self._by_name.get(name)
+
+    @cached_property
+    def _by_name(self) -> dict[str, Site]:
+        found: dict[str, Site] = {}
+        for site in self.sites:
+            found.setdefault(site.name, site)
+        return found
 
     def host_index(self) -> HostIndex:
         return self._host_index
