@@ -12,7 +12,7 @@ import ssl
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
 from tests.support.certs import UpstreamPKI
@@ -147,13 +147,13 @@ def _handler(recorder: Recorder, scheme: str) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-class FakeMarket:
-    """HTTP and HTTPS servers on 127.0.0.1 with free ports, serving every fake host."""
+class LoopbackServers:
+    """An HTTP and an HTTPS server on 127.0.0.1 with free ports, both answering with the request
+    handler `handler(scheme)` makes; the HTTPS one presents the test PKI's certificate."""
 
-    def __init__(self, pki: UpstreamPKI) -> None:
-        self.recorder = Recorder()
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.recorder, "http"))
-        self.https = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.recorder, "https"))
+    def __init__(self, pki: UpstreamPKI, handler: Any) -> None:
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), handler("http"))
+        self.https = ThreadingHTTPServer(("127.0.0.1", 0), handler("https"))
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(pki.cert_pem, pki.key_pem)
         self.https.socket = context.wrap_socket(
@@ -167,13 +167,9 @@ class FakeMarket:
 
     @property
     def routes(self) -> dict[str, Any]:
-        return {
-            "http": self.http.server_address[1],
-            "https": self.https.server_address[1],
-            "hosts": HOSTS,
-        }
+        return {"http": self.http.server_address[1], "https": self.https.server_address[1]}
 
-    def start(self) -> FakeMarket:
+    def start(self) -> Self:
         for thread in self._threads:
             thread.start()
         return self
@@ -182,3 +178,15 @@ class FakeMarket:
         for server in (self.http, self.https):
             server.shutdown()
             server.server_close()
+
+
+class FakeMarket(LoopbackServers):
+    """The fake marketplace: every fake host, over HTTP and HTTPS."""
+
+    def __init__(self, pki: UpstreamPKI) -> None:
+        self.recorder = Recorder()
+        super().__init__(pki, lambda scheme: _handler(self.recorder, scheme))
+
+    @property
+    def routes(self) -> dict[str, Any]:
+        return {**super().routes, "hosts": HOSTS}

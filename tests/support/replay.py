@@ -16,7 +16,7 @@ import ssl
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -26,6 +26,7 @@ import yaml
 from shopguard.engine.hosts import HostIndex, route
 from tests.support.certs import UpstreamPKI
 from tests.support.corpus import plain_request
+from tests.support.market import LoopbackServers
 
 STATUS = 200
 
@@ -155,37 +156,12 @@ def _handler(answers: Answers, scheme: str) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-class ReplayUpstream:
+class ReplayUpstream(LoopbackServers):
     """HTTP and HTTPS servers on 127.0.0.1 answering every host with the queued headers."""
 
     def __init__(self, pki: UpstreamPKI) -> None:
         self.answers = Answers()
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.answers, "http"))
-        self.https = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.answers, "https"))
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(pki.cert_pem, pki.key_pem)
-        self.https.socket = context.wrap_socket(
-            self.https.socket, server_side=True, do_handshake_on_connect=False
-        )
-        self.http.daemon_threads = self.https.daemon_threads = True
-        self._threads = [
-            threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-            for s in (self.http, self.https)
-        ]
-
-    @property
-    def routes(self) -> dict[str, Any]:
-        return {"http": self.http.server_address[1], "https": self.https.server_address[1]}
-
-    def start(self) -> ReplayUpstream:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def stop(self) -> None:
-        for server in (self.http, self.https):
-            server.shutdown()
-            server.server_close()
+        super().__init__(pki, lambda scheme: _handler(self.answers, scheme))
 
 
 # -- the client --------------------------------------------------------------------------------
