@@ -156,43 +156,44 @@ class Detector:
         return list(found.values())
 
     def _name_hits(self, name: str) -> _Named:
-        """What personal data a key is itself (`?<phone>=1`), nearly always none. Remembered
-        per name."""
-        known = self._names.get(name)
-        if known is not None:
-            return known
+        """What personal data a key is itself (`?<phone>=1`), nearly always none."""
+        if len(name) < 5 or (name.isalpha() and name.isascii()):
+            return ()  # too short, or a plain word: not a phone, e-mail, ID or profile value
+        shaped = "@" in name or (  # digits or an @: maybe a value
+            _DIGIT.search(name) is not None and _VALUE_LIKE.search(name) is not None
+        )
         hits: _Named = ()
-        if len(name) >= 5:
-            shaped = "@" in name or (  # digits or an @: maybe a value
-                _DIGIT.search(name) is not None and _VALUE_LIKE.search(name) is not None
+        if shaped:
+            hits = tuple((name, "pattern", hit) for _, hit in text_hits(name, self.region))
+        if self.matcher is not None and (shaped or not name.isascii()):
+            hits += tuple(
+                (name, "profile", Hit(v.category, 0.95, name[start:end], v.canonical))
+                for v, start, end in ((m.value, s, e) for m, s, e in self.matcher.find(name))
+                if not v.part and v.category != "postcode"
             )
-            if shaped:
-                hits = tuple((name, "pattern", hit) for _, hit in text_hits(name, self.region))
-            if self.matcher is not None and (shaped or not name.isascii()):
-                hits += tuple(
-                    (name, "profile", Hit(v.category, 0.95, name[start:end], v.canonical))
-                    for v, start, end in ((m.value, s, e) for m, s, e in self.matcher.find(name))
-                    if not v.part and v.category != "postcode"
-                )
-        if len(self._names) > _REMEMBERED:
-            self._names.clear()
-        self._names[name] = hits
         return hits
 
     def _roles_of(self, keys: tuple[str, ...], parents: tuple[str, ...]) -> list[_Role]:
-        """What each key says about its value: categories, and a coordinate role. Remembered:
-        a session sends the same keys again and again."""
+        """What each key says about its value: categories, a coordinate role, and whether the
+        key or its parent is itself personal data. Remembered: a session sends the same keys
+        again and again."""
         roles = self._roles
         found = list(map(roles.get, zip(keys, parents, strict=True)))
         if None in found:
             if len(roles) > _REMEMBERED:
                 roles.clear()
-            for index in [i for i, role in enumerate(found) if role is None]:
+            new = [i for i, role in enumerate(found) if role is None]
+            names = self._names
+            if len(names) > _REMEMBERED:
+                names.clear()
+            for name in {keys[i] for i in new}.union(parents[i] for i in new) - names.keys():
+                names[name] = self._name_hits(name)
+            for index in new:
                 key, parent = keys[index], parents[index]
                 role = (
                     self.keys.categories_of(key, parent),
                     self.keys.geo_role(key) if key else None,
-                    self._name_hits(key) + self._name_hits(parent),
+                    names[key] + names[parent],
                 )
                 found[index] = roles[(key, parent)] = _PLAIN if role == _PLAIN else role
         return cast(list[_Role], found)
