@@ -1,5 +1,6 @@
-"""Inspector: runs the engine's pipeline on each in-scope request and WebSocket message, and
-keeps its findings in the flow's state."""
+"""Inspector: runs the engine's pipeline on each in-scope request and WebSocket message.
+
+Its findings go into the flow's state; the redactor applies its decisions."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""Redactor: puts each site's policy onto the flows — blocks, strips, replaces — or, in observe
-mode, only records what it would do. The decisions are the pipeline's; this addon moves them
-onto mitmproxy flows."""
+"""Redactor: puts each site's decisions onto the flows: blocks, strips, replaces.
+
+In observe mode it only records what it would do. The decisions are the pipeline's; this addon
+moves them onto mitmproxy flows."""
 
 from __future__ import annotations
 

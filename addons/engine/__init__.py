@@ -1,1 +1,1 @@
-"""The pure engine: configuration, host scope, masking. No mitmproxy import here."""
+"""The pure engine: what shopguard knows about requests and policies; no mitmproxy import."""

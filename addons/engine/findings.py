@@ -1,5 +1,6 @@
-"""Findings (a contract, README *What gets logged*): what was found, where, how, and a masked
-preview."""
+"""Findings: what was found, where and how, with a masked preview and a keyed fingerprint.
+
+The finding's fields are a contract (README, *What gets logged*)."""
 
 from __future__ import annotations
 

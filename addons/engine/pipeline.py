@@ -1,5 +1,6 @@
-"""The one way through the engine: a request in; its site, findings, the policy's actions and
-the request as it would leave out.
+"""The one way through the engine: a request in; its findings, actions and edited request out.
+
+It also says which site handles the request, and in which mode.
 
 The proxy's addons, `scan`, `policy explain`, `policy test` and the corpus scorer all call it;
 only this module calls extraction, detection and redaction. Steps, in order:

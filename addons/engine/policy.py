@@ -1,5 +1,4 @@
-"""Per-site policies (README, *Policies*): the rules of a site file, read strictly, each with
-file:line.
+"""Per-site policies: the rules of a site file (README, *Policies*), read strictly, with lines.
 
 A site file's `trackers`, `fields`, `allow`, `on_uninspected` and `examples` become a `Policy`;
 `redact` applies it to a request. Every rule remembers where it was written, so that every
