@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from mitmproxy import http
 
-from shopguard.adapt import header_pairs
+from shopguard.adapt import header_pairs, plain_request
 from shopguard.engine import pipeline
 from shopguard.engine.redact import Action, Outcome
 from shopguard.runtime import Runtime, guarded, local_response
@@ -58,9 +58,13 @@ class Redactor:
         result, self.rt.result = self.rt.result, None
         if state is None or flow.response is not None or not flow.live:
             return  # blocked already: nothing leaves, nothing to edit
-        if result is None or result[0] != flow.id:
-            return  # the inspector did not run on it (e.g. no configuration yet)
-        outcome = result[1].outcome
+        outcome = result[1].outcome if result is not None and result[0] == flow.id else None
+        if outcome is None:  # the inspector did not get to it: decide here, not let it pass
+            context, routed = self.rt.context(), self.rt.routed(state)
+            if context is None or routed is None:
+                return  # no configuration or site (any more): nothing to apply
+            request = plain_request(flow, context.config.settings.body_cap, state["host"])
+            outcome = pipeline.process(context, request, routed).outcome
         state["actions"].extend(a.to_dict() for a in outcome.actions)
         if state["mode"] != "enforce":
             return

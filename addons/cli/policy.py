@@ -11,6 +11,7 @@ from shopguard.cli.common import build_detector, load_or_report
 from shopguard.cli.exits import EXIT_FOUND, EXIT_OK, EXIT_USAGE
 from shopguard.engine.detect import Detector
 from shopguard.engine.hosts import overlaps
+from shopguard.engine.location import innermost_name
 from shopguard.engine.pipeline import Context, Result, run
 from shopguard.engine.policy import Example
 from shopguard.engine.redact import Action
@@ -193,7 +194,7 @@ def run_example(config: Config, site_name: str, example: Example) -> list[str]:
     done = [a for a in outcome.actions if a.applied]
 
     def names(act: Action) -> set[str]:
-        return {act.target, act.target.partition(":")[2], act.category or ""}
+        return {act.target, innermost_name(act.target), act.category or ""}
 
     for kind, verb in (("strips", "strip"), ("replaces", "replace")):
         for wanted in expect.get(kind, []):

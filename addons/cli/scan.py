@@ -140,11 +140,18 @@ class Result:
 
 
 def masked_url(url: str, findings: list[Finding], names: dict[str, str]) -> str:
-    parts = urlsplit(url)
     found = (segment_index(f.location) for f in findings)
     segments = {index for index in found if index is not None}
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc.rpartition("@")[2]  # (never user:password@)
+    except ValueError:  # not a URL Python can split: its path and query masked all the same
+        scheme, _, rest = url.partition("://")
+        authority, slash, path = rest.partition("/")
+        masked = mask_path(slash + path, segments, names)
+        return f"{scheme}://{authority.rpartition('@')[2]}{masked}"
     query = f"?{parts.query}" if parts.query else ""
-    return f"{parts.scheme}://{parts.netloc}{mask_path(parts.path + query, segments, names)}"
+    return f"{parts.scheme}://{netloc}{mask_path(parts.path + query, segments, names)}"
 
 
 def scan_files(files: list[Path], config: Config, detector: Detector) -> Iterator[Result]:

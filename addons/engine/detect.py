@@ -25,6 +25,7 @@ _Named = tuple[tuple[str, str, Hit], ...]  # (name, detector, hit): names that a
 _Role = tuple[frozenset[str], str | None, _Named]  # what a key says: categories, coordinate
 _PLAIN: _Role = (_NONE, None, ())  # role, and whether it or its parent is personal data itself
 _DIGIT = re.compile(r"\d")
+_ITEMS = re.compile(r"(?:\[\d+\])+$")
 _VALUE_LIKE = re.compile(r"(?:\d\D{0,2}){5}")  # a name with that many digits may be a value
 
 
@@ -74,15 +75,16 @@ class Detector:
         ) -> None:
             if hit.confidence < self.min_confidence:
                 return
-            slot = (hit.category, fld.location, named)
+            location = _named_location(fld, named) if named else fld.location
+            slot = (hit.category, location, named)
             if slot in found and found[slot].confidence >= hit.confidence:
                 return
-            key = (hit, fld.location, fld.transform, detector, transform, linked, named)
+            key = (hit, location, fld.transform, detector, transform, linked, named)
             finding = made.get(key)
             if finding is None:  # findings are immutable: the same one recurs flow after flow
                 finding = Finding(
                     category=hit.category,
-                    location=fld.location,
+                    location=location,
                     detector=detector,
                     transform=">".join(t for t in (fld.transform, transform) if t),
                     confidence=hit.confidence,
@@ -305,3 +307,12 @@ class Detector:
             value = match.value
             hit = Hit(value.category, 0.99, value.canonical, value.canonical)
             add(fields[owner(start)], "profile", hit, transform=match.transform)
+
+
+def _named_location(fld: Field, name: str) -> str:
+    """Where a name that is itself personal data is: the member it names (a field's own name:
+    the field, not an item of it; its parent's name: the enclosing member)."""
+    if name == fld.key:
+        return _ITEMS.sub("", fld.location)
+    cut = max(fld.location.rfind("."), fld.location.rfind(":"))
+    return fld.location[:cut] if fld.location[cut] == "." else fld.location

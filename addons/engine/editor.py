@@ -473,27 +473,25 @@ class Editor:
             return self.cookies.set(name, changed)
         if kind == "header" and first.kind == NAME:
             return self._edit_header(str(first.value), rest, value, missing)
-        if kind == "path" and first.kind == INDEX and (value is not None or rest):
+        if kind == "path" and first.kind == INDEX and value is not None and not rest:
             segments = self.path.split("/")
             nonempty = [i for i, s in enumerate(segments) if s]
             index = int(first.value)
             if index >= len(nonempty):
                 self.problem = missing
                 return False
-            current = decode.unquote(segments[nonempty[index]])
-            changed = _edit_inside(current, rest, value) if rest else value
-            if changed is None:
-                self.problem = missing
-                return False
-            segments[nonempty[index]] = quote(changed, safe=ENCODE_SAFE)
+            segments[nonempty[index]] = quote(value, safe=ENCODE_SAFE)
             self.path = "/".join(segments)
             self.path_changed = True
             return True
-        self.problem = (
-            "a path segment can be replaced, not stripped"
-            if kind == "path"
-            else f"a value in {kind} cannot be edited in place"
-        )
+        if kind == "path":
+            self.problem = (
+                "a value inside a path segment cannot be edited in place"
+                if rest
+                else "a path segment can be replaced, not stripped"
+            )
+        else:
+            self.problem = f"a value in {kind} cannot be edited in place"
         return False
 
     def _edit_header(

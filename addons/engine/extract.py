@@ -271,7 +271,11 @@ class _Walker:
                     name = decode.unquote(name, plus=True)
                 if "%" in raw or (plus and "+" in raw):
                     raw = decode.unquote(raw, plus=plus)
-                emit(prefix + (escaped.get(name) or escape(name)), name, raw, transform)
+                where = prefix + (escaped.get(name) or escape(name))
+                if raw:
+                    emit(where, name, raw, transform)
+                elif len(self.fields) < self.max_fields:  # a name alone may be personal data
+                    self.fields.append(_new(Field, (where, name, "", transform, "")))
 
     # -- request parts ------------------------------------------------------------------------
     def url(self, url: str) -> None:

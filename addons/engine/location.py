@@ -41,7 +41,7 @@ KINDS = frozenset(
 WHOLE = frozenset({"body.text", "ws.text"})  # locations that are a whole body or message
 NAME, FRAGMENT, INDEX, DOCUMENT, MASKED = "name", "fragment", "index", "document", "masked"
 
-_RESERVED = re.compile(r"[%.:$\[\]@#{}\s\x00-\x1f\x7f]")
+_RESERVED = re.compile(r"[%.:$\[\]@#{}\s\x00-\x1f\x7f\ud800-\udfff]")
 _ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}(?:%[0-9A-Fa-f]{2})*")
 _DELIMITERS = re.compile(r"[.#\[]")
 _RAW = re.compile(r"[:$\[\]@{}\s\x00-\x1f\x7f]")  # what a name holds only escaped
@@ -87,7 +87,10 @@ def escape(name: str) -> str:
     if _RESERVED.search(name) is None:
         done = name
     else:
-        done = _RESERVED.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), name)
+        done = _RESERVED.sub(
+            lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8", "surrogatepass")),
+            name,
+        )
     if len(escaped_names) > 20_000:
         escaped_names.clear()
     escaped_names[name] = done
@@ -97,9 +100,15 @@ def escape(name: str) -> str:
 def unescape(text: str) -> str:
     if "%" not in text:
         return text
-    return _ESCAPE.sub(
-        lambda m: bytes.fromhex(m.group().replace("%", "")).decode("utf-8", "replace"), text
-    )
+    return _ESCAPE.sub(_unescaped, text)
+
+
+def _unescaped(match: re.Match[str]) -> str:
+    data = bytes.fromhex(match.group().replace("%", ""))
+    try:  # (a lone surrogate in a JSON key is written as its UTF-8-like bytes)
+        return data.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return data.decode("utf-8", "replace")
 
 
 def top(kind: str, name: str) -> str:
@@ -138,10 +147,12 @@ def masked(category: str, preview: str) -> str:
 
 def build(location: Location) -> str:
     """The text of a parsed location (`parse(build(x)) == x`)."""
-    if location.kind in WHOLE:
+    if location.kind in WHOLE and not location.steps:
         return location.kind
-    out = [location.kind, ":"]
-    for position, step in enumerate(location.steps):
+    whole = location.kind in WHOLE  # steps of a whole body or message all have their lead
+    out = [location.kind] if whole else [location.kind, ":"]
+    for index, step in enumerate(location.steps):
+        position = index + whole
         if step.kind == INDEX:
             text = f"{step.value}" if position == 0 else f"[{step.value}]"
         else:
@@ -166,12 +177,21 @@ def parse(text: str) -> Location:
     grammar."""
     if text in WHOLE:
         return Location(text)
-    kind, colon, rest = text.partition(":")
-    if not colon or kind not in KINDS:
-        raise LocationError(f"not a location: {text!r} (expected e.g. 'query:spm')")
+    whole = next(
+        (w for w in WHOLE if text.startswith(w) and text[len(w) : len(w) + 1] in ".#["), ""
+    )
+    if whole:  # what a whole text body or message holds (a form, a URL, JSON inside it)
+        kind, rest = whole, text[len(whole) :]
+        if rest[0] == "[":
+            raise LocationError(f"bad array index in {text!r}")
+        lead, rest = rest[0], rest[1:]
+    else:
+        kind, colon, rest = text.partition(":")
+        if not colon or kind not in KINDS:
+            raise LocationError(f"not a location: {text!r} (expected e.g. 'query:spm')")
+        lead = ""
     steps: list[Step] = []
     position, size = 0, len(rest)
-    lead = ""
     while True:
         if rest.startswith("{", position):  # a masked name
             end = rest.find("}", position)
@@ -238,8 +258,8 @@ def segment_index(location: str) -> int | None:
 
 def with_masks(location: str, masks: Mapping[str, str]) -> str:
     """`location` with every name in `masks` (escaped name -> masked name) written masked."""
-    if not masks or location in WHOLE:
-        return location
+    if not masks or ":" not in location:
+        return location  # (also `request`, `message`: targets that are no location)
     kind, _, rest = location.partition(":")
     out, position = [kind, ":"], 0
     for found in _DELIMITERS.finditer(rest):

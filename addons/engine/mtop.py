@@ -11,6 +11,7 @@ import hashlib
 from typing import NamedTuple
 
 from shopguard.engine.editor import Editor, Fields
+from shopguard.engine.location import top
 
 NO_TOKEN = "a signed mtop call without the _m_h5_tk token cannot be re-signed"
 
@@ -51,6 +52,6 @@ def resign(editor: Editor) -> Resigned | None:
     if not token:
         pairs.restore("data")  # leave the call as it was
         editor.nested.pop((where, "data"), None)
-        return Resigned(f"{where}:data", False)
+        return Resigned(top(where, "data"), False)
     query.set("sign", mtop_sign(token, t, app_key, data))
-    return Resigned(f"{where}:data", True)
+    return Resigned(top(where, "data"), True)

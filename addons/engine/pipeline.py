@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from urllib.parse import urlsplit
 
-from shopguard.engine.body import Body, read_body
+from shopguard.engine.body import JSON, Body, read_body
 from shopguard.engine.detect import Detector
 from shopguard.engine.extract import Extraction, Limits, extract, extract_message
 from shopguard.engine.findings import Finding
@@ -191,6 +191,9 @@ def message(
     where = f"{split.scheme}://{split.netloc}{split.path}"  # (its query was sent already)
     as_body = PlainRequest("POST", where, [("content-type", "application/json")], content)
     body = read_body(as_body, ctx.limits.body_cap)
+    if body.kind != JSON:  # only JSON messages are edited (README, *What gets logged*)
+        _mask_names(result)
+        return result
     findings = [
         replace(f, location="body" + f.location[2:]) if f.location.startswith("ws:$") else f
         for f in result.findings
@@ -255,6 +258,9 @@ def _mask_names(result: Result) -> None:
     ]
     for action in result.outcome.actions:
         action.target = with_masks(action.target, masks)
+        if action.reason:  # (reasons quote locations)
+            for name, text in shown.items():
+                action.reason = action.reason.replace(escape(name), text).replace(name, text)
 
 
 def _path(url: str) -> str:

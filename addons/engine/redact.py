@@ -18,7 +18,7 @@ from shopguard.engine.body import Body
 from shopguard.engine.editor import Editor
 from shopguard.engine.fakes import replaceable, stand_in
 from shopguard.engine.findings import Finding
-from shopguard.engine.location import innermost_name
+from shopguard.engine.location import innermost_name, top
 from shopguard.engine.mtop import NO_TOKEN, resign
 from shopguard.engine.policy import Policy
 from shopguard.engine.request import PlainRequest
@@ -128,6 +128,8 @@ def redact(
     # what to do with each personal field: the strongest action among its findings
     wanted: dict[str, tuple[str, Finding, str]] = {}
     for finding in findings:
+        if finding.location.startswith("set-cookie:"):
+            continue  # what a response sets is received, not sent: nothing to act on
         if finding.category in allowed_categories or (
             kept and innermost_name(finding.location) in kept
         ):
@@ -161,16 +163,16 @@ def redact(
         ("header", policy.strip_rules("headers", host)),
     ):
         for name, strip_rule in editor.names(kind, rules, kept):
-            target = f"{kind}:{name}"
+            target = top(kind, name)
             if editor.strip(target):
                 outcome.actions.append(Action("strip", target, strip_rule.where, enforce))
     for target, strip_rule in editor.body_fields(policy.strip_rules("fields", host), kept):
         if editor.strip(target):
             outcome.actions.append(Action("strip", target, strip_rule.where, enforce))
-    stripped = {a.target for a in outcome.actions}
+    stripped = [a.target for a in outcome.actions]
     for location, (action, finding, where) in wanted.items():
-        if location in stripped:
-            continue  # a tracker rule removed it already
+        if any(location == s or location.startswith((f"{s}.", f"{s}[", f"{s}#")) for s in stripped):
+            continue  # a tracker rule removed it already (or what holds it)
         done = Action(action, location, where, enforce, category=finding.category)
         if action == "strip":
             problem = None if editor.strip(location) else editor.problem or "cannot edit it"

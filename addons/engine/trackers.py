@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
+from shopguard.engine.location import top
+
 _TOKENS = re.compile(r"[^\x00&=,;|:/\s\"'{}\[\]]{8,}")  # candidate values, >= MIN_LINK long
 MIN_LINK = 8  # shorter tracking values are too likely to recur by chance
 _NONE: frozenset[str] = frozenset()
@@ -30,11 +32,11 @@ class TrackerNames:
     def locations(self) -> frozenset[str]:
         """The field locations that carry them (top-level parameters only, not nested JSON)."""
         return frozenset(
-            [f"cookie:{c}" for c in self.cookies]
-            + [f"set-cookie:{c}" for c in self.cookies]
-            + [f"header:{h.lower()}" for h in self.headers]
-            + [f"query:{p}" for p in self.params]
-            + [f"body.form:{p}" for p in self.params]
+            [top("cookie", c) for c in self.cookies]
+            + [top("set-cookie", c) for c in self.cookies]
+            + [top("header", h.lower()) for h in self.headers]
+            + [top("query", p) for p in self.params]
+            + [top("body.form", p) for p in self.params]
         )
 
 

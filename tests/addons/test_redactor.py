@@ -317,3 +317,13 @@ def test_strip_fields_apply_to_messages_without_findings(start: Callable[..., Pr
         ("strip", "ws:$.umidToken", True)
     ]
     assert line["findings"] == []
+
+
+def test_a_message_that_is_no_json_is_reported_not_edited(start: Callable[..., Proxy]) -> None:
+    """Field rules edit JSON messages only (README): a form-shaped text message leaves as it
+    came, and no action claims otherwise."""
+    proxy = started(start, "enforce")
+    flow = websocket_to("im.taobao.com", (True, b"umidToken=T2gA&mobile=13912345678"))
+    assert send_messages(proxy, flow) == [b"umidToken=T2gA&mobile=13912345678"]
+    for line in proxy.lines("ws_message"):
+        assert line["actions"] == []

@@ -148,3 +148,13 @@ def test_a_request_leaves_no_reference_cycles_behind() -> None:
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+def test_tracking_names_with_reserved_characters_are_found() -> None:
+    """Site files name cookies like `connect.sid`; their locations are written escaped."""
+    names = TrackerNames(cookies=frozenset({"connect.sid"}), params=frozenset({"u[id]"}))
+    request = PlainRequest(
+        "GET", "https://a/?u%5Bid%5D=Zm9vYmFy9", [("Cookie", "connect.sid=Zm9vYmFyYmF6")]
+    )
+    found = {(f.category, f.location) for f in Detector(b"k").detect(extract(request), "a", names)}
+    assert found == {("tracking_id", "cookie:connect%2Esid"), ("tracking_id", "query:u%5Bid%5D")}

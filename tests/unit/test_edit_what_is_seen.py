@@ -5,6 +5,7 @@ multipart bodies, every field the extraction reports is either edited by a `stri
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -13,14 +14,17 @@ from urllib.parse import quote
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from shopguard.engine import location as loc
 from shopguard.engine.extract import Field, extract
 from shopguard.engine.fakes import stand_in
 from shopguard.engine.findings import Finding
 from shopguard.engine.redact import Outcome, redact
 from shopguard.engine.request import PlainRequest
 from shopguard.engine.settings import Config, Site, load_config
+from tests.support.logschema import schema
 
 URL = "https://www.shop.example/submit"
+LOCATION = re.compile(schema()["$defs"]["location"]["pattern"])
 
 
 def _config(action: str) -> Config:
@@ -111,6 +115,9 @@ def test_every_field_seen_is_edited_or_says_why_not(body: tuple[str, bytes], act
     site = SITES[action]
     before = _values(request)
     for found in extract(request).fields:
+        # every location follows the notation, and the log's schema takes it
+        assert loc.parse(found.location) is not None
+        assert LOCATION.fullmatch(found.location), found.location
         outcome = _apply(site, request, found)
         aimed = [a for a in outcome.actions if a.target == found.location]
         assert aimed, f"no action for {found.location} ({content_type})"
@@ -119,6 +126,8 @@ def test_every_field_seen_is_edited_or_says_why_not(body: tuple[str, bytes], act
             assert done.reason, f"{found.location}: not applied, and no reason given"
             continue
         assert outcome.changed, f"{found.location}: said applied, but nothing changed"
+        if not found.value:
+            continue  # a name alone (`?a&b=1`): it went, but an empty value is no evidence
         edited = PlainRequest(
             "POST", outcome.url, outcome.headers, data if outcome.body is None else outcome.body
         )

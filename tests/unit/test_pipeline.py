@@ -60,10 +60,52 @@ def test_an_e_mail_as_a_json_key_is_masked_and_not_replaced(ctx: pipeline.Contex
     )
     result = pipeline.run(ctx, request)
     (finding,) = [f for f in result.findings if f.category == "email"]
-    assert finding.location == "body:$.orders.{email:w***@example.com}.n"
+    assert finding.location == "body:$.orders.{email:w***@example.com}"  # the member it names
     (action,) = result.outcome.actions
     assert not action.applied and "name" in (action.reason or "")
     assert result.outcome.body is None  # nothing was edited
+
+
+def test_a_name_that_is_personal_data_is_stripped_whole(ctx: pipeline.Context) -> None:
+    """Stripping it removes the member it names, not only what is inside it; no reason, target
+    or path shows the raw name."""
+    body = b'{"orders": {"13800138000": {"n": "x"}}, "k": 1}'
+    request = PlainRequest(
+        "POST", "https://api.shop.example/o", [("content-type", "application/json")], body
+    )
+    result = pipeline.run(ctx, request)
+    (action,) = result.outcome.actions
+    assert (action.action, action.target, action.applied) == (
+        "strip",
+        "body:$.orders.{phone:138****8000}",
+        True,
+    )
+    assert result.outcome.body == b'{"orders":{},"k":1}'
+    shown = repr(
+        [f.to_dict() for f in result.findings] + [a.to_dict() for a in result.outcome.actions]
+    )
+    assert "13800138000" not in shown
+
+
+def test_a_name_alone_is_found_and_masked(ctx: pipeline.Context) -> None:
+    """`?13800138000` (a name without value) is personal data too."""
+    result = pipeline.run(ctx, PlainRequest("GET", "https://www.shop.example/x?13800138000&q=1"))
+    assert [f.location for f in result.findings] == ["query:{phone:138****8000}"]
+    assert mask_path("/x?13800138000&q=1", (), result.masked_names) == (
+        "/x?{phone:138****8000}&q=***"
+    )
+
+
+def test_reasons_and_block_targets_do_not_show_a_masked_name(tmp_path: Path) -> None:
+    (tmp_path / "sites").mkdir()
+    (tmp_path / "sites" / "shop.yaml").write_text(
+        'hosts: ["*.shop.example"]\nfields:\n  email: block\n', encoding="utf-8"
+    )
+    ctx = pipeline.Context(load_config(tmp_path, None), Detector(b"k" * 32), mode="enforce")
+    result = pipeline.run(ctx, PlainRequest("GET", "https://www.shop.example/s?wang@example.com=1"))
+    (block,) = result.outcome.actions
+    assert block.target == "request" and block.applied
+    assert "wang" not in (block.reason or "") and "{email:w***@example.com}" in (block.reason or "")
 
 
 def test_a_request_no_site_handles_is_only_inspected_when_asked(ctx: pipeline.Context) -> None:

@@ -600,3 +600,47 @@ def test_a_field_sent_twice_gets_a_stand_in_for_each_value(policy: Config) -> No
     values = [part.content for part in sent_parts.parts]
     assert b"13912345678" not in values and b"13800138000" not in values
     assert values[0] != values[1]
+
+
+def test_names_with_reserved_characters_are_stripped(tmp_path: Path) -> None:
+    """`utm.source`, `utm[medium]`, a cookie `connect.sid`: strip rules act on them, and the
+    action's target writes the name escaped (README, *Locations*)."""
+    config = config_of(
+        tmp_path,
+        'trackers:\n  strip_params: ["/^utm/", "x y"]\n  strip_cookies: [connect.sid]\n',
+    )
+    url = "https://www.shop.example/s?q=1&utm.source=x&utm[medium]=y&x%20y=2"
+    outcome = run(config, PlainRequest("GET", url, [("Cookie", "connect.sid=abc; other=2")]))
+    assert summary(outcome) == [
+        ("strip", "query:utm%2Esource", True),
+        ("strip", "query:utm%5Bmedium%5D", True),
+        ("strip", "query:x%20y", True),
+        ("strip", "cookie:connect%2Esid", True),
+    ]
+    assert outcome.url == "https://www.shop.example/s?q=1"
+    assert ("Cookie", "other=2") in outcome.headers
+
+
+def test_a_value_inside_a_path_segment_is_not_edited_in_place(tmp_path: Path) -> None:
+    config = config_of(tmp_path, "fields:\n  phone: strip\n")
+    url = "https://www.shop.example/p/mobile=13912345678&x=1/y"
+    outcome = run(config, PlainRequest("GET", url))
+    (action,) = outcome.actions
+    assert not action.applied and "path segment" in (action.reason or "")
+    assert outcome.url == url  # left as it came, and the log says so
+
+
+def test_what_a_response_sets_is_reported_not_acted_on(tmp_path: Path) -> None:
+    """A `set-cookie:` finding was received, not sent: no rule blocks or strips the request
+    for it (as the proxy, which sees responses after their requests left)."""
+    config = config_of(tmp_path, "tracking_ids: {cookies: [cna]}\nfields:\n  tracking_id: block\n")
+    request = PlainRequest(
+        "GET",
+        "https://www.shop.example/x",
+        response_headers=[("Set-Cookie", "cna=Zm9vYmFyYmF6cXV4; Path=/")],
+    )
+    result = evaluate(config, request)
+    assert [(f.category, f.location) for f in result.findings] == [
+        ("tracking_id", "set-cookie:cna")
+    ]
+    assert result.outcome.actions == [] and result.outcome.block_status is None
