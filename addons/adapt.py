@@ -26,7 +26,7 @@ def plain_request(flow: http.HTTPFlow, body_cap: int, host: str | None = None) -
         response_headers = header_pairs(flow.response.headers)
     return PlainRequest(
         method=request.method,
-        url=_text(request.pretty_url),
+        url=url_text(request.pretty_url),
         headers=header_pairs(request.headers),
         body=raw,
         body_truncated=truncated,
@@ -35,7 +35,7 @@ def plain_request(flow: http.HTTPFlow, body_cap: int, host: str | None = None) -
     )
 
 
-def _text(value: str) -> str:
+def url_text(value: str) -> str:
     """mitmproxy keeps URL bytes that are not UTF-8 as lone surrogates; the engine gets them
     percent-encoded (`%FF`), which means the same to the site and keeps the URL text."""
     try:

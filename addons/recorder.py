@@ -9,6 +9,7 @@ from typing import Any
 from mitmproxy import ctx, exceptions, http, tls
 
 from shopguard import __version__, paths
+from shopguard.adapt import url_text
 from shopguard.auditlog import AuditLog
 from shopguard.engine.location import segment_index
 from shopguard.engine.masking import mask_path
@@ -111,13 +112,14 @@ class Recorder:
         state["recorded"] = True
         request = flow.request
         raw = self.rt.config is not None and self.rt.config.settings.log.values == "raw"
+        path = url_text(request.path)  # (bytes that are not UTF-8 as %XX: the log is UTF-8)
         line: dict[str, Any] = {
             "site": state["site"],
             "host": state["host"],
             "method": request.method,
-            "path": request.path
+            "path": path
             if raw
-            else mask_path(request.path, _path_findings(state), state.get("masked_names")),
+            else mask_path(path, _path_findings(state), state.get("masked_names")),
         }
         if flow.response is not None:
             line["status"] = flow.response.status_code

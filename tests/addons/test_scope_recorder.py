@@ -421,3 +421,19 @@ def test_a_replayed_flow_saved_by_an_older_version_is_recorded(proxy: Proxy) -> 
     proxy.run(respond(proxy.run(flow, HOOKS[:2])), HOOKS[2:])
     assert not proxy.lines("addon_error")
     assert [line["host"] for line in proxy.lines("flow")] == ["www.taobao.com"]
+
+
+@pytest.mark.parametrize("mode", ["observe", "enforce"])
+def test_a_path_with_bytes_that_are_not_utf8_gets_its_line(
+    start: Callable[..., Proxy], mode: str
+) -> None:
+    """The request reached the site: its line is written (the byte as %FF), and no addon fails
+    on it — in enforce mode a failing recorder would have answered a 502 after the fact."""
+    proxy = start(shopguard_mode=mode)
+    flow = request_to("www.taobao.com", "/x", resp=True)
+    flow.request.data.path = b"/item/\xff\xfe?mobile=13800138000"
+    proxy.run(flow)
+    (line,) = proxy.lines("flow")
+    assert line["path"] == "/item/%FF%FE?mobile=***"
+    assert proxy.lines("addon_error") == []
+    assert flow.response is not None and flow.response.status_code == 200
