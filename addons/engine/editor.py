@@ -380,7 +380,9 @@ class Editor:
             return self.problem or f"cannot edit {location}"
         return None
 
-    def value_at(self, location: str) -> str | None:
+    def _target(self, location: str) -> tuple[str, tuple[Step, ...], Step, tuple[Step, ...]] | None:
+        """(kind, steps, first step, the rest) of a location this request's parts can be
+        edited at; None (with `problem` set) where they cannot."""
         try:
             kind, steps = loc.parse(location)
         except LocationError:
@@ -389,6 +391,13 @@ class Editor:
         if not self._editable(kind):
             return None
         first, rest = (steps[0], steps[1:]) if steps else (Step(NAME, ""), ())
+        return kind, steps, first, rest
+
+    def value_at(self, location: str) -> str | None:
+        target = self._target(location)
+        if target is None:
+            return None
+        kind, steps, first, rest = target
         if kind in PAIRS and first.kind in (NAME, DOCUMENT):
             name, rest = (str(first.value), rest) if first.kind == NAME else ("", steps)
             if rest and rest[0].kind == DOCUMENT:
@@ -426,14 +435,10 @@ class Editor:
 
     def _edit(self, location: str, value: str | None) -> bool:
         """Remove (value None) or set the value at `location`."""
-        try:
-            kind, steps = loc.parse(location)
-        except LocationError:
-            self.problem = f"{location} is not a location shopguard can edit"
+        target = self._target(location)
+        if target is None:
             return False
-        if not self._editable(kind):
-            return False
-        first, rest = (steps[0], steps[1:]) if steps else (Step(NAME, ""), ())
+        kind, steps, first, rest = target
         missing = f"{location} is not in the request"
         if kind in PAIRS and first.kind in (NAME, DOCUMENT):
             pairs = self.pairs(kind)
