@@ -1,7 +1,9 @@
-"""The live proxy, `shopguard scan` and `shopguard policy explain` agree on the labelled corpus.
+"""The live proxy, `shopguard scan` and `shopguard policy explain` agree on the labelled corpora.
 
-Every in-scope request of a corpus file is sent, in order, through a real `shopguard run`
-(observe mode, the corpus profile) to a loopback upstream that answers with the corpus's
+Every in-scope request of a corpus file (the synthetic one and the one rebuilt from real
+traffic) is sent, in order, through a real `shopguard run`
+(observe mode, the corpus profile) to a loopback upstream, which presents a certificate for
+whatever host the client names (SNI) and answers with the corpus's
 response headers; the same requests go into a HAR file for `shopguard scan`, and one by one to
 `shopguard policy explain`. For each request:
 
@@ -34,10 +36,10 @@ from tests.support.certs import UpstreamPKI, make_pki
 from tests.support.corpus import CORPUS, corpus_files
 from tests.support.explain import Explained, parse_explain, run_commands
 from tests.support.proxy import SHOPGUARD, isolated_env, start_proxy
+from tests.support.realcorpus import real_files
 from tests.support.replay import (
     ReplayUpstream,
     WireRequest,
-    corpus_hosts,
     har_document,
     send,
     wire_requests,
@@ -46,7 +48,7 @@ from tests.support.replay import (
 pytestmark = pytest.mark.integration
 
 INDEX = load_config(paths.shipped_config_dir(), None).host_index()
-FILES = corpus_files()
+FILES = corpus_files() + real_files()
 LINE_WAIT = 5.0  # seconds for a request's flow line to appear in the log
 CLI_TIMEOUT = 120.0
 EXPLAIN_PROCESSES = 2
@@ -145,8 +147,8 @@ def replay(
 
 @pytest.fixture(scope="module")
 def corpus_pki(tmp_path_factory: pytest.TempPathFactory) -> UpstreamPKI:
-    hosts = corpus_hosts([r for p in FILES for r in wire_requests(p, INDEX)])
-    return make_pki(tmp_path_factory.mktemp("corpus-pki"), hosts)
+    """The upstream's certificate covers no corpus host: each is issued when a client asks."""
+    return make_pki(tmp_path_factory.mktemp("corpus-pki"), ["upstream.test"])
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import ssl
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
-from tests.support.certs import UpstreamPKI
+from tests.support.certs import UpstreamPKI, server_context
 
 SHOP = "www.taobao.com"
 API = "h5api.m.taobao.com"
@@ -154,8 +153,7 @@ class LoopbackServers:
     def __init__(self, pki: UpstreamPKI, handler: Any) -> None:
         self.http = ThreadingHTTPServer(("127.0.0.1", 0), handler("http"))
         self.https = ThreadingHTTPServer(("127.0.0.1", 0), handler("https"))
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(pki.cert_pem, pki.key_pem)
+        context = server_context(pki)
         self.https.socket = context.wrap_socket(
             self.https.socket, server_side=True, do_handshake_on_connect=False
         )

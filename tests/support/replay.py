@@ -105,10 +105,6 @@ def wire_requests(path: Path, index: HostIndex) -> list[WireRequest]:
     return found
 
 
-def corpus_hosts(requests: list[WireRequest]) -> list[str]:
-    return sorted({r.host for r in requests})
-
-
 # -- the upstream ------------------------------------------------------------------------------
 
 
