@@ -134,6 +134,24 @@ def b64(value: str) -> tuple[str, str] | None:
     return text, label
 
 
+WRAP = 4  # the longest prefix or suffix a vendor puts around base64 (`T2gA…`, `…#1`)
+
+
+def b64_wrapped(value: str) -> tuple[str, str] | None:
+    """Base64 (or base64url) of JSON or a form behind a short vendor prefix or before a short
+    suffix, at most `WRAP` characters each: at most 2 x `WRAP` more decodings, and only text
+    with structure counts (random bytes often decode to a few printable characters)."""
+    if len(value) < 16 or len(value) > 1_000_000:
+        return None
+    for start, end in [(a, 0) for a in range(1, WRAP + 1)] + [(0, b) for b in range(1, WRAP + 1)]:
+        found = b64(value[start : len(value) - end])
+        if found is not None:
+            text = found[0].lstrip()
+            if text[:1] in "{[" or ("=" in text and "&" in text):
+                return found
+    return None
+
+
 def is_hex(value: str) -> bool:
     """Hex digits in pairs, at least 12 of them (what `hexa` will try)."""
     return not len(value) % 2 and _HEX.fullmatch(value) is not None

@@ -6,15 +6,26 @@ import re
 from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from itertools import accumulate
 from typing import Any, cast
 
+import phonenumbers
+
+from shopguard.engine.composite import AGENT_HEADERS
 from shopguard.engine.extract import Extraction, Field
 from shopguard.engine.findings import Finding, fingerprint, mask
 from shopguard.engine.keys import KeyDictionary, default_dictionary
 from shopguard.engine.known_values import KnownMatcher, fold
-from shopguard.engine.patterns import Hit, context_hits, geo_hits, text_hits
-from shopguard.engine.trackers import Linker, TrackerNames, inner_tokens
+from shopguard.engine.patterns import (
+    Hit,
+    context_hits,
+    device_shaped,
+    geo_hits,
+    known_format,
+    text_hits,
+)
+from shopguard.engine.trackers import Identifiers, Linker, inner_tokens, persistent_candidate
 
 DEFAULT_MIN_CONFIDENCE = 0.5
 _REMEMBERED = 20_000  # keys, values, hits, findings remembered per detector, then forgotten
@@ -27,6 +38,13 @@ _PLAIN: _Role = (_NONE, None, ())  # role, and whether it or its parent is perso
 _DIGIT = re.compile(r"\d")
 _ITEMS = re.compile(r"(?:\[\d+\])+$")
 _VALUE_LIKE = re.compile(r"(?:\d\D{0,2}){5}")  # a name with that many digits may be a value
+IDENTIFIERS = frozenset({"device_id", "tracking_id"})
+_PLACEHOLDERS = frozenset(
+    {"", "-1", "0", "null", "nil", "none", "undefined", "unknown", "not_init", "notinit",
+     "default", "n/a", "na", "false", "true", "empty", "anonymous", "guest", "nan"}
+)  # fmt: skip
+_FILLER = frozenset("-_:.{} ")
+_STEPS = frozenset("./[#")
 
 
 @dataclass
@@ -59,11 +77,15 @@ class Detector:
         self,
         extraction: Extraction,
         host: str = "",
-        trackers: TrackerNames | None = None,
+        trackers: Identifiers | None = None,
         linker: Linker | None = None,
+        party: str = "",
     ) -> list[Finding]:
+        """The findings of one request to `host`; `party`, who receives it (for the
+        persistent-identifier rule: a long value that reaches a second party)."""
         found: dict[tuple[str, str, str], Finding] = {}
         made = self._findings
+        ignores = trackers.ignores if trackers is not None and trackers.ignored else None
 
         def add(
             fld: Field,
@@ -75,10 +97,22 @@ class Detector:
         ) -> None:
             if hit.confidence < self.min_confidence:
                 return
+            if hit.category in IDENTIFIERS and (
+                placeholder(hit.value)
+                or (
+                    ignores is not None and detector != "profile" and ignores(fld.location, fld.key)
+                )
+            ):
+                return  # "-1", "NOT_INIT"; a session or signing value the site file names
             location = _named_location(fld, named) if named else fld.location
             slot = (hit.category, location, named)
-            if slot in found and found[slot].confidence >= hit.confidence:
-                return
+            if slot in found:  # one of the user's own values is reported as theirs, else the
+                before = found[slot]  # surest
+                if (before.detector == "profile") != (detector == "profile"):
+                    if before.detector == "profile":
+                        return
+                elif before.confidence >= hit.confidence:
+                    return
             key = (hit, location, fld.transform, detector, transform, linked, named)
             finding = made.get(key)
             if finding is None:  # findings are immutable: the same one recurs flow after flow
@@ -88,7 +122,7 @@ class Detector:
                     detector=detector,
                     transform=">".join(t for t in (fld.transform, transform) if t),
                     confidence=hit.confidence,
-                    preview=mask(hit.category, hit.value),
+                    preview=preview(hit, self.region),
                     fingerprint=fingerprint(self.secret, hit.category, hit.canonical),
                     linked_from=linked or None,
                     value=hit.value if self.keep_values else None,
@@ -106,19 +140,27 @@ class Detector:
         locations, keys, texts, _, parents = zip(*fields, strict=True)
         tracked: set[str] | frozenset[str] = _NONE
         if trackers is not None:
-            tracked = trackers.locations.intersection(locations)
-        if tracked:  # tracking identifiers, remembered before the linking below (so that a
+            by_location = trackers.by_location
+            tracked = by_location.keys() & set(locations)
+            if trackers.by_key:
+                by_key = trackers.by_key
+                tracked |= {fields[i].location for i, k in enumerate(keys) if k in by_key}
+        if tracked:  # identifiers by name, remembered before the linking below (so that a
             # cookie set and reused in one request links)
+            assert trackers is not None
             for index in [i for i, loc in enumerate(locations) if loc in tracked]:
                 fld = fields[index]
-                add(fld, "tracker", Hit("tracking_id", 0.9, fld.value, fld.value))
-                if linker is not None and fld.location.startswith(("cookie:", "set-cookie:")):
-                    linker.remember(fld.value, f"{fld.location}@{host}" if host else fld.location)
+                category = by_location.get(fld.location) or trackers.by_key[fld.key]
+                before = len(found)
+                add(fld, "tracker", Hit(category, 0.9, fld.value, fld.value))
+                if len(found) > before and linker is not None:
+                    origin = f"{fld.location}@{host}" if host else fld.location
+                    linker.remember(fld.value, origin, category)
         if extraction.response_cookies:  # a response cookie is a tracking identifier or nothing
             live = [i for i, loc in enumerate(locations) if not loc.startswith("set-cookie:")]
             fields = [fields[i] for i in live]
             if not fields:
-                return list(found.values())
+                return _most_specific(list(found.values()))
             locations, keys, texts, _, parents = zip(*fields, strict=True)
 
         role_of = self._roles_of(keys, parents)
@@ -155,7 +197,68 @@ class Detector:
                     entry[0] = True  # nothing by shape: not scanned again
         for fld, hit in geo_hits(positions):
             add(fld, "pattern", hit)
-        return list(found.values())
+        self._in_context(fields, role_of, add)
+        if linker is not None and party:
+            self._persistent(fields, found, host, party, linker, ignores, add)
+        if tracked:  # what the site file calls a value wins over what its key suggests
+            by_name = {(f.location, f.name) for f in found.values() if f.detector == "tracker"}
+            for slot in [s for s, f in found.items() if f.detector == "pattern"]:
+                if slot[0] in IDENTIFIERS and (slot[1], slot[2] or None) in by_name:
+                    del found[slot]
+        return _most_specific(list(found.values()))
+
+    @staticmethod
+    def _persistent(
+        fields: list[Field],
+        found: dict[tuple[str, str, str], Finding],
+        host: str,
+        party: str,
+        linker: Linker,
+        ignores: Callable[[str, str], bool] | None,
+        add: Callable[..., None],
+    ) -> None:
+        """Identifiers by behaviour: a long, varied value, constant across requests, that has
+        reached more than one party is a tracking identifier, named or not (`linked_from` says
+        where it was first seen). Values already found to be something are left as they are."""
+        taken = {f.location for f in found.values()}
+        for fld in fields:
+            if (
+                fld.location in taken
+                or fld.location.startswith(("set-cookie:", "header:referer", "header:origin"))
+                or not persistent_candidate(fld.value)
+                or (ignores is not None and ignores(fld.location, fld.key))
+            ):
+                continue
+            first = linker.sighted(
+                fld.value, party, f"{fld.location}@{host}" if host else fld.location
+            )
+            if first is not None:
+                add(fld, "tracker", Hit("tracking_id", 0.7, fld.value, fld.value), linked=first)
+
+    def _in_context(
+        self, fields: list[Field], role_of: list[_Role], add: Callable[..., None]
+    ) -> None:
+        """Values that say what they are by where they stand or by a published format: a
+        User-Agent's part shaped like a device identifier (`jdapp;android;12.1.0;;<uuid>`),
+        Meta's and Google Analytics' browser IDs (`fb.1.<ms>.<n>`, `GA1.2.<n>.<s>`), a short key
+        such as `post` next to address fields (a postcode)."""
+        near = self.keys.postcode_near_address
+        addressed: set[str] | None = None
+        for fld in fields:
+            if fld.parent in AGENT_HEADERS and device_shaped(fld.value):
+                add(fld, "pattern", Hit("device_id", 0.7, fld.value, fld.value.lower()))
+            elif known_format(fld.value):
+                add(fld, "pattern", Hit("tracking_id", 0.8, fld.value, fld.value))
+            elif fld.key and near(fld.key):
+                if addressed is None:
+                    addressed = {
+                        f.container
+                        for f, role in zip(fields, role_of, strict=True)
+                        if "address" in role[0]
+                    }
+                if fld.container in addressed:
+                    for hit in context_hits(fld, frozenset({"postcode"}), self.region):
+                        add(fld, "pattern", hit)
 
     def _name_hits(self, name: str) -> _Named:
         """What personal data a key is itself (`?<phone>=1`), nearly always none."""
@@ -231,11 +334,17 @@ class Detector:
         linker: Linker,
         add: Callable[..., None],
     ) -> None:
-        """Tracking values seen first in a cookie, reappearing elsewhere: as a whole value, or
-        as a token inside one (`…&uid=<cna>&…` in a JSON string)."""
+        """Identifiers named by a site file and seen before, reappearing elsewhere: as a whole
+        value, as a token inside one (`…&uid=<cna>&…` in a JSON string), or, when long, inside
+        a longer value without a delimiter (`<utdid><timestamp><counter>`)."""
         seen = linker.remembered
         inner = [entry[1] for entry in entries if entry is not None and entry[1]]
         linked = seen.keys() & set(values).union(*inner)
+        for index, value in enumerate(values):
+            if value not in linked and fields[index].location not in tracked:
+                for token in linker.inside(value):
+                    hit = Hit(linker.category_of(token), 0.75, token, token)
+                    add(fields[index], "tracker", hit, linked=seen[token])
         if not linked:
             return
         whole = [i for i, value in enumerate(values) if value in linked]
@@ -253,7 +362,8 @@ class Detector:
                 assert entry is not None
                 tokens = sorted(entry[1] & linked)
             for token in tokens:
-                add(fld, "tracker", Hit("tracking_id", 0.8, token, token), linked=seen[token])
+                hit = Hit(linker.category_of(token), 0.8, token, token)
+                add(fld, "tracker", hit, linked=seen[token])
 
     def _shapes(
         self, fields: list[Field], categories: list[frozenset[str]], add: Callable[..., None]
@@ -272,7 +382,10 @@ class Detector:
 
         folded = fold(text)
         for position, hit in text_hits(text, self.region, folded):
-            add(fields[owner(position)], "pattern", hit)
+            fld = fields[owner(position)]
+            if hit.category == "ip_address" and not _ip_by_value(fld, self.keys):
+                continue
+            add(fld, "pattern", hit)
         if self.matcher is not None:
             self._known(text, folded, fields, categories, owner, add)
         return [i for i in range(len(fields)) if i not in matched]
@@ -307,6 +420,69 @@ class Detector:
             value = match.value
             hit = Hit(value.category, 0.99, value.canonical, value.canonical)
             add(fields[owner(start)], "profile", hit, transform=match.transform)
+
+
+def preview(hit: Hit, region: str) -> str:
+    """The masked preview of a hit, the same for one value however it was written: a phone
+    from its number (national form in the user's region, `138****8000`, else international),
+    an e-mail address in lower case."""
+    if hit.category == "phone" and hit.canonical.startswith("+"):
+        return mask("phone", _phone_display(hit.canonical, region))
+    if hit.category == "email":
+        return mask("email", hit.canonical)
+    return mask(hit.category, hit.value)
+
+
+@lru_cache(maxsize=4096)
+def _phone_display(e164: str, region: str) -> str:
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return e164
+    if phonenumbers.region_code_for_number(number) == region:
+        return phonenumbers.national_significant_number(number)
+    return e164
+
+
+def _ip_by_value(fld: Field, keys: KeyDictionary) -> bool:
+    """Where an address found by its shape alone counts: in a cookie's or a header's value (a
+    part of it, JSON in it), or under base64, and not under a key naming a version or a server.
+    A plain parameter `v=1.2.3.4` is a version."""
+    if not (fld.location.startswith(("cookie:", "header:")) or "base64" in fld.transform):
+        return False
+    return keys.ip_context_ok(fld.key, fld.parent)
+
+
+def placeholder(value: str) -> bool:
+    """A value that stands for "no identifier": empty, `-1`, `0`, `NOT_INIT`, `null`, all zeros
+    (`00000000-0000-…`), one character repeated."""
+    compact = value.strip().strip("\"'")
+    if compact.lower() in _PLACEHOLDERS:
+        return True
+    rest = set(compact) - _FILLER
+    return len(rest) <= 1
+
+
+def _most_specific(findings: list[Finding]) -> list[Finding]:
+    """One value found both in a whole value and in a part of it (the User-Agent, and its
+    UTDID product) is reported where it is: at the innermost location."""
+    if len(findings) < 2:
+        return findings
+    seen: dict[tuple[str, str], list[str]] = {}
+    for finding in findings:
+        seen.setdefault((finding.category, finding.fingerprint), []).append(finding.location)
+    if all(len(v) == 1 for v in seen.values()):
+        return findings
+    return [
+        f
+        for f in findings
+        if not any(
+            other != f.location
+            and other.startswith(f.location)
+            and other[len(f.location)] in _STEPS
+            for other in seen[(f.category, f.fingerprint)]
+        )
+    ]
 
 
 def _named_location(fld: Field, name: str) -> str:

@@ -12,11 +12,11 @@ from functools import cached_property
 from typing import Any
 from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
-from shopguard.engine import decode, jsonpath
+from shopguard.engine import composite, decode, jsonpath
 from shopguard.engine import location as loc
 from shopguard.engine.body import FORM, JSON, MULTIPART, Body, Multipart
 from shopguard.engine.findings import Finding
-from shopguard.engine.location import DOCUMENT, FRAGMENT, INDEX, NAME, LocationError, Step
+from shopguard.engine.location import DOCUMENT, FRAGMENT, INDEX, NAME, PART, LocationError, Step
 from shopguard.engine.policy import NameIndex, NameRule
 from shopguard.engine.request import PlainRequest
 
@@ -402,14 +402,16 @@ class Editor:
             name, rest = (str(first.value), rest) if first.kind == NAME else ("", steps)
             if rest and rest[0].kind == DOCUMENT:
                 document = self.nested_json(kind, name)
-                return jsonpath.scalar(jsonpath.get(_plain(document), rest[1:]))
+                path, parts = _split_parts(rest[1:])
+                return _inside(jsonpath.scalar(jsonpath.get(_plain(document), path)), parts)
             return _inside(self.pairs(kind).get(name), rest)
         if kind == "body" and first.kind == DOCUMENT:
-            return jsonpath.scalar(jsonpath.get(self.json, rest))
+            path, parts = _split_parts(rest)
+            return _inside(jsonpath.scalar(jsonpath.get(self.json, path)), parts)
         if kind == "cookie" and first.kind == NAME:
-            return _inside(self.cookies.get(str(first.value)), rest)
+            return _inside(self.cookies.get(str(first.value)), rest, str(first.value))
         if kind == "header" and first.kind == NAME:
-            return _inside(self.header(str(first.value)), rest)
+            return _inside(self.header(str(first.value)), rest, str(first.value))
         if kind == "path" and first.kind == INDEX:
             segments = [s for s in self.path.split("/") if s]
             index = int(first.value)
@@ -450,7 +452,7 @@ class Editor:
                 return done
             if rest[0].kind == DOCUMENT:
                 document = self.nested_json(kind, name)
-                if document is None or not jsonpath.edit(_plain(document), rest[1:], value):
+                if document is None or not _edit_json(_plain(document), rest[1:], value):
                     self.problem = missing
                     return False
                 if not isinstance(document, _Edited):
@@ -462,7 +464,7 @@ class Editor:
                 return False
             return pairs.set(name, changed)
         if kind == "body" and first.kind == DOCUMENT:
-            if not jsonpath.edit(self.json, rest, value):
+            if not _edit_json(self.json, rest, value):
                 self.problem = missing
                 return False
             self.body_changed = True
@@ -471,7 +473,7 @@ class Editor:
             name = str(first.value)
             if not rest:
                 return self.cookies.remove(name) if value is None else self.cookies.set(name, value)
-            changed = _edit_inside(self.cookies.get(name), rest, value)
+            changed = _edit_inside(self.cookies.get(name), rest, value, name)
             if changed is None:
                 self.problem = missing
                 return False
@@ -503,7 +505,7 @@ class Editor:
         self, name: str, rest: tuple[Step, ...], value: str | None, missing: str
     ) -> bool:
         if rest:
-            changed = _edit_inside(self.header(name), rest, value)
+            changed = _edit_inside(self.header(name), rest, value, name)
             if changed is None:
                 self.problem = missing
                 return False
@@ -548,11 +550,35 @@ class Editor:
 # -- values inside values: a URL's parameters, a form's, a JSON document in a string -----------
 
 
-def _inside(value: str | None, steps: tuple[Step, ...]) -> str | None:
-    """What is at `steps` inside `value`; `value` itself without steps."""
+def _split_parts(steps: tuple[Step, ...]) -> tuple[tuple[Step, ...], tuple[Step, ...]]:
+    """The steps into a JSON document, and those into a composite value held there (from its
+    first `/part` step on)."""
+    for index, step in enumerate(steps):
+        if step.kind == PART:
+            return steps[:index], steps[index:]
+    return steps, ()
+
+
+def _edit_json(document: Any, steps: tuple[Step, ...], new: str | None) -> bool:
+    """Remove or set what is at `steps` in a JSON document, also a part of a string in it
+    (`$.deviceID/1`: the string keeps its other parts)."""
+    path, parts = _split_parts(steps)
+    if not parts:
+        return jsonpath.edit(document, path, new)
+    current = jsonpath.get(document, path)
+    changed = _edit_inside(current, parts, new) if isinstance(current, str) else None
+    return changed is not None and jsonpath.edit(document, path, changed)
+
+
+def _inside(value: str | None, steps: tuple[Step, ...], owner: str = "") -> str | None:
+    """What is at `steps` inside `value` (the value of the header or cookie `owner`, whose
+    parts `/name` steps name); `value` itself without steps."""
     if value is None or not steps:
         return value
     step = steps[0]
+    if step.kind == PART:
+        part = composite.find(value, owner, step.value)
+        return _inside(value[part.start : part.end], steps[1:]) if part is not None else None
     if step.kind == DOCUMENT:
         document = jsonpath.faithful(value)
         found = jsonpath.scalar(jsonpath.get(document, steps[1:])) if document else None
@@ -561,12 +587,22 @@ def _inside(value: str | None, steps: tuple[Step, ...]) -> str | None:
     return _inside(pairs[1].get(str(step.value)), steps[1:]) if pairs is not None else None
 
 
-def _edit_inside(value: str | None, steps: tuple[Step, ...], new: str | None) -> str | None:
+def _edit_inside(
+    value: str | None, steps: tuple[Step, ...], new: str | None, owner: str = ""
+) -> str | None:
     """`value` with what is at `steps` inside it removed (`new` None) or set; None when that is
-    not there."""
+    not there. `owner`: the header or cookie the value is of (for its parts)."""
     if value is None or not steps:
         return None
     step = steps[0]
+    if step.kind == PART:
+        if len(steps) == 1:
+            return composite.edited(value, owner, step.value, new)
+        part = composite.find(value, owner, step.value)
+        if part is None:
+            return None
+        inner = _edit_inside(value[part.start : part.end], steps[1:], new)
+        return None if inner is None else value[: part.start] + inner + value[part.end :]
     if step.kind == DOCUMENT:
         document = jsonpath.faithful(value)
         if document is None or not jsonpath.edit(document, steps[1:], new):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-from shopguard.engine import decode
+from shopguard.engine import composite, decode
 from shopguard.engine import location as loc
 from shopguard.engine.body import (
     ABSENT,
@@ -111,6 +111,13 @@ class _Walker:
             return
         if not value:
             return
+        if "|" in value and " " not in value:
+            # parts joined by `|` (`<android id>|<uuid>`), in any value
+            parts = composite.value_parts(value)
+            if parts:  # the whole, without its key (the parts are what the key names)
+                self.fields.append(_new(Field, (location, "", value, transform, parent)))
+                self.parts(location, key, value, parts, transform)
+                return
         if value.isdigit():  # a plain number: nothing to decode
             self.fields.append(_new(Field, (location, key, value, transform, parent)))
             return
@@ -194,7 +201,7 @@ class _Walker:
         if decode.is_hex(stripped):  # hex digits: never tried as base64 (that gives bytes)
             step, label = decode.hexa(stripped), "hex"
         else:
-            found = decode.b64(stripped)
+            found = decode.b64(stripped) or decode.b64_wrapped(stripped)
             step, label = found if found else (None, "")
         if step is None:
             return False
@@ -260,6 +267,8 @@ class _Walker:
         the fragment parameters of the URL at `base`."""
         prefix = base + "#" if fragment else base if base.endswith(":") else base + "."
         escaped, escape, emit = loc.escaped_names, loc.escape, self.emit
+        # a cookie's or header's form: its values may be joined parts (`x_user=CN|Wang|…`)
+        joined = base.startswith(("cookie:", "header:"))
         pairs = text.split("&")
         if len(pairs) > self.limits.max_fields:
             self.out.cut(f"more than {self.limits.max_fields} fields")
@@ -272,7 +281,9 @@ class _Walker:
                 if "%" in raw or (plus and "+" in raw):
                     raw = decode.unquote(raw, plus=plus)
                 where = prefix + (escaped.get(name) or escape(name))
-                if raw:
+                if raw and joined and ("|" in raw or ";" in raw or "," in raw):
+                    self.joined(where, name, raw, transform)
+                elif raw:
                     emit(where, name, raw, transform)
                 elif len(self.fields) < self.max_fields:  # a name alone may be personal data
                     self.fields.append(_new(Field, (where, name, "", transform, "")))
@@ -283,6 +294,7 @@ class _Walker:
         if parts is None:
             self.out.cut("an unparsable URL")
             return
+        self.host(url)
         path, query, fragment = parts
         segments = [s for s in path.split("/") if s]
         for index, segment in enumerate(segments[: self.limits.max_fields]):
@@ -292,6 +304,23 @@ class _Walker:
         if fragment:
             self.form(fragment, "fragment:", "", plus=False)
 
+    def host(self, url: str) -> None:
+        """The labels of the URL's host that may be a value (`13800138000.example.com`): those
+        with a digit or five and more characters before the registrable domain's two."""
+        start = url.find("//") + 2
+        end = len(url)
+        for mark in "/?#":
+            cut = url.find(mark, start)
+            if cut != -1:
+                end = min(end, cut)
+        netloc = url[start:end].rpartition("@")[2]
+        if netloc.startswith("["):  # an IPv6 literal: the server's address
+            return
+        labels = netloc.partition(":")[0].split(".")
+        for index, label in enumerate(labels[:-2]):
+            if any(c.isdigit() for c in label) and len(label) >= 5:
+                self.emit(loc.host_label(index), "", decode.unquote(label))
+
     def headers(self, headers: Sequence[tuple[str, str]]) -> None:
         for name, value in headers:
             lower = name.lower()
@@ -299,7 +328,11 @@ class _Walker:
                 self.recall(_Walker.cookies, "cookie:", "", value)
             elif lower not in _SKIP_HEADERS:
                 location = loc.top("header", lower)
-                read = _Walker.address if location in _URL_HEADERS else _Walker.emit
+                read: _Reader = _Walker.joined
+                if location in _URL_HEADERS:
+                    read = _Walker.address
+                elif lower in composite.AGENT_HEADERS:
+                    read = _Walker.agent
                 self.recall(read, location, lower, value)
 
     def address(
@@ -325,7 +358,40 @@ class _Walker:
         for pair in header.split(";"):
             name, eq, value = pair.strip().partition("=")
             if eq and name:
-                self.recall(_Walker.emit, base + loc.escape(name), name, value.strip().strip('"'))
+                value = value.strip().strip('"')
+                self.recall(_Walker.joined, base + loc.escape(name), name, value)
+
+    def joined(self, location: str, key: str, value: str, transform: str = "") -> None:
+        """A cookie's or header's value, and, when it is one, each part of it joined by `|`,
+        `;` or `,` (`location/name`, `location/3`)."""
+        if "|" in value or ";" in value or "," in value:  # (most values have no separator)
+            parts = composite.value_parts(value, key)
+            if parts:  # the value as sent (without its key: the parts are what the key names),
+                if len(self.fields) < self.max_fields:  # then its parts, each decoded alone
+                    self.fields.append(_new(Field, (location, "", value, transform, "")))
+                self.parts(location, key, value, parts, transform)
+                return
+        self.emit(location, key, value, transform)
+
+    def agent(self, location: str, key: str, value: str) -> None:
+        """A User-Agent, and each of its named products and items, and its identifier-like
+        unnamed fields (`header:user-agent/UTDID`, `header:user-agent/4`)."""
+        self.emit(location, key, value)
+        self.parts(location, key, value, composite.agent_parts(value))
+
+    def parts(
+        self,
+        location: str,
+        key: str,
+        value: str,
+        parts: list[composite.Part],
+        transform: str = "",
+    ) -> None:
+        for name, start, end in parts:  # a named part has its name as key, an unnamed one the
+            text = value[start:end]  # key of the whole (`deviceID: "<a>|<b>"`)
+            if text:
+                label = name if isinstance(name, str) else key
+                self.emit(loc.part(location, name), label, text, transform, key)
 
     def set_cookies(self, headers: Sequence[tuple[str, str]]) -> None:
         for name, value in headers:

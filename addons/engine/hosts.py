@@ -10,9 +10,26 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urlsplit
 
+from publicsuffixlist import PublicSuffixList
+
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+
+
+@lru_cache(maxsize=1)
+def suffixes() -> PublicSuffixList:
+    """The public suffix list (the copy the publicsuffixlist package ships), loaded once."""
+    return PublicSuffixList()
+
+
+@lru_cache(maxsize=4096)
+def registrable_domain(host: str) -> str:
+    """The registrable domain of `host` (`h5api.m.taobao.com` -> `taobao.com`); the host itself
+    where there is none (an IP address, a bare suffix)."""
+    host = host.lower().rstrip(".")
+    return suffixes().privatesuffix(host) or host
 
 
 class GlobError(ValueError):

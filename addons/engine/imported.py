@@ -5,11 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
 
-from publicsuffixlist import PublicSuffixList
-
-from shopguard.engine.hosts import GlobError, HostGlob, parse_glob
+from shopguard.engine.hosts import GlobError, HostGlob, parse_glob, suffixes
 from shopguard.engine.policy import parse_pattern
 from shopguard.engine.settings import Site
 
@@ -19,11 +16,6 @@ _MAX_SHOWN = 160  # characters of a rule quoted in a comment or message
 
 class ImportFailure(ValueError):
     """Input that cannot be imported at all; the message says where and why."""
-
-
-@lru_cache(maxsize=1)
-def _suffixes() -> PublicSuffixList:
-    return PublicSuffixList()
 
 
 # -- domains named by rules ----------------------------------------------------------------------
@@ -132,7 +124,7 @@ def _own_hosts(name: str, doms: Iterable[Dom]) -> list[str]:
     for dom in doms:
         if dom.any_tld:
             continue
-        registrable = _suffixes().privatesuffix(dom.labels)
+        registrable = suffixes().privatesuffix(dom.labels)
         if registrable and registrable.split(".")[0] == name:
             glob = f"*.{registrable}"
             if glob not in found:

@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from shopguard.engine.composite import AGENT_HEADERS
+
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _SPLIT = re.compile(r"[^a-z0-9$\u3000-\u9fff\uac00-\ud7af]+")
 _CJK = re.compile(r"[\u3000-\u9fff\uac00-\ud7af]")
@@ -21,29 +23,60 @@ def words(key: str) -> tuple[str, ...]:
     return tuple(w for w in _SPLIT.split(_CAMEL.sub(" ", key).lower()) if w)
 
 
+GLUED = 5  # a phrase this long, written as one word, counts at the end of a longer word
+_DIGEST_SUFFIXES = ("md5", "sha1", "sha256", "hash", "enc")  # `deviceidmd5`: a digest of one
+
+
 @dataclass(frozen=True)
 class _Category:
     phrases: frozenset[tuple[str, ...]]
     joined: frozenset[str]  # phrases written as one word: "receivermobile"
     cjk: tuple[str, ...]
+    glued: tuple[str, ...] = ()  # joined phrases long enough to be found glued to others
+    vetoes: frozenset[str] | None = None  # this category's own `not:` words
 
     def matches(self, key: str, key_words: tuple[str, ...]) -> bool:
         if any(term in key for term in self.cjk):
             return True
-        if "".join(key_words) in self.joined:
+        whole = "".join(key_words)
+        if whole in self.joined:
             return True
         for size in range(1, min(4, len(key_words)) + 1):
             for start in range(len(key_words) - size + 1):
                 if key_words[start : start + size] in self.phrases:
                     return True
-        return False
+        return bool(self.glued) and _glued(key_words, self.glued)
+
+
+def _glued(key_words: tuple[str, ...], glued: tuple[str, ...]) -> bool:
+    """A word that ends with a long phrase written as one word (`clientdeviceid`,
+    `xdevid`-like names glued to a prefix), or such a word followed by a digest's name
+    (`deviceidmd5`): the rule that splits glued words, instead of listing each."""
+    for word in key_words:
+        for suffix in ("", *_DIGEST_SUFFIXES):
+            if suffix and not word.endswith(suffix):
+                continue
+            stem = word[: len(word) - len(suffix)] if suffix else word
+            if len(stem) > GLUED and stem.endswith(glued):
+                return True
+            if suffix and stem in glued:
+                return True
+    return False
 
 
 def _category(entry: dict[str, Any], field: str = "words") -> _Category:
     terms = [str(t) for t in entry.get(field, [])]
     phrases = frozenset(words(t) for t in terms if not _CJK.search(t))
     joined = frozenset("".join(p) for p in phrases)
-    return _Category(phrases, joined, tuple(str(t) for t in entry.get("cjk", [])))
+    glued = tuple(sorted(j for j in joined if len(j) >= GLUED)) if entry.get("glued") else ()
+    vetoes = entry.get("not")
+    return _Category(
+        phrases,
+        joined,
+        tuple(str(t) for t in entry.get("cjk", [])),
+        glued,
+        frozenset(w for v in vetoes for w in words(str(v))) if vetoes is not None else None,
+    )
 
 
 class KeyDictionary:
@@ -56,8 +89,13 @@ class KeyDictionary:
             for name, entry in data.items()
             if name not in ("not", "geo") and isinstance(entry, dict)
         }
-        name_entry = data.get("name", {})
-        self.name_parents = _category({"words": name_entry.get("parents", [])})
+        # generic keys (`name`, `detail`, `post`) that count inside an object of a meaning
+        self.inside = {
+            name: (_category({"words": entry["generic"]}), _category({"words": entry["parents"]}))
+            for name, entry in data.items()
+            if isinstance(entry, dict) and "parents" in entry and "generic" in entry
+        }
+        self.near_address = _category({"words": data.get("postcode", {}).get("near_address", [])})
         geo = data.get("geo", {})
         self.latitude = _category({"words": geo.get("latitude", [])})
         self.longitude = _category({"words": geo.get("longitude", [])})
@@ -69,12 +107,36 @@ class KeyDictionary:
         if not key:
             return frozenset()
         key_words = words(key)
-        if self.vetoes.intersection(key_words):
-            return frozenset()
-        found = {name for name, cat in self.categories.items() if cat.matches(key, key_words)}
-        if key_words == ("name",) and parent and self.name_parents.matches(parent, words(parent)):
-            found.add("name")
+        vetoed = not self.vetoes.isdisjoint(key_words)
+        found = {
+            name
+            for name, cat in self.categories.items()
+            if (cat.vetoes.isdisjoint(key_words) if cat.vetoes is not None else not vetoed)
+            and cat.matches(key, key_words)
+        }
+        if parent and not vetoed:
+            for name, (generic, parents) in self.inside.items():
+                if key_words in generic.phrases and parents.matches(parent, words(parent)):
+                    found.add(name)
+        if "tracking_id" in found:  # `umidToken`, `deviceFingerprint`: the longer phrase says
+            found.discard("device_id")  # what it is (a fingerprint token, not the device's ID)
         return frozenset(found)
+
+    @lru_cache(maxsize=4096)  # noqa: B019
+    def ip_context_ok(self, key: str, parent: str) -> bool:
+        """Whether an address found by its shape under `key` may be the user's: not under a
+        key (or parent) that names a version, a server or another machine."""
+        if parent in AGENT_HEADERS:  # a User-Agent's products: `Chrome/124.0.0.0`
+            return False
+        vetoes = self.categories["ip_address"].vetoes if "ip_address" in self.categories else None
+        if not vetoes:
+            return True
+        return vetoes.isdisjoint(words(key)) and vetoes.isdisjoint(words(parent))
+
+    @lru_cache(maxsize=4096)  # noqa: B019
+    def postcode_near_address(self, key: str) -> bool:
+        """A short key (`post`) that is a postcode when address fields are beside it."""
+        return bool(key) and words(key) in self.near_address.phrases
 
     @lru_cache(maxsize=4096)  # noqa: B019
     def geo_role(self, key: str) -> str | None:

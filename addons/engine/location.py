@@ -10,8 +10,13 @@ in the README (*Locations*). In short:
              | "#" name                   a parameter of the fragment of a URL inside the value
              | "[" digits "]"             an item of a JSON array
              | ".$"                       the JSON document inside this (string) value
-    name     = characters, with `%`, `.`, `:`, `$`, `[`, `]`, `@`, `#`, `{`, `}`, spaces and
-               control characters written as `%XX` (UTF-8 bytes of the character)
+             | "/" name                   a named part of a composite value: a `name/value`
+                                          product of a User-Agent, a `name=value` part of a
+                                          value split by `;`, `|` or `,`
+             | "/" digits                 the n-th part (from 0) of such a value, unnamed
+    name     = characters, with `%`, `.`, `:`, `$`, `[`, `]`, `@`, `#`, `{`, `}`, `/`, spaces
+               and control characters written as `%XX` (UTF-8 bytes of the character); a
+               part's name of digits only has its first digit written so (`/%31`)
              | "{" category ":" preview "}"   a name that is itself personal data, masked
 
 Parsing gives a `Location`: its kind and a tuple of `Step`s, so that code never slices
@@ -29,6 +34,7 @@ KINDS = frozenset(
         "query",
         "fragment",
         "path",
+        "host",
         "header",
         "cookie",
         "set-cookie",
@@ -40,11 +46,13 @@ KINDS = frozenset(
 )
 WHOLE = frozenset({"body.text", "ws.text"})  # locations that are a whole body or message
 NAME, FRAGMENT, INDEX, DOCUMENT, MASKED = "name", "fragment", "index", "document", "masked"
+PART = "part"  # a part of a composite value: by name (str) or by position (int)
+NUMBERED = frozenset({"path", "host"})  # kinds whose first step is a number
 
-_RESERVED = re.compile(r"[%.:$\[\]@#{}\s\x00-\x1f\x7f\ud800-\udfff]")
+_RESERVED = re.compile(r"[%.:$\[\]@#{}/\s\x00-\x1f\x7f\ud800-\udfff]")
 _ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}(?:%[0-9A-Fa-f]{2})*")
-_DELIMITERS = re.compile(r"[.#\[]")
-_RAW = re.compile(r"[:$\[\]@{}\s\x00-\x1f\x7f]")  # what a name holds only escaped
+_DELIMITERS = re.compile(r"[.#/\[]")
+_RAW = re.compile(r"[:$\[\]@{}/\s\x00-\x1f\x7f]")  # what a name holds only escaped
 escaped_names: dict[str, str] = {}  # name -> as written (names recur request after request)
 
 
@@ -54,7 +62,8 @@ class LocationError(ValueError):
 
 class Step(NamedTuple):
     """One step of a location: a name, a fragment parameter, an array index, the JSON document
-    inside a value, or a masked name (`value` is then "category:preview")."""
+    inside a value, a part of a composite value (its name, or its position as an int), or a
+    masked name (`value` is then "category:preview")."""
 
     kind: str
     value: str | int = ""
@@ -140,6 +149,22 @@ def path_segment(index: int) -> str:
     return f"path:{index}"
 
 
+def host_label(index: int) -> str:
+    """The `index`-th label of the request's host, leftmost first (`host:0`)."""
+    return f"host:{index}"
+
+
+def part(base: str, name: str | int) -> str:
+    """A part of the composite value at `base`: named (`header:user-agent/UTDID`) or the n-th
+    unnamed one (`header:user-agent/4`)."""
+    if isinstance(name, int):
+        return f"{base}/{name}"
+    token = escape(name)
+    if token.isdigit():  # a name of digits is not a position
+        token = f"%{ord(token[0]):02X}{token[1:]}"
+    return f"{base}/{token}"
+
+
 def masked(category: str, preview: str) -> str:
     """A name that is personal data, as it is written instead of it: `{phone:138****8000}`."""
     return "{" + category + ":" + preview.replace("%", "%25").replace("}", "%7D") + "}"
@@ -155,6 +180,8 @@ def build(location: Location) -> str:
         position = index + whole
         if step.kind == INDEX:
             text = f"{step.value}" if position == 0 else f"[{step.value}]"
+        elif step.kind == PART:
+            text = part("", step.value)
         else:
             if step.kind == DOCUMENT:
                 token = "$"
@@ -178,7 +205,7 @@ def parse(text: str) -> Location:
     if text in WHOLE:
         return Location(text)
     whole = next(
-        (w for w in WHOLE if text.startswith(w) and text[len(w) : len(w) + 1] in ".#["), ""
+        (w for w in WHOLE if text.startswith(w) and text[len(w) : len(w) + 1] in ".#[/"), ""
     )
     if whole:  # what a whole text body or message holds (a form, a URL, JSON inside it)
         kind, rest = whole, text[len(whole) :]
@@ -209,11 +236,15 @@ def parse(text: str) -> Location:
             position = end
             if token != "$" and _RAW.search(token):
                 raise LocationError(f"unescaped character in {token!r} of {text!r}")
-            if token == "$" and lead != "#":
+            if lead == "/":
+                if not token:
+                    raise LocationError(f"empty part in {text!r}")
+                steps.append(Step(PART, int(token) if token.isdigit() else unescape(token)))
+            elif token == "$" and lead != "#":
                 steps.append(Step(DOCUMENT))
-            elif kind == "path" and not steps:
+            elif kind in NUMBERED and not steps:
                 if not token.isdigit():
-                    raise LocationError(f"a path location takes a segment number: {text!r}")
+                    raise LocationError(f"a {kind} location takes a number: {text!r}")
                 steps.append(Step(INDEX, int(token)))
             else:
                 steps.append(Step(FRAGMENT if lead == "#" else NAME, unescape(token)))
@@ -228,7 +259,7 @@ def parse(text: str) -> Location:
         if position >= size:
             return Location(kind, tuple(steps))
         lead = rest[position]
-        if lead not in ".#":
+        if lead not in ".#/":
             raise LocationError(f"unexpected {lead!r} in {text!r}")
         position += 1
 
@@ -241,7 +272,7 @@ def innermost_name(location: str) -> str:
     except LocationError:
         return ""
     for step in reversed(steps):
-        if step.kind in (NAME, FRAGMENT):
+        if step.kind in (NAME, FRAGMENT) or (step.kind == PART and isinstance(step.value, str)):
             return str(step.value)
         if step.kind == MASKED:
             return ""

@@ -15,9 +15,9 @@ from functools import lru_cache
 from typing import NamedTuple
 
 import phonenumbers
-from publicsuffixlist import PublicSuffixList
 
 from shopguard.engine.extract import Field
+from shopguard.engine.hosts import suffixes
 
 
 class Hit(NamedTuple):
@@ -63,11 +63,6 @@ _CARD_PREFIXES = (
 )  # fmt: skip
 
 
-@lru_cache(maxsize=1)
-def _suffixes() -> PublicSuffixList:
-    return PublicSuffixList()
-
-
 def luhn(digits: str) -> bool:
     total = 0
     for index, char in enumerate(reversed(digits)):
@@ -106,7 +101,7 @@ def card_issuer_ok(digits: str) -> bool:
 @lru_cache(maxsize=4096)
 def email_ok(domain: str) -> bool:
     """A domain under a real public suffix (`2x.png` has none)."""
-    return _suffixes().publicsuffix(domain.lower(), accept_unknown=False) is not None
+    return suffixes().publicsuffix(domain.lower(), accept_unknown=False) is not None
 
 
 @lru_cache(maxsize=8192)  # the same numbers recur in request after request
@@ -148,14 +143,12 @@ def context_hits(field: Field, categories: frozenset[str], region: str) -> list[
             hits.append(Hit("payment_card", 0.9, stripped, digits))
     if "device_id" in categories and _plausible_identifier(value):
         hits.append(Hit("device_id", 0.8, stripped, stripped.lower()))
+    elif "tracking_id" in categories and _plausible_identifier(value):
+        hits.append(Hit("tracking_id", 0.75, stripped, stripped))
     if "ip_address" in categories:
         for part in value.split(","):
-            try:
-                ip = ipaddress.ip_address(part.strip())
-            except ValueError:
-                continue
-            if not (ip.is_loopback or ip.is_unspecified):
-                hits.append(Hit("ip_address", 0.9, part.strip(), str(ip)))
+            if (ip := user_ip(part.strip())) is not None:
+                hits.append(Hit("ip_address", 0.9, part.strip(), ip))
     if "name" in categories and _plausible_name(stripped):
         hits.append(Hit("name", 0.75, stripped, stripped.casefold()))
     if "address" in categories and _plausible_address(stripped):
@@ -167,6 +160,97 @@ def context_hits(field: Field, categories: frozenset[str], region: str) -> list[
     ):
         hits.append(Hit("postcode", 0.8, stripped, stripped.upper().replace(" ", "")))
     return hits
+
+
+# the documentation ranges stand for a user's address in examples and fixtures (RFC 5737, 3849)
+_DOCUMENTATION = tuple(
+    ipaddress.ip_network(n)
+    for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
+)
+_IPV4 = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
+_IPV6 = re.compile(r"[0-9A-Fa-f]{1,4}:[0-9A-Fa-f:]{2,37}[0-9A-Fa-f]")
+
+
+@lru_cache(maxsize=4096)
+def user_ip(text: str) -> str | None:
+    """The address, if `text` is an IP address that can be a user's: a public one (or one of
+    the documentation ranges). Private, loopback, link-local, shared (CGNAT), multicast and
+    reserved addresses, and 0.0.0.0, are a device's own network or nobody's."""
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if ip.is_global or any(ip in net for net in _DOCUMENTATION if ip.version == net.version):
+        return str(ip)
+    return None
+
+
+def _ip_delimiter(char: str) -> bool:
+    """What stands around an address written as a value: nothing, a separator or a quote (not a
+    letter, digit, `.`, `-`, `_`, or a `/` of a product's version or a URL's host)."""
+    return not char or char in "|;,:=&\x00 \t\"'()[]{}<>"
+
+
+def ip_hits(text: str) -> Iterator[tuple[int, Hit]]:
+    """IP addresses by value, anywhere in `text`: a dotted quad not inside a longer run of
+    dotted numbers (`11.1.2.3.1700000000000` is no address, nor is a version `1.2.3.4.5`) nor
+    after a `/` (`Chrome/120.0.0.0`, a URL's host), or an IPv6 address with two colons or more.
+    Keys that name a version or a server are left to the caller."""
+    for match in _IPV4.finditer(text):
+        start, end = match.start(), match.end()
+        before = text[start - 1] if start else ""
+        after = text[end] if end < len(text) else ""
+        if not (_ip_delimiter(before) and _ip_delimiter(after)):
+            continue  # inside a longer token: `v1.2.3.4`, `…-1.0.1.1-…`, `Chrome/1.2.3.4`
+        if match.group().endswith((".0", ".255")):
+            continue  # a network's or broadcast address, or a version `124.0.0.0`
+        if (ip := user_ip(match.group())) is not None:
+            yield start, Hit("ip_address", 0.7, match.group(), ip)
+    if "::" in text or text.count(":") >= 4:
+        for match in _IPV6.finditer(text):
+            found = match.group()
+            if found.count(":") < 2 or (match.start() and text[match.start() - 1].isalnum()):
+                continue
+            if (ip := user_ip(found)) is not None:
+                yield match.start(), Hit("ip_address", 0.7, found, ip)
+
+
+_UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+_HEX_ID = re.compile(r"[0-9A-Fa-f]{16,64}")
+_TOKEN_ID = re.compile(r"[A-Za-z0-9+/_-]{20,64}={0,2}")
+
+
+# identifiers with a documented format, wherever they travel: Meta's browser and click IDs
+# (`fb.1.<ms>.<random>`), Google Analytics' client ID (`GA1.2.<random>.<s>`)
+_KNOWN_FORMATS = re.compile(r"fb\.\d\.1\d{12}\.[A-Za-z0-9_-]{6,}|GA1\.\d\.\d{5,12}\.1\d{9}")
+
+
+def known_format(value: str) -> bool:
+    """A value in the published format of a common tracking identifier."""
+    return value.startswith(("fb.", "GA1.")) and _KNOWN_FORMATS.fullmatch(value) is not None
+
+
+def device_shaped(value: str) -> bool:
+    """A value shaped like a device identifier: a UUID (IDFA, IDFV, OAID), 16 to 64 hex digits
+    (Android ID, an SDK's hashed ID), a 15-digit IMEI with its Luhn check, or a 20 to 64
+    character token mixing upper and lower case letters and digits (Alibaba's utdid).
+    Versions, words and dates are none of these."""
+    if len(value) < 15 or len(value) > 66:
+        return False
+    if _UUID.fullmatch(value):
+        return value.strip("0-") != ""
+    if value.isdigit():
+        return len(value) == 15 and luhn(value)
+    if _HEX_ID.fullmatch(value):
+        letters = sum(c.isalpha() for c in value)
+        return 2 <= letters < len(value) - 2
+    if _TOKEN_ID.fullmatch(value):
+        return (
+            any(c.islower() for c in value)
+            and any(c.isupper() for c in value)
+            and sum(c.isdigit() for c in value) >= 2
+        )
+    return False
 
 
 def _alone(text: str, start: int, end: int, alnum: bool = False) -> bool:
@@ -230,6 +314,8 @@ def text_hits(text: str, region: str, folded: str | None = None) -> Iterator[tup
             continue
         if e164 := parse_phone(match.group(0), region):
             yield match.start(), Hit("phone", 0.75, match.group(0), e164)
+    if "." in text or ":" in text:
+        yield from ip_hits(text)
     if "imei" in (text.casefold() if folded is None else folded):
         for match in _IMEI.finditer(text):
             before = text[max(0, match.start() - 12) : match.start()].rpartition("\x00")[2]

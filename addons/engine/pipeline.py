@@ -24,13 +24,13 @@ from shopguard.engine.body import JSON, Body, read_body
 from shopguard.engine.detect import Detector
 from shopguard.engine.extract import Extraction, Limits, extract, extract_message
 from shopguard.engine.findings import Finding
-from shopguard.engine.hosts import normalize_host
+from shopguard.engine.hosts import normalize_host, registrable_domain
 from shopguard.engine.hosts import route as route_host
 from shopguard.engine.location import escape, masked, with_masks
 from shopguard.engine.redact import Action, Outcome, redact, tracker_block, uninspected_block
 from shopguard.engine.request import PlainRequest
 from shopguard.engine.settings import Config, Site
-from shopguard.engine.trackers import Linker, TrackerNames
+from shopguard.engine.trackers import Identifiers, Linker
 
 STREAMED = "its body is streamed and cannot be inspected"
 
@@ -137,7 +137,7 @@ def process(
         result.outcome = Outcome(url=request.url, headers=list(request.headers))
         return result
     extraction = extract(request, ctx.limits)
-    trackers = routed.site.tracking_ids if routed is not None else None
+    trackers = routed.site.identifiers if routed is not None else None
     _detect(ctx, result, extraction, trackers)
     if routed is None or blocked:
         result.outcome = Outcome(url=request.url, headers=list(request.headers))
@@ -168,7 +168,7 @@ def response_cookies(ctx: Context, routed: Routed, headers: list[tuple[str, str]
     """The tracking identifiers a response sets (`set-cookie:…`)."""
     request = PlainRequest("GET", "", (), b"", False, headers)
     extraction = extract(request, ctx.limits)
-    return ctx.detector.detect(extraction, routed.host, routed.site.tracking_ids, ctx.linker)
+    return ctx.detector.detect(extraction, routed.host, routed.site.identifiers, ctx.linker)
 
 
 def message(
@@ -180,7 +180,7 @@ def message(
     placeholder = PlainRequest("POST", url, (), b"", host=routed.host)
     result = Result(placeholder, routed.host, routed)
     extraction = extract_message(content, ctx.limits)
-    _detect(ctx, result, extraction, routed.site.tracking_ids)
+    _detect(ctx, result, extraction, routed.site.identifiers)
     try:
         split = urlsplit(url)
     except ValueError:
@@ -220,11 +220,21 @@ def message(
 
 
 def _detect(
-    ctx: Context, result: Result, extraction: Extraction, trackers: TrackerNames | None
+    ctx: Context, result: Result, extraction: Extraction, trackers: Identifiers | None
 ) -> None:
     result.inspection = extraction.inspection
     result.notes = extraction.problems
-    result.findings = ctx.detector.detect(extraction, result.host, trackers, ctx.linker)
+    result.findings = ctx.detector.detect(
+        extraction, result.host, trackers, ctx.linker, party_of(result.routed, result.host)
+    )
+
+
+def party_of(routed: Routed | None, host: str) -> str:
+    """Who receives a request, for the persistent-identifier rule: the shop itself (its
+    `first_party` hosts), or the registrable domain of any other host."""
+    if routed is not None and not routed.third_party:
+        return f"site:{routed.site.name}"
+    return registrable_domain(host)
 
 
 def _redact(

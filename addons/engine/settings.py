@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from shopguard.engine.located import (
     parse_size,
 )
 from shopguard.engine.policy import Policy, read_policy
-from shopguard.engine.trackers import TrackerNames
+from shopguard.engine.trackers import Identifiers, TrackerNames
 
 MODES = ("observe", "enforce")
 LOG_VALUES = ("masked", "raw")
@@ -38,13 +39,15 @@ SITE_KEYS = (
     "mode",
     "referred_only",
     "tracking_ids",
+    "device_ids",
+    "not_identifiers",
     "trackers",
     "fields",
     "allow",
     "on_uninspected",
     "examples",
 )
-TRACKING_KEYS = ("cookies", "params", "headers")
+TRACKING_KEYS = ("cookies", "params", "headers", "fields")
 _SITE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
@@ -77,6 +80,15 @@ class Site:
     tracking_ids: TrackerNames = field(default_factory=TrackerNames)
     policy: Policy = field(default_factory=Policy)
     referred_only: bool = False  # handled only when Origin/Referer is another site's (pixels)
+    device_ids: TrackerNames = field(default_factory=TrackerNames)
+    not_identifiers: TrackerNames = field(default_factory=TrackerNames)
+
+    @cached_property
+    def identifiers(self) -> Identifiers:
+        """The site's identifier names, over those common to every site (`data/identifiers.yaml`:
+        analytics and advertising cookies and parameters)."""
+        own = Identifiers(self.tracking_ids, self.device_ids, self.not_identifiers)
+        return common_identifiers().merged(own)
 
     @property
     def scope(self) -> SiteHosts:
@@ -96,6 +108,8 @@ class Site:
             tracking_ids=self.tracking_ids.merged(other.tracking_ids),
             policy=self.policy.merged(other.policy),
             referred_only=self.referred_only or other.referred_only,
+            device_ids=self.device_ids.merged(other.device_ids),
+            not_identifiers=self.not_identifiers.merged(other.not_identifiers),
         )
 
 
@@ -229,7 +243,10 @@ def _read_site(doc: Located, check: Checker, stem: str, extends: bool = False) -
         check.error(doc, "missing required key 'hosts' (or set 'enabled: false')")
     first_party = _read_globs(entries["first_party"], check) if "first_party" in entries else ()
     line = entries["hosts"].key_line if "hosts" in entries else doc.line
-    trackers = _read_trackers(entries["tracking_ids"], check) if "tracking_ids" in entries else None
+    names = {
+        key: _read_trackers(entries[key], check) if key in entries else None
+        for key in ("tracking_ids", "device_ids", "not_identifiers")
+    }
     referred_only = False
     if "referred_only" in entries:
         referred_only = bool(check.scalar(entries["referred_only"], bool))
@@ -241,9 +258,28 @@ def _read_site(doc: Located, check: Checker, stem: str, extends: bool = False) -
         mode,
         check.file,
         line,
-        trackers or TrackerNames(),
+        names["tracking_ids"] or TrackerNames(),
         read_policy(entries, check),
         referred_only,
+        names["device_ids"] or TrackerNames(),
+        names["not_identifiers"] or TrackerNames(),
+    )
+
+
+@lru_cache(maxsize=1)
+def common_identifiers() -> Identifiers:
+    """The identifier names common to every site, shipped in `data/identifiers.yaml`."""
+    path = Path(str(files("shopguard") / "data" / "identifiers.yaml"))
+    doc, problems = load_located(path, "shopguard/data/identifiers.yaml")
+    assert doc is not None and not problems, problems
+    check = Checker("shopguard/data/identifiers.yaml")
+    entries = check.mapping(doc, ("tracking_ids", "device_ids", "not_identifiers")) or {}
+    names = {key: _read_trackers(value, check) or TrackerNames() for key, value in entries.items()}
+    assert not check.errors, check.errors
+    return Identifiers(
+        names.get("tracking_ids", TrackerNames()),
+        names.get("device_ids", TrackerNames()),
+        names.get("not_identifiers", TrackerNames()),
     )
 
 

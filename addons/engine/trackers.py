@@ -1,36 +1,51 @@
-"""Tracking identifiers: the names a site uses for them, and linking values across requests."""
+"""Identifiers: the names a site uses for them, and linking values across requests."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
+from typing import Any
+
+import ahocorasick  # type: ignore[import-not-found,unused-ignore]
 
 from shopguard.engine.location import top
 
 _TOKENS = re.compile(r"[^\x00&=,;|:/\s\"'{}\[\]]{8,}")  # candidate values, >= MIN_LINK long
 MIN_LINK = 8  # shorter tracking values are too likely to recur by chance
+MIN_INSIDE = 16  # remembered values found inside longer ones without a delimiter from here on
 _NONE: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
 class TrackerNames:
-    """A site's tracking identifiers (site file `tracking_ids`)."""
+    """Names of one kind of identifier in a site file (`tracking_ids`, `device_ids`, or
+    `not_identifiers`): cookies, top-level query or form parameters, request headers, and
+    `fields`, the names of JSON members or form fields at any depth (in a JSON body, in JSON
+    inside a parameter, in a part of a composite value)."""
 
     cookies: frozenset[str] = frozenset()
     params: frozenset[str] = frozenset()
     headers: frozenset[str] = frozenset()
+    fields: frozenset[str] = frozenset()
 
     def merged(self, other: TrackerNames) -> TrackerNames:
         return TrackerNames(
-            self.cookies | other.cookies, self.params | other.params, self.headers | other.headers
+            self.cookies | other.cookies,
+            self.params | other.params,
+            self.headers | other.headers,
+            self.fields | other.fields,
         )
+
+    def __bool__(self) -> bool:
+        return bool(self.cookies or self.params or self.headers or self.fields)
 
     @cached_property
     def locations(self) -> frozenset[str]:
-        """The field locations that carry them (top-level parameters only, not nested JSON)."""
+        """The field locations that carry them, but for `fields` (matched by key)."""
         return frozenset(
             [top("cookie", c) for c in self.cookies]
             + [top("set-cookie", c) for c in self.cookies]
@@ -40,22 +55,138 @@ class TrackerNames:
         )
 
 
-class Linker:
-    """Remembers tracking-cookie values so that they are recognised wherever they reappear."""
+@dataclass(frozen=True)
+class Identifiers:
+    """What a site's file says identifies a browser or device, and what never does."""
 
-    def __init__(self, capacity: int = 20_000) -> None:
+    tracking: TrackerNames = TrackerNames()
+    device: TrackerNames = TrackerNames()
+    ignored: TrackerNames = TrackerNames()  # session, signing and anti-bot names
+
+    def merged(self, other: Identifiers) -> Identifiers:
+        return Identifiers(
+            self.tracking.merged(other.tracking),
+            self.device.merged(other.device),
+            self.ignored.merged(other.ignored),
+        )
+
+    @cached_property
+    def by_location(self) -> dict[str, str]:
+        """Field location -> category, for the named cookies, parameters and headers."""
+        found = dict.fromkeys(self.tracking.locations, "tracking_id")
+        found.update(dict.fromkeys(self.device.locations, "device_id"))
+        return found
+
+    @cached_property
+    def by_key(self) -> dict[str, str]:
+        """Key name -> category, for `fields` (members and fields at any depth), and for the
+        named cookies and parameters where they travel inside other values (a click ID in a
+        landing URL, `url=…?gclid=…`; a cookie copied into JSON, `cookieParams: {"cna": …}`)."""
+        found = dict.fromkeys(
+            self.tracking.fields | self.tracking.params | self.tracking.cookies, "tracking_id"
+        )
+        found.update(
+            dict.fromkeys(
+                self.device.fields | self.device.params | self.device.cookies, "device_id"
+            )
+        )
+        return found
+
+    @cached_property
+    def ignored_locations(self) -> frozenset[str]:
+        return self.ignored.locations
+
+    def ignores(self, location: str, key: str) -> bool:
+        """Whether the field at `location` under `key` is a session, signing or anti-bot value
+        (never an identifier, by name or by behaviour): the named field, or anything in it."""
+        if key and key in self.ignored.fields:
+            return True
+        cut = len(location)
+        for mark in ".#/[":  # the top-level field holding it
+            index = location.find(mark, location.find(":") + 1)
+            if index != -1:
+                cut = min(cut, index)
+        return location[:cut] in self.ignored_locations
+
+
+SIGHTINGS_BYTES = 8 * 1024 * 1024  # memory for the values of the persistent-identifier rule
+_SIGHTING_BYTES = 400  # what one remembered value costs: its key, where it was first, parties
+_PARTIES = 4  # parties remembered per value (two are enough to tell)
+_TIMESTAMP = re.compile(r"1[5-9]\d{8}(?:\d{3})?")  # seconds or milliseconds, 2017 to 2033
+
+
+class Linker:
+    """What one browsing session (a proxy run, a capture file) has shown so far: tracking values
+    named by a site file, recognised wherever they reappear; and long values, with the parties
+    they reached, for the persistent-identifier rule (`sighted`)."""
+
+    def __init__(self, capacity: int = 20_000, sightings_bytes: int = SIGHTINGS_BYTES) -> None:
         self.capacity = capacity
         self._seen: OrderedDict[str, str] = OrderedDict()
+        self._categories: dict[str, str] = {}  # device_id or tracking_id, per remembered value
+        self._automaton: Any = None  # the long remembered values, to find them inside others
+        # blake2b(value) -> (the parties it reached, where it was first seen); values as keyed
+        # digests only, least recently seen forgotten first
+        self._sightings: OrderedDict[bytes, tuple[tuple[str, ...], str]] = OrderedDict()
+        self.sightings_capacity = max(sightings_bytes // _SIGHTING_BYTES, 1)
 
-    def remember(self, value: str, origin: str) -> None:
+    def sighted(self, value: str, party: str, origin: str) -> str | None:
+        """Record that `value` reached `party` (at `origin`, `location@host`); where it was
+        first seen when it has now reached more than one party, else None. The sighting that
+        first brings a value to a second party is the first reported: requests before it were
+        logged already."""
+        key = hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        entry = self._sightings.get(key)
+        if entry is None:
+            self._sightings[key] = ((party,), origin)
+            if len(self._sightings) > self.sightings_capacity:
+                self._sightings.popitem(last=False)
+            return None
+        self._sightings.move_to_end(key)
+        parties, first = entry
+        if party not in parties and len(parties) < _PARTIES:
+            parties = (*parties, party)
+            self._sightings[key] = (parties, first)
+        return first if len(parties) > 1 else None
+
+    def remember(self, value: str, origin: str, category: str = "tracking_id") -> None:
+        """Remember an identifier named by a site file (`origin`: where, `cookie:cna@host`)."""
         if len(value) < MIN_LINK:
             return
         for form in {value, value.rstrip("=")}:  # base64 padding is split off in text
             if len(form) >= MIN_LINK:
+                if form not in self._seen:
+                    self._automaton = None  # a new value: the inside-search is built again
                 self._seen[form] = origin
+                self._categories[form] = category
                 self._seen.move_to_end(form)
         while len(self._seen) > self.capacity:
-            self._seen.popitem(last=False)
+            gone, _ = self._seen.popitem(last=False)
+            self._categories.pop(gone, None)
+            self._automaton = None
+
+    def category_of(self, value: str) -> str:
+        return self._categories.get(value, "tracking_id")
+
+    def inside(self, value: str) -> list[str]:
+        """Remembered values of at least `MIN_INSIDE` characters inside `value` but not the
+        whole of it (a device ID followed by a time and a counter, `<utdid>1700000000000…`)."""
+        if len(value) <= MIN_INSIDE:
+            return []
+        automaton = self._automaton
+        if automaton is None:
+            automaton = ahocorasick.Automaton()
+            for form in self._seen:
+                if len(form) >= MIN_INSIDE:
+                    automaton.add_word(form, form)
+            if len(automaton) == 0:
+                self._automaton = False
+                return []
+            automaton.make_automaton()
+            self._automaton = automaton
+        elif automaton is False:
+            return []
+        return sorted({found for _, found in automaton.iter(value) if found != value})
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -75,3 +206,20 @@ def inner_tokens(value: str) -> frozenset[str]:
 
 
 _DELIMITER = re.compile(r"[\x00&=,;|:/\s\"'{}\[\]]")
+
+
+@lru_cache(maxsize=8192)
+def persistent_candidate(value: str) -> bool:
+    """Whether a value can be a persistent identifier (the rule of cookie-syncing research): at
+    least 10 characters without spaces or URL parts, varied, mixing letters and digits (or 17
+    digits and more: a numeric visitor ID), and not a timestamp."""
+    size = len(value)
+    if size < 10 or size > 256 or " " in value or "://" in value:
+        return False
+    if value.isdigit():
+        return size >= 17 and not _TIMESTAMP.fullmatch(value)
+    if len(set(value)) < 6:
+        return False
+    digits = sum(c.isdigit() for c in value)
+    letters = sum(c.isalpha() for c in value)
+    return digits >= 2 and letters >= 2 and digits + letters >= size * 0.6

@@ -8,13 +8,16 @@ proxy, routed as the proxy routes them: a request to a host no shipped site hand
 nothing, so its labels are misses.
 
 `python -m tests.support.realcorpus` prints the tables per category and per site and every
-mismatch.
+mismatch; `--without SITE` first removes that site's own identifier names (`tracking_ids`,
+`device_ids`) from its file: the leave-one-site-out run, what the mechanisms find without
+memorised names.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,7 @@ from shopguard.engine.findings import CATEGORIES
 from shopguard.engine.known_values import KnownMatcher, load_profile
 from shopguard.engine.pipeline import Context, process, route_request
 from shopguard.engine.settings import Config, load_config
-from shopguard.engine.trackers import Linker
+from shopguard.engine.trackers import Linker, TrackerNames
 from tests.support.corpus import CORPUS, SECRET, plain_request
 
 REAL = Path(__file__).resolve().parents[1] / "fixtures" / "real"
@@ -160,7 +163,24 @@ def evaluate(files: list[Path] | None = None, config: Config | None = None) -> R
     return score
 
 
+def without_names(config: Config, site: str) -> Config:
+    """`config` with `site`'s own identifier names removed (the names common to every site and
+    the key dictionary stay)."""
+    sites = tuple(
+        replace(s, tracking_ids=TrackerNames(), device_ids=TrackerNames()) if s.name == site else s
+        for s in config.sites
+    )
+    return Config(config.settings, sites, config.files)
+
+
 if __name__ == "__main__":
-    result = evaluate()
+    shipped = load_config(paths.shipped_config_dir(), None)
+    if sys.argv[1:2] == ["--without"]:
+        left_out = sys.argv[2]
+        files = [p for p in real_files() if any(f["site"] == left_out for f in load_flows(p))]
+        result = evaluate(files, without_names(shipped, left_out))
+        result.sites = {k: v for k, v in result.sites.items() if k == left_out}
+    else:
+        result = evaluate(config=shipped)
     print("\n".join(result.mismatches))
     print(result.table())

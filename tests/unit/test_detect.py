@@ -13,9 +13,11 @@ from shopguard.engine.extract import extract
 from shopguard.engine.findings import CATEGORIES, mask
 from shopguard.engine.known_values import KnownMatcher, load_profile
 from shopguard.engine.request import PlainRequest
-from shopguard.engine.trackers import Linker, TrackerNames
+from shopguard.engine.trackers import Identifiers, Linker, TrackerNames
 
-TEMU = TrackerNames(cookies=frozenset({"api_uid", "_nano_fp"}), headers=frozenset({"anti-content"}))
+TEMU = Identifiers(
+    TrackerNames(cookies=frozenset({"api_uid", "_nano_fp"}), headers=frozenset({"x-visitor"}))
+)
 PROFILE = Path(__file__).resolve().parents[1] / "fixtures" / "corpus" / "profile.yaml"
 
 
@@ -69,7 +71,7 @@ def test_tracking_ids_by_name_and_linking_to_another_host() -> None:
     first = PlainRequest(
         "GET",
         "https://www.temu.com/",
-        [("cookie", "api_uid=CkZ3Zl8xYWJjZGVm; lang=en"), ("anti-content", "0aqWtxvLmd")],
+        [("cookie", "api_uid=CkZ3Zl8xYWJjZGVm; lang=en"), ("x-visitor", "0aqWtxvLmd")],
         response_headers=[("set-cookie", "_nano_fp=XpEonpdaX0UxnpTblC; Path=/")],
     )
     found = {
@@ -78,7 +80,7 @@ def test_tracking_ids_by_name_and_linking_to_another_host() -> None:
     }
     assert found == {
         ("tracking_id", "cookie:api_uid"),
-        ("tracking_id", "header:anti-content"),
+        ("tracking_id", "header:x-visitor"),
         ("tracking_id", "set-cookie:_nano_fp"),
     }
     second = PlainRequest(
@@ -152,7 +154,9 @@ def test_a_request_leaves_no_reference_cycles_behind() -> None:
 
 def test_tracking_names_with_reserved_characters_are_found() -> None:
     """Site files name cookies like `connect.sid`; their locations are written escaped."""
-    names = TrackerNames(cookies=frozenset({"connect.sid"}), params=frozenset({"u[id]"}))
+    names = Identifiers(
+        TrackerNames(cookies=frozenset({"connect.sid"}), params=frozenset({"u[id]"}))
+    )
     request = PlainRequest(
         "GET", "https://a/?u%5Bid%5D=Zm9vYmFy9", [("Cookie", "connect.sid=Zm9vYmFyYmF6")]
     )

@@ -13,6 +13,7 @@ from shopguard.engine.location import (
     INDEX,
     MASKED,
     NAME,
+    PART,
     Location,
     LocationError,
     Step,
@@ -25,6 +26,8 @@ later = st.one_of(
     names.map(lambda n: Step(FRAGMENT, n)),
     st.integers(0, 10**6).map(lambda i: Step(INDEX, i)),
     st.just(Step(DOCUMENT)),
+    st.text(min_size=1, max_size=12).map(lambda n: Step(PART, n)),
+    st.integers(0, 99).map(lambda i: Step(PART, i)),
     st.tuples(st.sampled_from(["phone", "email"]), previews).map(
         lambda p: Step(MASKED, f"{p[0]}:{p[1]}")
     ),
@@ -38,7 +41,7 @@ def locations(draw: st.DrawFn) -> Location:
         return Location(
             kind, tuple(draw(st.lists(later.filter(lambda s: s.kind != INDEX), max_size=3)))
         )
-    if kind == "path":
+    if kind in loc.NUMBERED:
         first = Step(INDEX, draw(st.integers(0, 99)))
     elif kind in ("body", "ws"):
         first = Step(DOCUMENT)
@@ -74,6 +77,10 @@ def test_parse_undoes_build(location: Location) -> None:
         ("body.form:$.a", "body.form", [(DOCUMENT, ""), (NAME, "a")]),
         ("body:$.a%2Eb", "body", [(DOCUMENT, ""), (NAME, "a.b")]),
         ("query:{phone:138****8000}", "query", [(MASKED, "phone:138****8000")]),
+        ("header:user-agent/UTDID", "header", [(NAME, "user-agent"), (PART, "UTDID")]),
+        ("header:user-agent/4", "header", [(NAME, "user-agent"), (PART, 4)]),
+        ("cookie:t/%31", "cookie", [(NAME, "t"), (PART, "1")]),  # a part named "1"
+        ("host:0", "host", [(INDEX, 0)]),
     ],
 )
 def test_the_notation_users_read_in_the_log(
@@ -98,6 +105,7 @@ def test_the_notation_users_read_in_the_log(
         ("two words", "two%20words"),
         ("100%", "100%25"),
         ("{x}", "%7Bx%7D"),
+        ("a/b", "a%2Fb"),
     ],
 )
 def test_reserved_characters_are_escaped(name: str, written: str) -> None:

@@ -211,7 +211,8 @@ def test_parse_size(text: object, expected: int | None) -> None:
 # --- errors ---------------------------------------------------------------------------------
 
 SITE_KEYS = (
-    "site, extends, enabled, hosts, first_party, mode, referred_only, tracking_ids, trackers, "
+    "site, extends, enabled, hosts, first_party, mode, referred_only, tracking_ids, device_ids, "
+    "not_identifiers, trackers, "
     "fields, allow, on_uninspected, examples"
 )
 

@@ -128,8 +128,8 @@ def test_a_flow_list_takes_new_values_inside_its_brackets(tmp_path: Path) -> Non
     assert added == text.replace(
         last, last[:-2] + ',\n                 # mine\n                 "x_new"]\n'
     )
-    short = add_entries(text, ("tracking_ids", "cookies"), ["x_id"])
-    assert '\n  cookies: [cna, isg, tfstk, umt, ali_apache_id, "x_id"]\n' in short
+    short = add_entries(text, ("tracking_ids", "params"), ["x_id"])
+    assert '\n  params: [cna, "x_id"]\n' in short
     assert len(short.splitlines()) == len(text.splitlines())
     loaded = load_user_file(tmp_path, "taobao", added)
     names = [r.name for r in loaded.policy.strip_params]

@@ -1,0 +1,353 @@
+"""What real clients send, read as the README says: identifiers in composite values, by name in
+site files (device or tracking, at any depth), by shape in a User-Agent, by behaviour across
+parties; IP addresses by value; placeholders and session names that are no identifier; login
+and address context; one preview per value. Request shapes follow tests/fixtures/real."""
+
+from __future__ import annotations
+
+import base64
+import json
+import textwrap
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from shopguard.engine import composite, pipeline
+from shopguard.engine.detect import Detector
+from shopguard.engine.extract import extract
+from shopguard.engine.known_values import KnownMatcher, load_profile
+from shopguard.engine.request import PlainRequest
+from shopguard.engine.settings import Config, load_config
+from shopguard.engine.trackers import Identifiers, Linker, TrackerNames, persistent_candidate
+
+PROFILE = Path(__file__).resolve().parents[1] / "fixtures" / "corpus" / "profile.yaml"
+JD_UA = (
+    "jdapp;android;12.1.0;;;appBuild/98787;ef/1;ep/%7B%22ciphertype%22%3A5%7D;"
+    "Mozilla/5.0 (Linux; Android 12; SM-G9910 Build/SP1A.210812.016; wv) AppleWebKit/537.36"
+)
+SHOP = """\
+site: shop
+hosts: ["*.shop.example", "*.pixel.example"]
+first_party: ["*.shop.example"]
+tracking_ids: {cookies: [visitor], fields: [fp]}
+device_ids: {params: [uuid], headers: [x-devid], fields: [uuid, eid]}
+not_identifiers: {cookies: [login_token], headers: [x-sign], fields: [nonce]}
+fields:
+  device_id: replace
+  tracking_id: strip
+"""
+
+
+def found(
+    request: PlainRequest, detector: Detector | None = None, **kwargs: object
+) -> set[tuple[str, str]]:
+    detector = detector or Detector(b"k")
+    return {(f.category, f.location) for f in detector.detect(extract(request), **kwargs)}  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Config:
+    root = tmp_path_factory.mktemp("config")
+    (root / "sites").mkdir()
+    (root / "sites" / "shop.yaml").write_text(textwrap.dedent(SHOP), encoding="utf-8")
+    return load_config(root, None)
+
+
+def run(config: Config, request: PlainRequest, linker: Linker | None = None) -> pipeline.Result:
+    ctx = pipeline.Context(
+        config, Detector(b"k"), Linker() if linker is None else linker, mode="enforce"
+    )
+    return pipeline.run(ctx, request)
+
+
+# -- composite values ---------------------------------------------------------------------------
+
+
+def test_a_user_agent_is_read_part_by_part() -> None:
+    ua = (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AliApp(TB/10.30.10) "
+        "UTDID/Xk2mZr9bQ1oDAKm5tT0yhB3c WindVane/8.7.2"
+    )
+    parts = {p.name: ua[p.start : p.end] for p in composite.agent_parts(ua)}
+    assert parts["UTDID"] == "Xk2mZr9bQ1oDAKm5tT0yhB3c" and parts["WindVane"] == "8.7.2"
+    assert "iPhone" not in parts and 2 not in parts  # comment words and `AliApp(…)` are no part
+    jd = "jdapp;android;12.1.0;;a1b2c3d4e5f60718293a4b5c6d7e8f90;network/wifi"
+    numbered = {p.name: jd[p.start : p.end] for p in composite.agent_parts(jd)}
+    assert numbered[4] == "a1b2c3d4e5f60718293a4b5c6d7e8f90" and numbered["network"] == "wifi"
+
+
+def test_a_device_id_in_a_user_agent_is_found_at_its_part_not_on_the_whole_header() -> None:
+    ua = "jdapp;android;12.1.0;;a1b2c3d4e5f60718293a4b5c6d7e8f90;network/wifi"
+    request = PlainRequest("GET", "https://api.m.jd.com/client.action", [("User-Agent", ua)])
+    assert found(request) == {("device_id", "header:user-agent/4")}
+    plain = PlainRequest("GET", "https://api.m.jd.com/", [("User-Agent", JD_UA)])
+    assert found(plain) == set()  # versions, builds, a model: nothing
+    imei = PlainRequest(
+        "GET", "https://a/", [("User-Agent", "Shop/1.0 (Android) imei/490154203237518")]
+    )
+    profile = Detector(b"k", KnownMatcher(load_profile(PROFILE)))
+    assert found(imei, profile) == {("device_id", "header:user-agent/imei")}  # the part, once
+
+
+def test_parts_of_a_composite_cookie_have_their_own_locations() -> None:
+    request = PlainRequest(
+        "GET", "https://a/", [("Cookie", "dev=os:android|did:5f1c2a9e41d7b36a8c11")]
+    )
+    assert found(request) == {("device_id", "cookie:dev/did")}
+
+
+def test_editing_a_part_keeps_the_rest_of_the_value() -> None:
+    ua = "jdapp;android;12.1.0;;a1b2c3d4e5f60718293a4b5c6d7e8f90;network/wifi"
+    assert composite.edited(ua, "user-agent", 4, "X") == "jdapp;android;12.1.0;;X;network/wifi"
+    assert composite.edited(ua, "user-agent", "network", None) == (
+        "jdapp;android;12.1.0;;a1b2c3d4e5f60718293a4b5c6d7e8f90"
+    )
+    assert composite.edited("a=1|b=2|c=3", "x", "b", None) == "a=1|c=3"
+    assert composite.edited("a=1|b=2", "x", "zz", "9") is None  # not there: nothing edited
+
+
+def test_a_replaced_device_id_in_a_user_agent_keeps_it_well_formed(shop: Config) -> None:
+    ua = "ShopApp/3.2 (Android 12) did/5f1c2a9e41d7b36a8c11d0e2 net/wifi"
+    request = PlainRequest("GET", "https://api.shop.example/x", [("User-Agent", ua)])
+    result = run(shop, request)
+    (action,) = result.outcome.actions
+    assert (action.action, action.target, action.applied) == (
+        "replace",
+        "header:user-agent/did",
+        True,
+    )
+    ((_, sent),) = result.outcome.headers
+    head, _, rest = sent.partition("did/")
+    assert head == "ShopApp/3.2 (Android 12) " and rest.endswith(" net/wifi")
+    new = rest.split(" ")[0]
+    assert new != "5f1c2a9e41d7b36a8c11d0e2" and len(new) == 24
+
+
+def test_a_value_in_the_host_cannot_be_edited_and_says_why(tmp_path: Path) -> None:
+    (tmp_path / "sites").mkdir()
+    (tmp_path / "sites" / "shop.yaml").write_text(
+        'hosts: ["*.shop.example"]\nfields:\n  phone: replace\n', encoding="utf-8"
+    )
+    profile = Detector(b"k", KnownMatcher(load_profile(PROFILE)))
+    ctx = pipeline.Context(load_config(tmp_path, None), profile, Linker(), mode="enforce")
+    result = pipeline.run(ctx, PlainRequest("GET", "https://13800138000.shop.example/"))
+    assert [(f.category, f.location) for f in result.findings] == [("phone", "host:0")]
+    (action,) = result.outcome.actions
+    assert (action.target, action.applied) == ("host:0", False)
+    assert "host" in (action.reason or "")
+
+
+# -- names in site files --------------------------------------------------------------------------
+
+
+def test_site_files_name_device_and_tracking_ids_also_inside_json(shop: Config) -> None:
+    body = "body=" + quote(
+        json.dumps(
+            {"uuid": "8a1f3c5e7d9b2a4c", "ext": {"eid": "EID7Q2W9E4R1T6Y8", "fp": "a9b8c7d6e5f4"}}
+        )
+    )
+    request = PlainRequest(
+        "POST",
+        "https://api.shop.example/client?uuid=8a1f3c5e7d9b2a4c",
+        [("content-type", "application/x-www-form-urlencoded"), ("x-devid", "Z1x2C3v4B5n6M7")],
+        body.encode(),
+    )
+    slots = {(f.category, f.location) for f in run(shop, request).findings}
+    assert slots == {
+        ("device_id", "query:uuid"),
+        ("device_id", "header:x-devid"),
+        ("device_id", "body.form:body.$.uuid"),
+        ("device_id", "body.form:body.$.ext.eid"),
+        ("tracking_id", "body.form:body.$.ext.fp"),
+    }
+
+
+def test_session_and_signing_names_are_never_identifiers(shop: Config) -> None:
+    request = PlainRequest(
+        "GET",
+        "https://api.shop.example/x",
+        [
+            ("Cookie", "login_token=c2Vzc2lvbi10b2tlbi0xMjM0NTY3OA"),
+            ("x-sign", "deviceid=ab12cd34ef56ab78"),
+        ],
+    )
+    assert not {
+        f for f in run(shop, request).findings if f.category in ("device_id", "tracking_id")
+    }
+
+
+@pytest.mark.parametrize(
+    "value", ["-1", "0", "NOT_INIT", "null", "00000000-0000-0000-0000-000000000000", ""]
+)
+def test_placeholders_are_no_identifier(value: str) -> None:
+    request = PlainRequest("GET", f"https://a/?deviceId={value}&umidTag=NOT_INIT&oaid={value}")
+    assert found(request) == set()
+
+
+def test_device_keys_glued_or_with_a_digest_suffix_and_app_prefixes() -> None:
+    request = PlainRequest(
+        "GET",
+        "https://a/?clientdeviceid=Qm9vMTIzNDU2Nzg5&deviceidmd5=9e107d9d372bb6826bd81d3542a419d6&appDeviceId=AbCdEf123456&deviceModel=SM-G9910",
+    )
+    assert found(request) == {
+        ("device_id", "query:clientdeviceid"),
+        ("device_id", "query:deviceidmd5"),
+        ("device_id", "query:appDeviceId"),
+    }
+
+
+# -- IP addresses by value --------------------------------------------------------------------
+
+
+def test_ip_addresses_by_value_in_cookies_headers_and_base64() -> None:
+    inner = base64.b64encode(json.dumps({"net": "wifi;203.0.113.45"}).encode()).decode()
+    request = PlainRequest(
+        "GET",
+        f"https://a/?v=1.2.3.4&bundle=2.10.3.1&ctx={inner}",
+        [
+            ("Cookie", "loc=CN|198.51.100.23|beijing; ali_apache_id=11.1.2.3.1700000000000.1"),
+            ("User-Agent", "Mozilla/5.0 Chrome/124.0.6367.91 Safari/537.36"),
+            ("x-net", "lan=192.168.1.7;wan=203.0.113.9"),
+        ],
+    )
+    assert found(request) == {
+        ("ip_address", "cookie:loc/1"),
+        ("ip_address", "header:x-net/wan"),
+        ("ip_address", "query:ctx.$.net"),
+    }
+
+
+def test_a_user_ip_under_an_ip_key_but_not_a_server_or_private_one() -> None:
+    request = PlainRequest(
+        "GET", "https://a/?clientIp=203.0.113.7&serverIp=203.0.113.8&localIp=10.1.2.3"
+    )
+    assert found(request) == {("ip_address", "query:clientIp")}
+
+
+# -- identifiers by behaviour ------------------------------------------------------------------
+
+
+def test_a_constant_value_that_reaches_a_second_party_is_a_tracking_id(shop: Config) -> None:
+    linker = Linker()
+    value = "Qx7Lm2Vz9Rk4Tn8Wp3Ys"
+    first = PlainRequest("GET", f"https://www.shop.example/p?sid2={value}")
+    again = PlainRequest("GET", f"https://api.shop.example/q?ref={value}")  # same party: the shop
+    pixel = PlainRequest(
+        "GET", f"https://t.pixel.example/e?u={value}", [("Referer", "https://www.shop.example/")]
+    )
+    assert not run(shop, first, linker).findings  # a first sighting is not reported
+    assert not run(shop, again, linker).findings  # several hosts of one party are one party
+    (finding,) = run(shop, pixel, linker).findings
+    assert (finding.category, finding.location, finding.linked_from) == (
+        "tracking_id",
+        "query:u",
+        "query:sid2@www.shop.example",
+    )
+    later = PlainRequest("GET", f"https://www.shop.example/p?sid2={value}")
+    assert [f.category for f in run(shop, later, linker).findings] == ["tracking_id"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1733011200123",
+        "1733011200",
+        "123456789012",
+        "aaaaaaaaaaaa",
+        "https://x.example/a",
+        "hello world 12",
+    ],
+)
+def test_timestamps_numbers_words_and_urls_are_no_persistent_candidate(value: str) -> None:
+    assert not persistent_candidate(value)
+
+
+def test_the_persistent_rule_is_bounded_in_memory() -> None:
+    linker = Linker(sightings_bytes=4000)  # ten values
+    for index in range(50):
+        linker.sighted(f"value-{index:04d}-xyz", "a", "query:x")
+    assert len(linker._sightings) == linker.sightings_capacity == 10
+    assert linker.sighted("value-0000-xyz", "b", "query:x") is None  # forgotten: seen anew
+
+
+# -- context and consistency -------------------------------------------------------------------
+
+
+def test_login_fields_hold_a_phone_or_an_email_by_shape() -> None:
+    request = PlainRequest(
+        "POST",
+        "https://a/login",
+        [("content-type", "application/x-www-form-urlencoded")],
+        b"loginname=13912345678&user_name=li.hua%40example.org&nick=huahua",
+    )
+    assert found(request) == {("phone", "body.form:loginname"), ("email", "body.form:user_name")}
+
+
+def test_address_context_postcode_by_its_neighbours_and_detail_under_an_address() -> None:
+    body = json.dumps(
+        {
+            "address": {"detail": "Room 5, 12 Spring Road", "post": "200001"},
+            "addr": "Lane 3 No. 9",
+            "post": "310000",
+            "goods": {"post": "1"},
+        }
+    )
+    request = PlainRequest(
+        "POST", "https://a/", [("content-type", "application/json")], body.encode()
+    )
+    assert found(request) == {
+        ("address", "body:$.address.detail"),
+        ("postcode", "body:$.address.post"),
+        ("address", "body:$.addr"),
+        ("postcode", "body:$.post"),
+    }
+
+
+def test_the_buyers_own_value_is_reported_as_theirs_with_one_preview() -> None:
+    profile = Detector(b"k", KnownMatcher(load_profile(PROFILE)))
+    request = PlainRequest(
+        "GET", "https://a/?mobile=+8613800138000&tel=138-0013-8000&x=13800138000"
+    )
+    findings = profile.detect(extract(request))
+    assert {f.detector for f in findings} == {"profile"}
+    assert {f.preview for f in findings} == {"138****8000"}
+    other = Detector(b"k").detect(
+        extract(PlainRequest("GET", "https://a/?mobile=+8613912345678&phone=13912345678"))
+    )
+    assert {f.preview for f in other} == {"139****5678"}
+
+
+def test_identifiers_objects_merge_and_ignore() -> None:
+    ids = Identifiers(
+        ignored=TrackerNames(headers=frozenset({"x-sign"}), fields=frozenset({"nonce"}))
+    )
+    assert ids.ignores("header:x-sign", "x-sign") and ids.ignores("header:x-sign/did", "did")
+    assert ids.ignores("body:$.a.nonce", "nonce") and not ids.ignores("header:x-sig", "x-sig")
+
+
+def test_a_part_of_a_composite_cookie_is_replaced_in_place_and_the_rest_kept(
+    shop: Config,
+) -> None:
+    cookie = "dev=os:android|did:5f1c2a9e41d7b36a8c11|net:wifi; lang=en"
+    request = PlainRequest("GET", "https://api.shop.example/x", [("Cookie", cookie)])
+    result = run(shop, request)
+    assert [(a.action, a.target, a.applied) for a in result.outcome.actions] == [
+        ("replace", "cookie:dev/did", True)
+    ]
+    ((_, sent),) = result.outcome.headers
+    head, _, tail = sent.partition("did:")
+    assert head == "dev=os:android|" and tail.endswith("|net:wifi; lang=en")
+    assert "5f1c2a9e41d7b36a8c11" not in sent and len(tail.split("|")[0]) == 20
+
+
+def test_parts_joined_in_a_json_value_are_edited_one_by_one(shop: Config) -> None:
+    data = quote(json.dumps({"deviceID": "202cbc586b6c64d7|d0bc56cf-2c1a-4f13-bac6-cd956e8b97da"}))
+    request = PlainRequest("GET", f"https://api.shop.example/x?data={data}")
+    result = run(shop, request)
+    assert sorted(a.target for a in result.outcome.actions if a.applied) == [
+        "query:data.$.deviceID/0",
+        "query:data.$.deviceID/1",
+    ]
+    sent = result.outcome.url
+    assert "202cbc586b6c64d7" not in sent and "d0bc56cf" not in sent and "%7C" in sent
