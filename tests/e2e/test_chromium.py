@@ -69,6 +69,7 @@ def chromium_dump_dom(proxy: Proxy, pki: UpstreamPKI, url: str, profile: Path) -
 def test_browser_page_assets_and_beacons_are_logged(
     proxy: Proxy, market: FakeMarket, pki: UpstreamPKI, tmp_path: Path
 ) -> None:
+    market.recorder.clear()  # the market serves the whole session: only this page's requests
     dom = chromium_dump_dom(proxy, pki, f"https://{SHOP}/", tmp_path / "profile")
     assert "shopguard fake shop" in dom or "order sent" in dom
     # everything the page loads reached the fake upstream through the proxy
