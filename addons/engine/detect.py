@@ -25,7 +25,13 @@ from shopguard.engine.patterns import (
     known_format,
     text_hits,
 )
-from shopguard.engine.trackers import Identifiers, Linker, inner_tokens, persistent_candidate
+from shopguard.engine.trackers import (
+    MIN_INSIDE,
+    Identifiers,
+    Linker,
+    inner_tokens,
+    persistent_candidate,
+)
 
 DEFAULT_MIN_CONFIDENCE = 0.5
 _REMEMBERED = 20_000  # keys, values, hits, findings remembered per detector, then forgotten
@@ -45,6 +51,7 @@ _PLACEHOLDERS = frozenset(
 )  # fmt: skip
 _FILLER = frozenset("-_:.{} ")
 _STEPS = frozenset("./[#")
+_FORMATS = frozenset({"fb.", "GA1"})  # how the published identifier formats begin
 
 
 @dataclass
@@ -144,7 +151,8 @@ class Detector:
             tracked = by_location.keys() & set(locations)
             if trackers.by_key:
                 by_key = trackers.by_key
-                tracked |= {fields[i].location for i, k in enumerate(keys) if k in by_key}
+                if not by_key.keys().isdisjoint(keys):
+                    tracked |= {fields[i].location for i, k in enumerate(keys) if k in by_key}
         if tracked:  # identifiers by name, remembered before the linking below (so that a
             # cookie set and reused in one request links)
             assert trackers is not None
@@ -199,7 +207,7 @@ class Detector:
             add(fld, "pattern", hit)
         self._in_context(fields, role_of, add)
         if linker is not None and party:
-            self._persistent(fields, found, host, party, linker, ignores, add)
+            self._persistent(fields, entries, found, host, party, linker, ignores, add)
         if tracked:  # what the site file calls a value wins over what its key suggests
             by_name = {(f.location, f.name) for f in found.values() if f.detector == "tracker"}
             for slot in [s for s, f in found.items() if f.detector == "pattern"]:
@@ -210,6 +218,7 @@ class Detector:
     @staticmethod
     def _persistent(
         fields: list[Field],
+        entries: list[list[Any] | None],
         found: dict[tuple[str, str, str], Finding],
         host: str,
         party: str,
@@ -221,18 +230,24 @@ class Detector:
         reached more than one party is a tracking identifier, named or not (`linked_from` says
         where it was first seen). Values already found to be something are left as they are."""
         taken = {f.location for f in found.values()}
-        for fld in fields:
+        stamp = (linker.serial, party)  # a recurring value seen at this party and no other is
+        for index, fld in enumerate(fields):  # not looked up again for this run
+            entry = entries[index]
             if (
-                fld.location in taken
-                or fld.location.startswith(("set-cookie:", "header:referer", "header:origin"))
+                entry is None
+                or entry[3] == stamp
                 or not persistent_candidate(fld.value)
+                or fld.location in taken
+                or fld.location.startswith(("set-cookie:", "header:referer", "header:origin"))
                 or (ignores is not None and ignores(fld.location, fld.key))
             ):
                 continue
             first = linker.sighted(
                 fld.value, party, f"{fld.location}@{host}" if host else fld.location
             )
-            if first is not None:
+            if first is None:
+                entry[3] = stamp
+            else:
                 add(fld, "tracker", Hit("tracking_id", 0.7, fld.value, fld.value), linked=first)
 
     def _in_context(
@@ -242,14 +257,22 @@ class Detector:
         User-Agent's part shaped like a device identifier (`jdapp;android;12.1.0;;<uuid>`),
         Meta's and Google Analytics' browser IDs (`fb.1.<ms>.<n>`, `GA1.2.<n>.<s>`), a short key
         such as `post` next to address fields (a postcode)."""
+        _, keys, texts, _, parents = zip(*fields, strict=True)
+        if not AGENT_HEADERS.isdisjoint(parents):
+            for fld in [f for f in fields if f.parent in AGENT_HEADERS]:
+                if device_shaped(fld.value):
+                    add(fld, "pattern", Hit("device_id", 0.7, fld.value, fld.value.lower()))
+        joined = "\x00".join(texts)
+        if "fb." in joined or "GA1." in joined:
+            for fld in [f for f in fields if f.value[:3] in _FORMATS]:
+                if known_format(fld.value):
+                    add(fld, "pattern", Hit("tracking_id", 0.8, fld.value, fld.value))
         near = self.keys.postcode_near_address
         addressed: set[str] | None = None
-        for fld in fields:
-            if fld.parent in AGENT_HEADERS and device_shaped(fld.value):
-                add(fld, "pattern", Hit("device_id", 0.7, fld.value, fld.value.lower()))
-            elif known_format(fld.value):
-                add(fld, "pattern", Hit("tracking_id", 0.8, fld.value, fld.value))
-            elif fld.key and near(fld.key):
+        if self.keys.near_address_keys.isdisjoint(keys):
+            return
+        for fld in [f for f in fields if f.key in self.keys.near_address_keys]:
+            if near(fld.key):
                 if addressed is None:
                     addressed = {
                         f.container
@@ -318,7 +341,7 @@ class Detector:
                     # phone by shape needs a key or words around it, an ID has 18 characters,
                     # digests at least 22), so it needs no entry
                     continue
-                entry = found[index] = [False, inner_tokens(value)]
+                entry = found[index] = [False, inner_tokens(value), -1, None]
                 if remember and size <= _REMEMBER_MAX:
                     if len(memory) > _REMEMBERED:
                         memory.clear()
@@ -340,11 +363,24 @@ class Detector:
         seen = linker.remembered
         inner = [entry[1] for entry in entries if entry is not None and entry[1]]
         linked = seen.keys() & set(values).union(*inner)
-        for index, value in enumerate(values):
-            if value not in linked and fields[index].location not in tracked:
-                for token in linker.inside(value):
-                    hit = Hit(linker.category_of(token), 0.75, token, token)
-                    add(fields[index], "tracker", hit, linked=seen[token])
+        generation = linker.generation  # values searched since the last new identifier: skipped
+        todo = [
+            i
+            for i, e in enumerate(entries)
+            if e is not None and e[2] != generation and len(values[i]) > MIN_INSIDE
+        ]
+        hits: set[int] = set()
+        for position, token in linker.inside(tuple(values[i] for i in todo)):
+            index = todo[position]
+            hits.add(index)
+            if values[index] not in linked and fields[index].location not in tracked:
+                hit = Hit(linker.category_of(token), 0.75, token, token)
+                add(fields[index], "tracker", hit, linked=seen[token])
+        for index in todo:
+            if index not in hits:
+                entry = entries[index]
+                assert entry is not None
+                entry[2] = generation
         if not linked:
             return
         whole = [i for i, value in enumerate(values) if value in linked]
@@ -453,6 +489,7 @@ def _ip_by_value(fld: Field, keys: KeyDictionary) -> bool:
     return keys.ip_context_ok(fld.key, fld.parent)
 
 
+@lru_cache(maxsize=8192)
 def placeholder(value: str) -> bool:
     """A value that stands for "no identifier": empty, `-1`, `0`, `NOT_INIT`, `null`, all zeros
     (`00000000-0000-…`), one character repeated."""

@@ -14,6 +14,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -77,6 +78,7 @@ class Extraction:
 
 
 _DECODABLE = re.compile(r"[%\\={\[]")  # escapes and structure
+_DIGIT = re.compile(r"\d")
 _BASE64_ALPHABET = re.compile(r"\s*[A-Za-z0-9+/_-]+=*\s*")  # (hex is a part of it)
 _URL_HEADERS = frozenset({"header:referer", "header:location", "header:origin"})
 _SKIP_HEADERS = frozenset(
@@ -306,20 +308,15 @@ class _Walker:
 
     def host(self, url: str) -> None:
         """The labels of the URL's host that may be a value (`13800138000.example.com`): those
-        with a digit or five and more characters before the registrable domain's two."""
+        with a digit and five characters or more, before the registrable domain's two."""
         start = url.find("//") + 2
         end = len(url)
         for mark in "/?#":
             cut = url.find(mark, start)
             if cut != -1:
                 end = min(end, cut)
-        netloc = url[start:end].rpartition("@")[2]
-        if netloc.startswith("["):  # an IPv6 literal: the server's address
-            return
-        labels = netloc.partition(":")[0].split(".")
-        for index, label in enumerate(labels[:-2]):
-            if any(c.isdigit() for c in label) and len(label) >= 5:
-                self.emit(loc.host_label(index), "", decode.unquote(label))
+        for index, label in _value_labels(url[start:end]):
+            self.emit(loc.host_label(index), "", label)
 
     def headers(self, headers: Sequence[tuple[str, str]]) -> None:
         for name, value in headers:
@@ -437,6 +434,20 @@ _MEMO_ENTRIES = 4096  # remembered decodings per set of limits
 _Memo = dict[tuple[str, str, str], tuple[tuple[Field, ...], tuple[str, ...]]]
 _Reader = Callable[["_Walker", str, str, str], None]  # (walker, location, key, value)
 _memos: dict[Limits, _Memo] = {}
+
+
+@lru_cache(maxsize=1024)
+def _value_labels(netloc: str) -> tuple[tuple[int, str], ...]:
+    """(index, label) of a host's labels that may be a value (hosts recur: remembered)."""
+    netloc = netloc.rpartition("@")[2]
+    if netloc.startswith("[") or _DIGIT.search(netloc) is None:  # an IPv6 literal; no digit
+        return ()
+    labels = netloc.partition(":")[0].split(".")
+    return tuple(
+        (index, decode.unquote(label))
+        for index, label in enumerate(labels[:-2])
+        if len(label) >= 5 and _DIGIT.search(label)
+    )
 
 
 def clear_caches() -> None:

@@ -96,6 +96,11 @@ class KeyDictionary:
             if isinstance(entry, dict) and "parents" in entry and "generic" in entry
         }
         self.near_address = _category({"words": data.get("postcode", {}).get("near_address", [])})
+        self.near_address_keys = frozenset(  # as keys are written: post, Post, POST
+            v
+            for w in data.get("postcode", {}).get("near_address", [])
+            for v in (w, w.title(), w.upper())
+        )
         geo = data.get("geo", {})
         self.latitude = _category({"words": geo.get("latitude", [])})
         self.longitude = _category({"words": geo.get("longitude", [])})

@@ -230,6 +230,7 @@ def known_format(value: str) -> bool:
     return value.startswith(("fb.", "GA1.")) and _KNOWN_FORMATS.fullmatch(value) is not None
 
 
+@lru_cache(maxsize=8192)
 def device_shaped(value: str) -> bool:
     """A value shaped like a device identifier: a UUID (IDFA, IDFV, OAID), 16 to 64 hex digits
     (Android ID, an SDK's hashed ID), a 15-digit IMEI with its Luhn check, or a 20 to 64

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
+from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from itertools import accumulate, count
 from typing import Any
 
 import ahocorasick  # type: ignore[import-not-found,unused-ignore]
@@ -101,16 +102,22 @@ class Identifiers:
         (never an identifier, by name or by behaviour): the named field, or anything in it."""
         if key and key in self.ignored.fields:
             return True
-        cut = len(location)
-        for mark in ".#/[":  # the top-level field holding it
-            index = location.find(mark, location.find(":") + 1)
-            if index != -1:
-                cut = min(cut, index)
-        return location[:cut] in self.ignored_locations
+        return _top_field(location) in self.ignored_locations
 
 
+@lru_cache(maxsize=8192)
+def _top_field(location: str) -> str:
+    """The top-level field holding what is at `location` (`cookie:a/b.c` -> `cookie:a`)."""
+    match = _TOP.match(location)
+    return match.group() if match else location
+
+
+_TOP = re.compile(r"[^:]*:[^.#/\[]*")
+
+
+_SERIALS = count()
 SIGHTINGS_BYTES = 8 * 1024 * 1024  # memory for the values of the persistent-identifier rule
-_SIGHTING_BYTES = 400  # what one remembered value costs: its key, where it was first, parties
+_SIGHTING_BYTES = 320  # what one remembered value costs: its key, where it was first, parties
 _PARTIES = 4  # parties remembered per value (two are enough to tell)
 _TIMESTAMP = re.compile(r"1[5-9]\d{8}(?:\d{3})?")  # seconds or milliseconds, 2017 to 2033
 
@@ -125,17 +132,20 @@ class Linker:
         self._seen: OrderedDict[str, str] = OrderedDict()
         self._categories: dict[str, str] = {}  # device_id or tracking_id, per remembered value
         self._automaton: Any = None  # the long remembered values, to find them inside others
-        # blake2b(value) -> (the parties it reached, where it was first seen); values as keyed
-        # digests only, least recently seen forgotten first
-        self._sightings: OrderedDict[bytes, tuple[tuple[str, ...], str]] = OrderedDict()
+        self.generation = 0  # how often a new long value was remembered
+        self.serial = next(_SERIALS)  # tells this session from another in shared memories
+        # hash(value) -> (the parties it reached, where it was first seen); values as keyed
+        # hashes only, least recently seen forgotten first
+        self._sightings: OrderedDict[int, tuple[tuple[str, ...], str]] = OrderedDict()
         self.sightings_capacity = max(sightings_bytes // _SIGHTING_BYTES, 1)
 
     def sighted(self, value: str, party: str, origin: str) -> str | None:
         """Record that `value` reached `party` (at `origin`, `location@host`); where it was
         first seen when it has now reached more than one party, else None. The sighting that
         first brings a value to a second party is the first reported: requests before it were
-        logged already."""
-        key = hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        logged already. Values are kept as their 64-bit string hash, keyed by the process's
+        random hash seed (SipHash), never as text."""
+        key = hash(value)
         entry = self._sightings.get(key)
         if entry is None:
             self._sightings[key] = ((party,), origin)
@@ -157,6 +167,7 @@ class Linker:
             if len(form) >= MIN_LINK:
                 if form not in self._seen:
                     self._automaton = None  # a new value: the inside-search is built again
+                    self.generation += len(form) >= MIN_INSIDE
                 self._seen[form] = origin
                 self._categories[form] = category
                 self._seen.move_to_end(form)
@@ -164,15 +175,15 @@ class Linker:
             gone, _ = self._seen.popitem(last=False)
             self._categories.pop(gone, None)
             self._automaton = None
+            self.generation += 1
 
     def category_of(self, value: str) -> str:
         return self._categories.get(value, "tracking_id")
 
-    def inside(self, value: str) -> list[str]:
-        """Remembered values of at least `MIN_INSIDE` characters inside `value` but not the
-        whole of it (a device ID followed by a time and a counter, `<utdid>1700000000000…`)."""
-        if len(value) <= MIN_INSIDE:
-            return []
+    def inside(self, values: tuple[str, ...]) -> list[tuple[int, str]]:
+        """(index, remembered value) for each remembered value of at least `MIN_INSIDE`
+        characters found inside one of `values` but not the whole of it (a device ID followed
+        by a time and a counter, `<utdid>1700000000000…`): one pass over them all."""
         automaton = self._automaton
         if automaton is None:
             automaton = ahocorasick.Automaton()
@@ -186,7 +197,17 @@ class Linker:
             self._automaton = automaton
         elif automaton is False:
             return []
-        return sorted({found for _, found in automaton.iter(value) if found != value})
+        long = [i for i, value in enumerate(values) if len(value) > MIN_INSIDE]
+        if not long:
+            return []
+        text = "\x00".join(values[i] for i in long)
+        starts = list(accumulate((len(values[i]) + 1 for i in long[:-1]), initial=0))
+        found = set()
+        for end, token in automaton.iter(text):
+            index = long[bisect_right(starts, end) - 1]
+            if values[index] != token:
+                found.add((index, token))
+        return sorted(found)
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -214,12 +235,17 @@ def persistent_candidate(value: str) -> bool:
     least 10 characters without spaces or URL parts, varied, mixing letters and digits (or 17
     digits and more: a numeric visitor ID), and not a timestamp."""
     size = len(value)
-    if size < 10 or size > 256 or " " in value or "://" in value:
+    if size < 10 or size > 256:
         return False
     if value.isdigit():
         return size >= 17 and not _TIMESTAMP.fullmatch(value)
-    if len(set(value)) < 6:
+    if value.isalpha() or " " in value or "://" in value or len(set(value)) < 6:
         return False
-    digits = sum(c.isdigit() for c in value)
-    letters = sum(c.isalpha() for c in value)
-    return digits >= 2 and letters >= 2 and digits + letters >= size * 0.6
+    if len(_PUNCTUATION.findall(value)) > size * 0.4:
+        return False
+    return _TWO_DIGITS.search(value) is not None and _TWO_LETTERS.search(value) is not None
+
+
+_PUNCTUATION = re.compile(r"[^0-9A-Za-z]")
+_TWO_DIGITS = re.compile(r"\d\D*\d")
+_TWO_LETTERS = re.compile(r"[A-Za-z][^A-Za-z]*[A-Za-z]")

@@ -19,7 +19,13 @@ from shopguard.engine.extract import extract
 from shopguard.engine.known_values import KnownMatcher, load_profile
 from shopguard.engine.request import PlainRequest
 from shopguard.engine.settings import Config, load_config
-from shopguard.engine.trackers import Identifiers, Linker, TrackerNames, persistent_candidate
+from shopguard.engine.trackers import (
+    _SIGHTING_BYTES,
+    Identifiers,
+    Linker,
+    TrackerNames,
+    persistent_candidate,
+)
 
 PROFILE = Path(__file__).resolve().parents[1] / "fixtures" / "corpus" / "profile.yaml"
 JD_UA = (
@@ -264,7 +270,7 @@ def test_timestamps_numbers_words_and_urls_are_no_persistent_candidate(value: st
 
 
 def test_the_persistent_rule_is_bounded_in_memory() -> None:
-    linker = Linker(sightings_bytes=4000)  # ten values
+    linker = Linker(sightings_bytes=10 * _SIGHTING_BYTES)  # ten values
     for index in range(50):
         linker.sighted(f"value-{index:04d}-xyz", "a", "query:x")
     assert len(linker._sightings) == linker.sightings_capacity == 10
