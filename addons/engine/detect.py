@@ -22,7 +22,6 @@ from shopguard.engine.patterns import (
     context_hits,
     device_shaped,
     geo_hits,
-    known_format,
     text_hits,
 )
 from shopguard.engine.trackers import (
@@ -45,13 +44,17 @@ _DIGIT = re.compile(r"\d")
 _ITEMS = re.compile(r"(?:\[\d+\])+$")
 _VALUE_LIKE = re.compile(r"(?:\d\D{0,2}){5}")  # a name with that many digits may be a value
 IDENTIFIERS = frozenset({"device_id", "tracking_id"})
+# what a key's role says beyond categories: a User-Agent's part; a key that is a postcode next
+# to address fields
+_AGENT_PART, _NEAR_ADDRESS = "(user-agent part)", "(next to an address)"
+_AGENT, _NEAR = frozenset({_AGENT_PART}), frozenset({_NEAR_ADDRESS})
+_POSTCODE = frozenset({"postcode"})
 _PLACEHOLDERS = frozenset(
     {"", "-1", "0", "null", "nil", "none", "undefined", "unknown", "not_init", "notinit",
      "default", "n/a", "na", "false", "true", "empty", "anonymous", "guest", "nan"}
 )  # fmt: skip
 _FILLER = frozenset("-_:.{} ")
 _STEPS = frozenset("./[#")
-_FORMATS = frozenset({"fb.", "GA1"})  # how the published identifier formats begin
 
 
 @dataclass
@@ -173,11 +176,16 @@ class Detector:
 
         role_of = self._roles_of(keys, parents)
         positions: list[tuple[Field, str]] = []  # fields under latitude/longitude/location keys
+        near: list[Field] = []  # short keys that are a postcode next to address fields
         context = self._context
         for index in [i for i, role in enumerate(role_of) if role is not _PLAIN]:
             (cats, geo_role, named), fld = role_of[index], fields[index]
             for name, detector, hit in named:  # a name that is itself personal data
                 add(fld, detector, hit, named=name)
+            if _AGENT_PART in cats and device_shaped(fld.value):  # `jdapp;…;;<uuid>;…`
+                add(fld, "pattern", Hit("device_id", 0.7, fld.value, fld.value.lower()))
+            if _NEAR_ADDRESS in cats:
+                near.append(fld)
             if cats:
                 hits = context.get((fld.value, cats))
                 if hits is None:
@@ -205,7 +213,13 @@ class Detector:
                     entry[0] = True  # nothing by shape: not scanned again
         for fld, hit in geo_hits(positions):
             add(fld, "pattern", hit)
-        self._in_context(fields, role_of, add)
+        if near:  # a postcode by its neighbours (`{"addr": …, "post": "310000"}`)
+            pairs = zip(fields, role_of, strict=True)
+            addressed = {f.container for f, r in pairs if "address" in r[0]}
+            for fld in near:
+                if fld.container in addressed:
+                    for hit in context_hits(fld, _POSTCODE, self.region):
+                        add(fld, "pattern", hit)
         if linker is not None and party:
             self._persistent(fields, entries, found, host, party, linker, ignores, add)
         if tracked:  # what the site file calls a value wins over what its key suggests
@@ -250,39 +264,6 @@ class Detector:
             else:
                 add(fld, "tracker", Hit("tracking_id", 0.7, fld.value, fld.value), linked=first)
 
-    def _in_context(
-        self, fields: list[Field], role_of: list[_Role], add: Callable[..., None]
-    ) -> None:
-        """Values that say what they are by where they stand or by a published format: a
-        User-Agent's part shaped like a device identifier (`jdapp;android;12.1.0;;<uuid>`),
-        Meta's and Google Analytics' browser IDs (`fb.1.<ms>.<n>`, `GA1.2.<n>.<s>`), a short key
-        such as `post` next to address fields (a postcode)."""
-        _, keys, texts, _, parents = zip(*fields, strict=True)
-        if not AGENT_HEADERS.isdisjoint(parents):
-            for fld in [f for f in fields if f.parent in AGENT_HEADERS]:
-                if device_shaped(fld.value):
-                    add(fld, "pattern", Hit("device_id", 0.7, fld.value, fld.value.lower()))
-        joined = "\x00".join(texts)
-        if "fb." in joined or "GA1." in joined:
-            for fld in [f for f in fields if f.value[:3] in _FORMATS]:
-                if known_format(fld.value):
-                    add(fld, "pattern", Hit("tracking_id", 0.8, fld.value, fld.value))
-        near = self.keys.postcode_near_address
-        addressed: set[str] | None = None
-        if self.keys.near_address_keys.isdisjoint(keys):
-            return
-        for fld in [f for f in fields if f.key in self.keys.near_address_keys]:
-            if near(fld.key):
-                if addressed is None:
-                    addressed = {
-                        f.container
-                        for f, role in zip(fields, role_of, strict=True)
-                        if "address" in role[0]
-                    }
-                if fld.container in addressed:
-                    for hit in context_hits(fld, frozenset({"postcode"}), self.region):
-                        add(fld, "pattern", hit)
-
     def _name_hits(self, name: str) -> _Named:
         """What personal data a key is itself (`?<phone>=1`), nearly always none."""
         if len(name) < 5 or (name.isalpha() and name.isascii()):
@@ -318,11 +299,12 @@ class Detector:
                 names[name] = self._name_hits(name)
             for index in new:
                 key, parent = keys[index], parents[index]
-                role = (
-                    self.keys.categories_of(key, parent),
-                    self.keys.geo_role(key) if key else None,
-                    names[key] + names[parent],
-                )
+                cats = self.keys.categories_of(key, parent)
+                if parent in AGENT_HEADERS:  # a part of a User-Agent: a device ID by its shape
+                    cats |= _AGENT
+                if key and self.keys.postcode_near_address(key):
+                    cats |= _NEAR
+                role = (cats, self.keys.geo_role(key) if key else None, names[key] + names[parent])
                 found[index] = roles[(key, parent)] = _PLAIN if role == _PLAIN else role
         return cast(list[_Role], found)
 

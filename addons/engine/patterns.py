@@ -222,12 +222,7 @@ _TOKEN_ID = re.compile(r"[A-Za-z0-9+/_-]{20,64}={0,2}")
 
 # identifiers with a documented format, wherever they travel: Meta's browser and click IDs
 # (`fb.1.<ms>.<random>`), Google Analytics' client ID (`GA1.2.<random>.<s>`)
-_KNOWN_FORMATS = re.compile(r"fb\.\d\.1\d{12}\.[A-Za-z0-9_-]{6,}|GA1\.\d\.\d{5,12}\.1\d{9}")
-
-
-def known_format(value: str) -> bool:
-    """A value in the published format of a common tracking identifier."""
-    return value.startswith(("fb.", "GA1.")) and _KNOWN_FORMATS.fullmatch(value) is not None
+_KNOWN_FORMATS = re.compile(r"(?:fb\.\d\.1\d{12}\.[A-Za-z0-9_-]{6,}|GA1\.\d\.\d{5,12}\.1\d{9})")
 
 
 @lru_cache(maxsize=8192)
@@ -317,6 +312,11 @@ def text_hits(text: str, region: str, folded: str | None = None) -> Iterator[tup
             yield match.start(), Hit("phone", 0.75, match.group(0), e164)
     if "." in text or ":" in text:
         yield from ip_hits(text)
+    if "fb." in text or "GA1." in text:
+        for match in _KNOWN_FORMATS.finditer(text):
+            if _alone(text, match.start(), match.end(), alnum=True):
+                found = match.group()
+                yield match.start(), Hit("tracking_id", 0.8, found, found)
     if "imei" in (text.casefold() if folded is None else folded):
         for match in _IMEI.finditer(text):
             before = text[max(0, match.start() - 12) : match.start()].rpartition("\x00")[2]
