@@ -1,5 +1,5 @@
 """The corpus rebuilt from what real marketplace clients send (tests/fixtures/real): its shape,
-as the labelling rules and the README there ask."""
+as the labelling rules and the README there ask, and the detection gates on it."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ from typing import Any
 
 import pytest
 
-from tests.support.realcorpus import labels_of, load_flows, real_files
+from shopguard.engine.findings import CATEGORIES
+from shopguard.engine.location import parse
+from tests.support.realcorpus import RealScore, evaluate, labels_of, load_flows, real_files
 
 MARKETPLACES = {"taobao", "alibaba", "aliexpress", "lazada", "jd", "pinduoduo", "temu", "shein"}
+MASKED_LABEL = re.compile(r"\{([a-z_]+)\}")  # a name that is personal data, in a label
 SOURCE = re.compile(r"github\.com/[\w.-]+/[\w.-]+@[0-9a-f]{7,40}\s+\S+|https?://\S+")
 
 
@@ -45,3 +48,39 @@ def test_enough_traps_and_identifiers(flows: list[dict[str, Any]]) -> None:
     positives = Counter(category for f in flows for category, _ in labels_of(f))
     for category in ("device_id", "tracking_id", "ip_address"):
         assert positives[category] >= 10, positives
+
+
+def test_labels_follow_the_location_notation(flows: list[dict[str, Any]]) -> None:
+    for flow in flows:
+        for category, location in labels_of(flow):
+            assert category in CATEGORIES, (flow["id"], category)
+            parsed = parse(MASKED_LABEL.sub(r"{\1:x}", location))  # raises if malformed
+            assert parsed.steps or parsed.kind in ("body.text", "ws.text"), (flow["id"], location)
+
+
+@pytest.fixture(scope="module")
+def score() -> RealScore:
+    result = evaluate()
+    print()
+    print(result.table())
+    return result
+
+
+def test_precision_on_real_traffic_is_at_least_095(score: RealScore) -> None:
+    total = score.total
+    assert total.precision >= 0.95, "\n".join(m for m in score.mismatches if "extra" in m)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="recall gates not met yet: micro recall 0.81; ip_address 0.18 (the address packed "
+    "inside cna is not read), device_id 0.83, tracking_id 0.84 (see the corpus README)",
+)
+def test_recall_gates_on_real_traffic(score: RealScore) -> None:
+    """Micro recall >= 0.95; every category and every site with >= 10 positives >= 0.90
+    (smaller cells are printed, not gated)."""
+    assert score.total.recall >= 0.95
+    for name, cells in (("category", score.categories), ("site", score.sites)):
+        for key, cell in cells.items():
+            if cell.positives >= 10:
+                assert cell.recall >= 0.90, f"{name} {key}: recall {cell.recall:.3f}"
