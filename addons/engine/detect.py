@@ -15,7 +15,7 @@ import phonenumbers
 from shopguard.engine.composite import AGENT_HEADERS
 from shopguard.engine.extract import Extraction, Field
 from shopguard.engine.findings import Finding, fingerprint, mask
-from shopguard.engine.keys import KeyDictionary, default_dictionary
+from shopguard.engine.keys import KeyDictionary, default_dictionary, words
 from shopguard.engine.known_values import KnownMatcher, fold
 from shopguard.engine.patterns import (
     Hit,
@@ -49,6 +49,7 @@ IDENTIFIERS = frozenset({"device_id", "tracking_id"})
 _AGENT_PART, _NEAR_ADDRESS = "(user-agent part)", "(next to an address)"
 _AGENT, _NEAR = frozenset({_AGENT_PART}), frozenset({_NEAR_ADDRESS})
 _POSTCODE = frozenset({"postcode"})
+_BUILD_WORDS = frozenset({"build", "version", "ver", "sdk", "os", "release", "channel", "model"})
 _PLACEHOLDERS = frozenset(
     {"", "-1", "0", "null", "nil", "none", "undefined", "unknown", "not_init", "notinit",
      "default", "n/a", "na", "false", "true", "empty", "anonymous", "guest", "nan"}
@@ -300,8 +301,9 @@ class Detector:
             for index in new:
                 key, parent = keys[index], parents[index]
                 cats = self.keys.categories_of(key, parent)
-                if parent in AGENT_HEADERS:  # a part of a User-Agent: a device ID by its shape
-                    cats |= _AGENT
+                if parent in AGENT_HEADERS and not _BUILD_WORDS.intersection(words(key)):
+                    cats |= _AGENT  # a part of a User-Agent (not its build or version): a device
+                    # ID by its shape
                 if key and self.keys.postcode_near_address(key):
                     cats |= _NEAR
                 role = (cats, self.keys.geo_role(key) if key else None, names[key] + names[parent])

@@ -118,10 +118,13 @@ def parse_phone(text: str, region: str) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+_TIMESTAMP = re.compile(r"1[5-9]\d{8}(?:\d{3})?")  # seconds or milliseconds, 2017 to 2033
+
+
 def _plausible_identifier(value: str) -> bool:
     compact = value.strip().lower()
-    if len(compact) < 8 or compact in _PLACEHOLDERS:
-        return False
+    if len(compact) < 8 or compact in _PLACEHOLDERS or _TIMESTAMP.fullmatch(compact):
+        return False  # (a time, `tmr_lvidTS=1700000000000`, is when, not who)
     distinct = set(compact) - set("-_:. ")
     return len(distinct) >= 4
 
@@ -217,6 +220,7 @@ def ip_hits(text: str) -> Iterator[tuple[int, Hit]]:
 
 _UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 _HEX_ID = re.compile(r"[0-9A-Fa-f]{16,64}")
+_HEX_GROUPS = re.compile(r"[0-9A-Fa-f]{8,32}(?:-[0-9A-Fa-f]{8,32})+")  # `<16 digits>-<16 digits>`
 _TOKEN_ID = re.compile(r"[A-Za-z0-9+/_-]{20,64}={0,2}")
 
 
@@ -227,13 +231,14 @@ _KNOWN_FORMATS = re.compile(r"(?:fb\.\d\.1\d{12}\.[A-Za-z0-9_-]{6,}|GA1\.\d\.\d{
 
 @lru_cache(maxsize=8192)
 def device_shaped(value: str) -> bool:
-    """A value shaped like a device identifier: a UUID (IDFA, IDFV, OAID), 16 to 64 hex digits
-    (Android ID, an SDK's hashed ID), a 15-digit IMEI with its Luhn check, or a 20 to 64
-    character token mixing upper and lower case letters and digits (Alibaba's utdid).
+    """A value shaped like a device identifier: a UUID (IDFA, IDFV, OAID) or hex groups joined
+    by `-`, 16 to 64 hex digits (Android ID, an SDK's hashed ID), a 15-digit IMEI with its Luhn
+    check, or a 20 to 64 character token mixing upper and lower case letters and digits
+    (Alibaba's utdid).
     Versions, words and dates are none of these."""
     if len(value) < 15 or len(value) > 66:
         return False
-    if _UUID.fullmatch(value):
+    if _UUID.fullmatch(value) or _HEX_GROUPS.fullmatch(value):
         return value.strip("0-") != ""
     if value.isdigit():
         return len(value) == 15 and luhn(value)

@@ -357,3 +357,15 @@ def test_parts_joined_in_a_json_value_are_edited_one_by_one(shop: Config) -> Non
     ]
     sent = result.outcome.url
     assert "202cbc586b6c64d7" not in sent and "d0bc56cf" not in sent and "%7C" in sent
+
+
+def test_a_time_is_no_identifier_and_a_build_is_no_device_id() -> None:
+    request = PlainRequest(
+        "GET",
+        "https://a/?visitor_id=1733011200123&tmr_lvidTS=1733011200123",
+        [("User-Agent", "phh_android_version/7.1.0 phh_android_build/9f86d081884c7d659a2feaa0")],
+    )
+    assert found(request) == set()
+    jd = "jdapp;android;9.4.4;10;2893820940959741-4298549523842674;network/wifi"
+    request = PlainRequest("GET", "https://api.m.jd.com/", [("User-Agent", jd)])
+    assert found(request) == {("device_id", "header:user-agent/4")}  # hex groups joined by -
