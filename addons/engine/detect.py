@@ -325,7 +325,9 @@ class Detector:
                     # phone by shape needs a key or words around it, an ID has 18 characters,
                     # digests at least 22), so it needs no entry
                     continue
-                entry = found[index] = [False, inner_tokens(value), -1, None]
+                # [nothing by shape, link tokens, searched for identifiers inside (session,
+                # generation), sighted at (session, party)]
+                entry = found[index] = [False, inner_tokens(value), None, None]
                 if remember and size <= _REMEMBER_MAX:
                     if len(memory) > _REMEMBERED:
                         memory.clear()
@@ -347,7 +349,8 @@ class Detector:
         seen = linker.remembered
         inner = [entry[1] for entry in entries if entry is not None and entry[1]]
         linked = seen.keys() & set(values).union(*inner)
-        generation = linker.generation  # values searched since the last new identifier: skipped
+        # values searched since this session's last new identifier are skipped
+        generation = (linker.serial, linker.generation)
         todo = [
             i
             for i, e in enumerate(entries)

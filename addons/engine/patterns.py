@@ -118,12 +118,12 @@ def parse_phone(text: str, region: str) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-_TIMESTAMP = re.compile(r"1[5-9]\d{8}(?:\d{3})?")  # seconds or milliseconds, 2017 to 2033
+TIMESTAMP = re.compile(r"1[5-9]\d{8}(?:\d{3})?")  # seconds or milliseconds, 2017 to 2033
 
 
 def _plausible_identifier(value: str) -> bool:
     compact = value.strip().lower()
-    if len(compact) < 8 or compact in _PLACEHOLDERS or _TIMESTAMP.fullmatch(compact):
+    if len(compact) < 8 or compact in _PLACEHOLDERS or TIMESTAMP.fullmatch(compact):
         return False  # (a time, `tmr_lvidTS=1700000000000`, is when, not who)
     distinct = set(compact) - set("-_:. ")
     return len(distinct) >= 4

@@ -369,3 +369,24 @@ def test_a_time_is_no_identifier_and_a_build_is_no_device_id() -> None:
     jd = "jdapp;android;9.4.4;10;2893820940959741-4298549523842674;network/wifi"
     request = PlainRequest("GET", "https://api.m.jd.com/", [("User-Agent", jd)])
     assert found(request) == {("device_id", "header:user-agent/4")}  # hex groups joined by -
+
+
+def test_a_named_id_is_found_inside_a_longer_value_in_every_session_of_one_detector() -> None:
+    """`scan` reads each capture file as its own session with one detector: what one session
+    searched must not hide what another session's identifiers are inside of."""
+    names = Identifiers(device=TrackerNames(headers=frozenset({"x-utdid"})))
+    detector = Detector(b"k")
+    first, second = "WkqY8pLmN2vR7tXc5bHs3dQa", "ZpQ4rT7yU1iO9pAs5dFg8hJk"
+    trace = f"{second}1733011200123000123"  # (the app's trace ID: its device ID, a time, a count)
+
+    def request(device: str) -> PlainRequest:
+        headers = [("x-utdid", device), ("x-c-traceid", trace)]
+        return PlainRequest("GET", "https://acs.m.taobao.com/gw/x/1.0/", headers)
+
+    one = detector.detect(extract(request(first)), "acs.m.taobao.com", names, Linker(), "site:t")
+    assert ("device_id", "header:x-c-traceid") not in {(f.category, f.location) for f in one}
+    two = detector.detect(extract(request(second)), "acs.m.taobao.com", names, Linker(), "site:t")
+    inside = [f for f in two if f.location == "header:x-c-traceid"]
+    assert [(f.category, f.linked_from) for f in inside] == [
+        ("device_id", "header:x-utdid@acs.m.taobao.com")
+    ]
