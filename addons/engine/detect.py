@@ -22,6 +22,7 @@ from shopguard.engine.patterns import (
     context_hits,
     device_shaped,
     geo_hits,
+    packed_ip,
     text_hits,
 )
 from shopguard.engine.trackers import (
@@ -168,6 +169,12 @@ class Detector:
                 if len(found) > before and linker is not None:
                     origin = f"{fld.location}@{host}" if host else fld.location
                     linker.remember(fld.value, origin, category)
+        if trackers is not None and trackers.packed:
+            offsets = trackers.packed_offsets
+            if not offsets.keys().isdisjoint(keys):  # an address held as four bytes
+                for fld in [f for f in fields if f.key in offsets and f.location[:4] != "set-"]:
+                    if (address := packed_ip(fld.value, offsets[fld.key])) is not None:
+                        add(fld, "pattern", Hit("ip_address", 0.7, address, address), "bytes")
         if extraction.response_cookies:  # a response cookie is a tracking identifier or nothing
             live = [i for i, loc in enumerate(locations) if not loc.startswith("set-cookie:")]
             fields = [fields[i] for i in live]

@@ -7,6 +7,8 @@ and most also need the key a value travels under to say what it is; that is what
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime
 import ipaddress
 import re
@@ -192,6 +194,22 @@ def _ip_delimiter(char: str) -> bool:
     """What stands around an address written as a value: nothing, a separator or a quote (not a
     letter, digit, `.`, `-`, `_`, or a `/` of a product's version or a URL's host)."""
     return not char or char in "|;,:=&\x00 \t\"'()[]{}<>"
+
+
+@lru_cache(maxsize=4096)
+def packed_ip(value: str, offset: int) -> str | None:
+    """The user's IPv4 address held as four bytes at `offset` in a base64 value (a site file's
+    `packed_ips`), or None."""
+    try:
+        raw = base64.b64decode(
+            value + "=" * (-len(value) % 4),
+            altchars=b"-_" if "-" in value or "_" in value else None,
+        )
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) < offset + 4:
+        return None
+    return user_ip(".".join(str(b) for b in raw[offset : offset + 4]))
 
 
 def ip_hits(text: str) -> Iterator[tuple[int, Hit]]:

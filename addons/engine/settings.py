@@ -41,6 +41,7 @@ SITE_KEYS = (
     "tracking_ids",
     "device_ids",
     "not_identifiers",
+    "packed_ips",
     "trackers",
     "fields",
     "allow",
@@ -82,12 +83,13 @@ class Site:
     referred_only: bool = False  # handled only when Origin/Referer is another site's (pixels)
     device_ids: TrackerNames = field(default_factory=TrackerNames)
     not_identifiers: TrackerNames = field(default_factory=TrackerNames)
+    packed_ips: tuple[tuple[str, int], ...] = ()  # (name, byte offset of an IPv4 address)
 
     @cached_property
     def identifiers(self) -> Identifiers:
         """The site's identifier names, over those common to every site (`data/identifiers.yaml`:
         analytics and advertising cookies and parameters)."""
-        own = Identifiers(self.tracking_ids, self.device_ids, self.not_identifiers)
+        own = Identifiers(self.tracking_ids, self.device_ids, self.not_identifiers, self.packed_ips)
         return common_identifiers().merged(own)
 
     @property
@@ -110,6 +112,8 @@ class Site:
             referred_only=self.referred_only or other.referred_only,
             device_ids=self.device_ids.merged(other.device_ids),
             not_identifiers=self.not_identifiers.merged(other.not_identifiers),
+            packed_ips=self.packed_ips
+            + tuple(p for p in other.packed_ips if p not in self.packed_ips),
         )
 
 
@@ -263,6 +267,7 @@ def _read_site(doc: Located, check: Checker, stem: str, extends: bool = False) -
         referred_only,
         names["device_ids"] or TrackerNames(),
         names["not_identifiers"] or TrackerNames(),
+        _read_packed(entries["packed_ips"], check) if "packed_ips" in entries else (),
     )
 
 
@@ -281,6 +286,22 @@ def common_identifiers() -> Identifiers:
         names.get("device_ids", TrackerNames()),
         names.get("not_identifiers", TrackerNames()),
     )
+
+
+def _read_packed(at: Located, check: Checker) -> tuple[tuple[str, int], ...]:
+    """`packed_ips`: names whose base64 value holds an IPv4 address as four bytes, each with
+    the offset of the first byte."""
+    if not isinstance(at.value, dict):
+        check.error(at, "expected a mapping of names to byte offsets, like {cna: 10}")
+        return ()
+    found = []
+    for name, offset in at.value.items():
+        value = check.scalar(offset, int)
+        if value is not None and not 0 <= value <= 64:
+            check.error(offset, f"expected a byte offset from 0 to 64, got {value}")
+        elif value is not None:
+            found.append((str(name), int(value)))
+    return tuple(found)
 
 
 def _read_trackers(at: Located, check: Checker) -> TrackerNames | None:

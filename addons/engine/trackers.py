@@ -63,13 +63,19 @@ class Identifiers:
     tracking: TrackerNames = TrackerNames()
     device: TrackerNames = TrackerNames()
     ignored: TrackerNames = TrackerNames()  # session, signing and anti-bot names
+    packed: tuple[tuple[str, int], ...] = ()  # names whose bytes hold an IPv4 address, at offset
 
     def merged(self, other: Identifiers) -> Identifiers:
         return Identifiers(
             self.tracking.merged(other.tracking),
             self.device.merged(other.device),
             self.ignored.merged(other.ignored),
+            self.packed + tuple(p for p in other.packed if p not in self.packed),
         )
+
+    @cached_property
+    def packed_offsets(self) -> dict[str, int]:
+        return dict(self.packed)
 
     @cached_property
     def by_location(self) -> dict[str, str]:

@@ -9,8 +9,8 @@ nothing, so its labels are misses.
 
 `python -m tests.support.realcorpus` prints the tables per category and per site and every
 mismatch; `--without SITE` first removes that site's own identifier names (`tracking_ids`,
-`device_ids`) from its file: the leave-one-site-out run, what the mechanisms find without
-memorised names.
+`device_ids`, `packed_ips`) from its file: the leave-one-site-out run, what the mechanisms find
+without memorised names.
 """
 
 from __future__ import annotations
@@ -164,10 +164,12 @@ def evaluate(files: list[Path] | None = None, config: Config | None = None) -> R
 
 
 def without_names(config: Config, site: str) -> Config:
-    """`config` with `site`'s own identifier names removed (the names common to every site and
-    the key dictionary stay)."""
+    """`config` with `site`'s own identifier names removed (its `not_identifiers`, the names
+    common to every site and the key dictionary stay)."""
     sites = tuple(
-        replace(s, tracking_ids=TrackerNames(), device_ids=TrackerNames()) if s.name == site else s
+        replace(s, tracking_ids=TrackerNames(), device_ids=TrackerNames(), packed_ips=())
+        if s.name == site
+        else s
         for s in config.sites
     )
     return Config(config.settings, sites, config.files)

@@ -390,3 +390,36 @@ def test_a_named_id_is_found_inside_a_longer_value_in_every_session_of_one_detec
     assert [(f.category, f.linked_from) for f in inside] == [
         ("device_id", "header:x-utdid@acs.m.taobao.com")
     ]
+
+
+def test_an_address_packed_in_an_identifiers_bytes_is_read_where_the_site_file_says(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "sites").mkdir()
+    (tmp_path / "sites" / "shop.yaml").write_text(
+        'hosts: ["*.shop.example"]\ntracking_ids: {cookies: [cna]}\npacked_ips: {cna: 10}\n',
+        encoding="utf-8",
+    )
+    config = load_config(tmp_path, None)
+    raw = bytes(range(8)) + b"\x02\x01" + bytes([203, 0, 113, 61]) + b"\x10\x20\x30\x40"
+    cna = base64.b64encode(raw).decode()
+    private = base64.b64encode(raw[:10] + bytes([192, 168, 1, 2]) + raw[14:]).decode()
+    short = base64.b64encode(raw[:12]).decode()
+
+    def slots(cookie: str) -> set[tuple[str, str]]:
+        request = PlainRequest("GET", "https://www.shop.example/", [("Cookie", cookie)])
+        ctx = pipeline.Context(config, Detector(b"k"), Linker())
+        return {(f.category, f.location) for f in pipeline.run(ctx, request).findings}
+
+    assert slots(f"cna={cna}") == {("tracking_id", "cookie:cna"), ("ip_address", "cookie:cna")}
+    assert slots(f"cna={private}") == {("tracking_id", "cookie:cna")}  # not a user's address
+    assert slots(f"cna={short}") == {("tracking_id", "cookie:cna")}  # too short to hold one
+
+
+def test_packed_ips_in_a_site_file_are_checked(tmp_path: Path) -> None:
+    (tmp_path / "sites").mkdir()
+    (tmp_path / "sites" / "shop.yaml").write_text(
+        'hosts: ["*.shop.example"]\npacked_ips: {cna: 99}\n', encoding="utf-8"
+    )
+    with pytest.raises(Exception, match=r"shop\.yaml:2: packed_ips\.cna: expected a byte offset"):
+        load_config(tmp_path, None)
