@@ -23,6 +23,8 @@ from shopguard.engine.located import (
     load_located,
     parse_size,
 )
+from shopguard.engine.location import LocationError
+from shopguard.engine.location import parse as parse_location
 from shopguard.engine.policy import Policy, read_policy
 from shopguard.engine.trackers import Identifiers, TrackerNames
 
@@ -312,12 +314,17 @@ def _read_trackers(at: Located, check: Checker) -> TrackerNames | None:
     for kind, value in entries.items():
         items = []
         for item in check.items(value):
-            if isinstance(item.value, str) and item.value.strip():
-                items.append(
-                    item.value.strip().lower() if kind == "headers" else item.value.strip()
-                )
-            else:
+            if not (isinstance(item.value, str) and item.value.strip()):
                 check.error(item, f"expected a {kind[:-1]} name, got {item.value!r}")
+                continue
+            name = item.value.strip()
+            if kind == "fields" and ":" in name:  # a location: `body:$.deviceInfo.id`
+                try:
+                    parse_location(name)
+                except LocationError as exc:
+                    check.error(item, f"expected a field name or a location: {exc}")
+                    continue
+            items.append(name.lower() if kind == "headers" else name)
         names[kind] = frozenset(items)
     return TrackerNames(**names)
 

@@ -46,14 +46,21 @@ class TrackerNames:
 
     @cached_property
     def locations(self) -> frozenset[str]:
-        """The field locations that carry them, but for `fields` (matched by key)."""
+        """The field locations that carry them: named cookies, headers and parameters, and the
+        `fields` written as a location (`body:$.deviceInfo.id`); other fields match by key."""
         return frozenset(
             [top("cookie", c) for c in self.cookies]
             + [top("set-cookie", c) for c in self.cookies]
             + [top("header", h.lower()) for h in self.headers]
             + [top("query", p) for p in self.params]
             + [top("body.form", p) for p in self.params]
+            + [f for f in self.fields if ":" in f]
         )
+
+    @cached_property
+    def keys(self) -> frozenset[str]:
+        """The `fields` given as names, matched at any depth."""
+        return frozenset(f for f in self.fields if ":" not in f)
 
 
 @dataclass(frozen=True)
@@ -90,12 +97,10 @@ class Identifiers:
         named cookies and parameters where they travel inside other values (a click ID in a
         landing URL, `url=…?gclid=…`; a cookie copied into JSON, `cookieParams: {"cna": …}`)."""
         found = dict.fromkeys(
-            self.tracking.fields | self.tracking.params | self.tracking.cookies, "tracking_id"
+            self.tracking.keys | self.tracking.params | self.tracking.cookies, "tracking_id"
         )
         found.update(
-            dict.fromkeys(
-                self.device.fields | self.device.params | self.device.cookies, "device_id"
-            )
+            dict.fromkeys(self.device.keys | self.device.params | self.device.cookies, "device_id")
         )
         return found
 
@@ -106,7 +111,7 @@ class Identifiers:
     def ignores(self, location: str, key: str) -> bool:
         """Whether the field at `location` under `key` is a session, signing or anti-bot value
         (never an identifier, by name or by behaviour): the named field, or anything in it."""
-        if key and key in self.ignored.fields:
+        if key and key in self.ignored.keys:
             return True
         return _top_field(location) in self.ignored_locations
 

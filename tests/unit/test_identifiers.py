@@ -423,3 +423,37 @@ def test_packed_ips_in_a_site_file_are_checked(tmp_path: Path) -> None:
     )
     with pytest.raises(Exception, match=r"shop\.yaml:2: packed_ips\.cna: expected a byte offset"):
         load_config(tmp_path, None)
+
+
+def test_a_site_file_names_an_identifier_by_its_location_too(tmp_path: Path) -> None:
+    (tmp_path / "sites").mkdir()
+    (tmp_path / "sites" / "shop.yaml").write_text(
+        'hosts: ["*.shop.example"]\n'
+        'tracking_ids: {fields: ["body:$.context.user.ttp"]}\n'
+        'device_ids: {fields: ["query:data.$.dev%2Eid"]}\n',
+        encoding="utf-8",
+    )
+    config = load_config(tmp_path, None)
+    body = json.dumps({"context": {"user": {"ttp": "Qm9vMTIzNDU2Nzg5"}, "ttp": "WnV1OTg3NjU0MzIx"}})
+    data = quote(json.dumps({"dev.id": "AbC123dEf456"}))
+    request = PlainRequest(
+        "POST",
+        f"https://api.shop.example/e?data={data}",
+        [("content-type", "application/json")],
+        body.encode(),
+    )
+    ctx = pipeline.Context(config, Detector(b"k"), Linker())
+    slots = {(f.category, f.location) for f in pipeline.run(ctx, request).findings}
+    assert slots == {
+        ("tracking_id", "body:$.context.user.ttp"),  # that path only, not `$.context.ttp`
+        ("device_id", "query:data.$.dev%2Eid"),
+    }
+
+
+def test_a_field_location_in_a_site_file_must_follow_the_notation(tmp_path: Path) -> None:
+    (tmp_path / "sites").mkdir()
+    (tmp_path / "sites" / "shop.yaml").write_text(
+        'hosts: ["*.shop.example"]\ntracking_ids: {fields: ["body:$.a[x]"]}\n', encoding="utf-8"
+    )
+    with pytest.raises(Exception, match=r"shop\.yaml:2: .*expected a field name or a location"):
+        load_config(tmp_path, None)
