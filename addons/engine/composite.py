@@ -55,8 +55,8 @@ class Part(NamedTuple):
 def agent_parts(text: str) -> list[Part]:
     """The parts of a User-Agent. Products (`name/version`) and `name=value` items are named;
     a UA written as `;`-joined fields (`jdapp;android;12.1.0;;…`) has its unnamed fields by
-    position; in a space-separated UA, unnamed words and items of the comments `(…; …)` count
-    only when they are long enough to be an identifier."""
+    position; in a space-separated UA, the named items of its comments `(…; …)` count, and an
+    unnamed word only when it is long enough to be an identifier."""
     if len(text) > MAX_VALUE:
         return []
     tokens = _top_level(text, ";")
@@ -83,8 +83,8 @@ def agent_parts(text: str) -> list[Part]:
 
 def value_parts(text: str, header: str = "") -> list[Part]:
     """The parts of a cookie's or a header's value joined by `|`, `;` or `,` (the first of
-    them found), or [] when it is not one: fewer than two parts, a standard header's list, a
-    form, JSON or a URL (those are read as what they are)."""
+    these, in that order, that the value holds), or [] when it is not one: fewer than two
+    parts, a standard header's list, a form, JSON or a URL (those are read as what they are)."""
     if header in _LIST_HEADERS or len(text) > MAX_VALUE:
         return []
     stripped = text.lstrip()
