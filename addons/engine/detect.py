@@ -50,6 +50,7 @@ IDENTIFIERS = frozenset({"device_id", "tracking_id"})
 _AGENT_PART, _NEAR_ADDRESS = "(user-agent part)", "(next to an address)"
 _AGENT, _NEAR = frozenset({_AGENT_PART}), frozenset({_NEAR_ADDRESS})
 _POSTCODE = frozenset({"postcode"})
+_NEVER = ("no candidate",)  # a value the persistent rule never needs to look at
 _BUILD_WORDS = frozenset({"build", "version", "ver", "sdk", "os", "release", "channel", "model"})
 _PLACEHOLDERS = frozenset(
     {"", "-1", "0", "null", "nil", "none", "undefined", "unknown", "not_init", "notinit",
@@ -255,13 +256,15 @@ class Detector:
         stamp = (linker.serial, party)  # a recurring value seen at this party and no other is
         for index, fld in enumerate(fields):  # not looked up again for this run
             entry = entries[index]
-            if (
-                entry is None
-                or entry[3] == stamp
-                or not persistent_candidate(fld.value)
-                or fld.location in taken
-                or fld.location.startswith(("set-cookie:", "header:referer", "header:origin"))
-                or (ignores is not None and ignores(fld.location, fld.key))
+            if entry is None or entry[3] is _NEVER or entry[3] == stamp:
+                continue
+            if not persistent_candidate(fld.value) or (
+                ignores is not None and ignores(fld.location, fld.key)
+            ):  # no candidate, or a session or signing value: never one, wherever it goes
+                entry[3] = _NEVER
+                continue
+            if fld.location in taken or fld.location.startswith(
+                ("set-cookie:", "header:referer", "header:origin")
             ):
                 continue
             first = linker.sighted(
