@@ -12,7 +12,7 @@ from shopguard import __version__, paths
 from shopguard.adapt import url_text
 from shopguard.auditlog import AuditLog
 from shopguard.engine.location import segment_index
-from shopguard.engine.masking import mask_path
+from shopguard.engine.masking import host_labels, mask_host, mask_path
 from shopguard.runtime import Runtime, guarded, local_response
 from shopguard.state import FlowState
 
@@ -115,7 +115,9 @@ class Recorder:
         path = url_text(request.path)  # (bytes that are not UTF-8 as %XX: the log is UTF-8)
         line: dict[str, Any] = {
             "site": state["site"],
-            "host": state["host"],
+            "host": state["host"]
+            if raw
+            else mask_host(state["host"], host_labels(f["location"] for f in state["findings"])),
             "method": request.method,
             "path": path
             if raw

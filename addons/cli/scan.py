@@ -18,7 +18,7 @@ from shopguard.cli.exits import EXIT_FOUND, EXIT_OK, EXIT_USAGE
 from shopguard.engine.detect import Detector
 from shopguard.engine.findings import CATEGORIES, Finding
 from shopguard.engine.location import segment_index
-from shopguard.engine.masking import mask_path
+from shopguard.engine.masking import host_labels, mask_host, mask_path
 from shopguard.engine.pipeline import Context, process, route_request
 from shopguard.engine.request import PlainRequest
 from shopguard.engine.settings import Config
@@ -142,9 +142,10 @@ class Result:
 def masked_url(url: str, findings: list[Finding], names: dict[str, str]) -> str:
     found = (segment_index(f.location) for f in findings)
     segments = {index for index in found if index is not None}
+    labels = host_labels(f.location for f in findings)
     try:
         parts = urlsplit(url)
-        netloc = parts.netloc.rpartition("@")[2]  # (never user:password@)
+        netloc = mask_host(parts.netloc.rpartition("@")[2], labels)  # (never user:password@)
     except ValueError:  # not a URL Python can split: its path and query masked all the same
         scheme, _, rest = url.partition("://")
         authority, slash, path = rest.partition("/")
@@ -167,7 +168,7 @@ def scan_files(files: list[Path], config: Config, detector: Detector) -> Iterato
                 str(path),
                 entry.index,
                 masked_url(request.url, result.findings, result.masked_names),
-                result.host,
+                mask_host(result.host, host_labels(f.location for f in result.findings)),
                 result.site.name if result.site else None,
                 result.inspection,
                 result.findings,

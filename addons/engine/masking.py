@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from urllib.parse import unquote_plus
 
 MASK = "***"
@@ -37,6 +37,22 @@ def mask_path(
             name = pair = shown
         parts.append(f"{name}={MASK}" if eq and value else pair)
     return f"{base}?{'&'.join(parts)}"
+
+
+def mask_host(host: str, labels: Collection[int]) -> str:
+    """A host with the labels numbered in `labels` (0-based, leftmost first, as `host:N`
+    locations) written `***`: `13800138000.shop.example` -> `***.shop.example`."""
+    if not labels:
+        return host
+    name, colon, port = host.partition(":") if host.count(":") == 1 else (host, "", "")
+    parts = name.split(".")
+    masked = ".".join(MASK if index in labels else part for index, part in enumerate(parts))
+    return f"{masked}{colon}{port}"
+
+
+def host_labels(locations: Iterable[str]) -> set[int]:
+    """The host labels that carry a finding, from the findings' locations (`host:N`)."""
+    return {int(loc[5:]) for loc in locations if loc.startswith("host:") and loc[5:].isdigit()}
 
 
 # Anything that may be a value: quoted text, e-mail or URL-like tokens, anything with a digit,

@@ -437,3 +437,13 @@ def test_a_path_with_bytes_that_are_not_utf8_gets_its_line(
     assert line["path"] == "/item/%FF%FE?mobile=***"
     assert proxy.lines("addon_error") == []
     assert flow.response is not None and flow.response.status_code == 200
+
+
+def test_a_host_label_that_is_personal_data_is_masked_in_the_line(proxy: Proxy) -> None:
+    resident_id = "11010519491231002x"  # the GB 11643 sample ID, as a subdomain
+    flow = request_to(f"{resident_id}.m.taobao.com", "/")
+    proxy.run(respond(flow, 200))
+    (line,) = proxy.lines("flow")
+    assert [(f["category"], f["location"]) for f in line["findings"]] == [("id_number", "host:0")]
+    assert line["host"] == "***.m.taobao.com"
+    assert resident_id not in proxy.log.read_text().lower()

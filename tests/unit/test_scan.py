@@ -134,3 +134,14 @@ def test_bad_entries_are_reported_and_the_rest_scanned(
     captured = capsys.readouterr()
     assert f"{path}: entry 0: no request URL" in captured.err
     assert [json.loads(x)["flow"] for x in captured.out.splitlines()] == [1]
+
+
+def test_scan_masks_a_host_label_that_is_personal_data() -> None:
+    from shopguard.cli.scan import masked_url
+    from shopguard.engine.detect import Detector
+    from shopguard.engine.extract import extract
+    from shopguard.engine.request import PlainRequest
+
+    url = "https://11010519491231002x.m.taobao.com/a?b=1"
+    findings = Detector(b"k").detect(extract(PlainRequest("GET", url)))
+    assert masked_url(url, findings, {}) == "https://***.m.taobao.com/a?b=***"
