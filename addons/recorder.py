@@ -13,6 +13,7 @@ from shopguard.adapt import url_text
 from shopguard.auditlog import AuditLog
 from shopguard.engine.location import segment_index
 from shopguard.engine.masking import host_labels, mask_host, mask_path
+from shopguard.engine.pipeline import shown_host
 from shopguard.runtime import Runtime, guarded, local_response
 from shopguard.state import FlowState
 
@@ -147,13 +148,16 @@ class Recorder:
 
     def tls_failed_client(self, data: tls.TlsData) -> None:
         host = data.conn.sni
-        site = self.rt.index.attribute(host) if host else None
+        if not host:
+            return
+        site = self.rt.index.attribute(host)
         if site is None or site.referred_only:
             return  # not a site, or ad pixels: whose page fired them is unknown before TLS
+        raw = self.rt.config is not None and self.rt.config.settings.log.values == "raw"
         self.rt.emit(
             "tls_failed",
             site=site.name,
-            host=host,
+            host=host if raw else shown_host(self.rt.detector, host),
             error=data.conn.error,
             hint=TLS_HINT,
         )

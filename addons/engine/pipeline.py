@@ -27,6 +27,7 @@ from shopguard.engine.findings import Finding
 from shopguard.engine.hosts import normalize_host, registrable_domain
 from shopguard.engine.hosts import route as route_host
 from shopguard.engine.location import escape, masked, with_masks
+from shopguard.engine.masking import host_labels, mask_host
 from shopguard.engine.redact import Action, Outcome, redact, tracker_block, uninspected_block
 from shopguard.engine.request import PlainRequest
 from shopguard.engine.settings import Config, Site
@@ -227,6 +228,15 @@ def _detect(
     result.findings = ctx.detector.detect(
         extraction, result.host, trackers, ctx.linker, party_of(result.routed, result.host)
     )
+
+
+def shown_host(detector: Detector | None, host: str) -> str:
+    """`host` as a line may show it when no request was read (a failed TLS handshake): its
+    labels that are personal data (`13800138000.m.example.com`) masked."""
+    if detector is None or not any(c.isdigit() or c == "@" for c in host):
+        return host
+    findings = detector.detect(extract(PlainRequest("GET", f"https://{host}/")))
+    return mask_host(host, host_labels(f.location for f in findings))
 
 
 def party_of(routed: Routed | None, host: str) -> str:

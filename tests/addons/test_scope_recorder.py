@@ -447,3 +447,9 @@ def test_a_host_label_that_is_personal_data_is_masked_in_the_line(proxy: Proxy) 
     assert [(f["category"], f["location"]) for f in line["findings"]] == [("id_number", "host:0")]
     assert line["host"] == "***.m.taobao.com"
     assert resident_id not in proxy.log.read_text().lower()
+
+
+def test_a_tls_failure_masks_a_host_label_that_is_personal_data(proxy: Proxy) -> None:
+    proxy.recorder.tls_failed_client(tls_failure(proxy, "11010519491231002x.m.taobao.com"))
+    (line,) = proxy.lines("tls_failed")
+    assert line["host"] == "***.m.taobao.com"
