@@ -30,7 +30,7 @@ from shopguard.engine.known_values import KnownMatcher, load_profile
 from shopguard.engine.pipeline import Context, process, route_request
 from shopguard.engine.settings import Config, load_config
 from shopguard.engine.trackers import Linker, TrackerNames
-from tests.support.corpus import CORPUS, SECRET, plain_request
+from tests.support.corpus import CORPUS, SECRET, Score, plain_request
 
 REAL = Path(__file__).resolve().parents[1] / "fixtures" / "real"
 MASKED_NAME = re.compile(r"\{([a-z_]+):[^{}]*\}")
@@ -73,9 +73,7 @@ class Cell:
     fp: int = 0
     fn: int = 0
 
-    @staticmethod
-    def ratio(a: int, b: int) -> float:
-        return a / b if b else 1.0
+    ratio = staticmethod(Score.ratio)  # (the synthetic corpus's: 1.0 for an empty cell)
 
     @property
     def positives(self) -> int:
