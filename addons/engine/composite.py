@@ -10,6 +10,7 @@ the value as it was. Splitting is bounded: at most `MAX_PARTS` parts, and values
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import NamedTuple
 
 MAX_PARTS = 64
@@ -44,6 +45,22 @@ _LIST_HEADERS = frozenset(
 
 
 AGENT_HEADERS = frozenset({"user-agent", "x-user-agent"})
+# a web browser's own User-Agent: the platform comment, the engine, and the browsers' product
+# tokens, nothing else (an app's web view adds its own tokens, or `; wv` on Android)
+_BROWSER = re.compile(
+    r"Mozilla/5\.0 \((?![^)]*; wv\))[^()]*\) "
+    r"(?:AppleWebKit/[\d.]+ \(KHTML, like Gecko\)(?: Version/[\d.]+)?"
+    r"(?: (?:Chrome|CriOS|FxiOS|EdgiOS)/[\d.]+)?(?: Mobile(?:/\w+)?)? Safari/[\d.]+"
+    r"|Gecko/[\d.]+ Firefox/[\d.]+)"
+    r"(?: (?:Edg|EdgA|OPR|YaBrowser|SamsungBrowser|Vivaldi)/[\d.]+)*"
+)
+
+
+@lru_cache(maxsize=256)
+def browser_agent(text: str) -> bool:
+    """Whether a User-Agent is a web browser's (not an app's, its web view's, or a library's):
+    a page in a browser can read no hardware or app-install identifier."""
+    return len(text) <= 512 and _BROWSER.fullmatch(text) is not None
 
 
 class Part(NamedTuple):

@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import phonenumbers
 
-from shopguard.engine.composite import AGENT_HEADERS
+from shopguard.engine.composite import AGENT_HEADERS, browser_agent
 from shopguard.engine.extract import Extraction, Field
 from shopguard.engine.findings import Finding, fingerprint, mask
 from shopguard.engine.keys import KeyDictionary, default_dictionary, words
@@ -22,6 +22,7 @@ from shopguard.engine.patterns import (
     context_hits,
     device_shaped,
     geo_hits,
+    hardware_shaped,
     packed_ip,
     text_hits,
 )
@@ -117,6 +118,13 @@ class Detector:
                 )
             ):
                 return  # "-1", "NOT_INIT"; a session or signing value the site file names
+            if (
+                browser
+                and hit.category == "device_id"
+                and detector != "profile"
+                and not hardware_shaped(hit.value)
+            ):  # what a page's script calls a device ID is a fingerprint of the browser
+                hit = Hit("tracking_id", hit.confidence, hit.value, hit.value)
             location = _named_location(fld, named) if named else fld.location
             slot = (hit.category, location, named)
             if slot in found:  # one of the user's own values is reported as theirs, else the
@@ -151,6 +159,9 @@ class Detector:
             return []
         # the fields column by column: most of the work below is then done by C loops
         locations, keys, texts, _, parents = zip(*fields, strict=True)
+        browser = "header:user-agent" in locations and browser_agent(
+            texts[locations.index("header:user-agent")]
+        )
         tracked: set[str] | frozenset[str] = _NONE
         if trackers is not None:
             by_location = trackers.by_location
@@ -169,7 +180,7 @@ class Detector:
                 add(fld, "tracker", Hit(category, 0.9, fld.value, fld.value))
                 if len(found) > before and linker is not None:
                     origin = f"{fld.location}@{host}" if host else fld.location
-                    linker.remember(fld.value, origin, category)
+                    linker.remember(fld.value, origin, next(reversed(found.values())).category)
         if trackers is not None and trackers.packed:
             offsets = trackers.packed_offsets
             if not offsets.keys().isdisjoint(keys):  # an address held as four bytes

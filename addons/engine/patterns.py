@@ -272,6 +272,17 @@ def device_shaped(value: str) -> bool:
     return False
 
 
+_MAC = re.compile(r"[0-9A-Fa-f]{2}(?:([:-])[0-9A-Fa-f]{2})(?:\1[0-9A-Fa-f]{2}){4}")
+
+
+def hardware_shaped(value: str) -> bool:
+    """A value in a hardware identifier's own format: a 15-digit IMEI with its Luhn check, or a
+    MAC address."""
+    if value.isdigit():
+        return len(value) == 15 and luhn(value)
+    return len(value) == 17 and _MAC.fullmatch(value) is not None
+
+
 def _alone(text: str, start: int, end: int, alnum: bool = False) -> bool:
     """No digit (or, with `alnum`, no ASCII letter or digit) right before or after the span."""
     for char in (text[start - 1] if start else "", text[end] if end < len(text) else ""):

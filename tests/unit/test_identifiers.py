@@ -203,6 +203,48 @@ def test_device_keys_glued_or_with_a_digest_suffix_and_app_prefixes() -> None:
     }
 
 
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/123.0.0.0 Safari/537.36"
+)
+
+
+@pytest.mark.parametrize(
+    ("agent", "browser"),
+    [
+        (CHROME, True),
+        ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_6 like Mac OS X) AppleWebKit/605.1.15 "
+         "(KHTML, like Gecko) Version/17.6 Mobile/15E148 Safari/604.1", True),
+        ("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0", True),
+        (CHROME + " Edg/123.0.2420.65", True),
+        # an Android web view, an iOS web view with the app's tokens, an app, a library
+        ("Mozilla/5.0 (Linux; Android 13; Pixel 7; wv) AppleWebKit/537.36 (KHTML, like Gecko) "
+         "Version/4.0 Chrome/122.0.6261.119 Mobile Safari/537.36", False),
+        ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_7 like Mac OS X) AppleWebKit/605.1.15 "
+         "(KHTML, like Gecko) Mobile/15E148 temu_ios_version/3.10.0", False),
+        (JD_UA, False),
+        ("okhttp/3.14.9", False),
+        ("Mozilla/5.0 (Windows NT 10.0; Win64; x64)", False),
+    ],
+)  # fmt: skip
+def test_a_browser_is_told_from_an_app_by_its_user_agent(agent: str, browser: bool) -> None:
+    assert composite.browser_agent(agent) is browser
+
+
+def test_in_a_browser_a_device_id_by_name_is_a_fingerprint_a_hardware_id_stays_one() -> None:
+    """A page in a browser can read no hardware or app-install ID: what its script sends as a
+    `deviceId` is a browser fingerprint (tracking_id); an IMEI or a MAC address came from an
+    app, whatever carried it."""
+    url = "https://a/?smdeviceid=WHJMrwNw1k%2FEXAMPLE0a1b2c3d4e5&imei=356938035643809&appDeviceId=AbCdEf123456"
+    for agent, category in ((CHROME, "tracking_id"), ("okhttp/3.14.9", "device_id")):
+        request = PlainRequest("GET", url, headers=[("User-Agent", agent)])
+        assert found(request) == {
+            (category, "query:smdeviceid"),
+            (category, "query:appDeviceId"),
+            ("device_id", "query:imei"),
+        }
+
+
 # -- IP addresses by value --------------------------------------------------------------------
 
 
