@@ -113,9 +113,9 @@ class _Walker:
             return
         if not value:
             return
-        if "|" in value and " " not in value:
-            # parts joined by `|` (`<android id>|<uuid>`), in any value
-            parts = composite.value_parts(value)
+        if ("|" in value or ";" in value) and " " not in value:
+            # parts joined by `|` or `;` (`<android id>|<uuid>`, JD's h5st), in any value
+            parts = composite.value_parts(value, key)
             if parts:  # the whole, without its key (the parts are what the key names)
                 self.fields.append(_new(Field, (location, "", value, transform, parent)))
                 self.parts(location, key, value, parts, transform)

@@ -110,10 +110,11 @@ class Identifiers:
 
     def ignores(self, location: str, key: str) -> bool:
         """Whether the field at `location` under `key` is a session, signing or anti-bot value
-        (never an identifier, by name or by behaviour): the named field, or anything in it."""
+        (never an identifier, by name or by behaviour): the named field, or anything in it but
+        a place the site file names as an identifier (the fingerprint part of a signature)."""
         if key and key in self.ignored.keys:
             return True
-        return _top_field(location) in self.ignored_locations
+        return _top_field(location) in self.ignored_locations and location not in self.by_location
 
 
 @lru_cache(maxsize=8192)

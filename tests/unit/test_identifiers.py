@@ -103,6 +103,23 @@ def test_parts_of_a_composite_cookie_have_their_own_locations() -> None:
     assert found(request) == {("device_id", "cookie:dev/did")}
 
 
+def test_a_fingerprint_named_inside_a_signature_is_found_and_the_rest_stays_ignored() -> None:
+    """JD's h5st is a per-request signature (`not_identifiers`) whose `;`-joined second part is
+    the browser's fingerprint: a site file can name that one part."""
+    h5st = ";".join(
+        ["20240612150120123", "3tmzi9xtwzzgmg55", "9b070", "tk03wAbCdEf0123456789",
+         "a1b2c3d4e5f60718", "4.4", "1718175680123"]
+    )  # fmt: skip
+    request = PlainRequest("GET", "https://a/api?h5st=" + quote(h5st))
+    names = Identifiers(
+        tracking=TrackerNames(fields=frozenset({"query:h5st/1"})),
+        ignored=TrackerNames(params=frozenset({"h5st"})),
+    )
+    assert found(request, trackers=names) == {("tracking_id", "query:h5st/1")}
+    locations = {f.location for f in extract(request).fields}
+    assert {"query:h5st", "query:h5st/1", "query:h5st/3", "query:h5st/6"} <= locations
+
+
 def test_editing_a_part_keeps_the_rest_of_the_value() -> None:
     ua = "jdapp;android;12.1.0;;a1b2c3d4e5f60718293a4b5c6d7e8f90;network/wifi"
     assert composite.edited(ua, "user-agent", 4, "X") == "jdapp;android;12.1.0;;X;network/wifi"
@@ -262,7 +279,7 @@ def test_ip_addresses_by_value_in_cookies_headers_and_base64() -> None:
     assert found(request) == {
         ("ip_address", "cookie:loc/1"),
         ("ip_address", "header:x-net/wan"),
-        ("ip_address", "query:ctx.$.net"),
+        ("ip_address", "query:ctx.$.net/1"),  # `wifi;<address>`: its part
     }
 
 
@@ -471,12 +488,12 @@ def test_a_site_file_names_an_identifier_by_its_location_too(tmp_path: Path) -> 
     (tmp_path / "sites").mkdir()
     (tmp_path / "sites" / "shop.yaml").write_text(
         'hosts: ["*.shop.example"]\n'
-        'tracking_ids: {fields: ["body:$.context.user.ttp"]}\n'
+        'tracking_ids: {fields: ["body:$.context.user.vid"]}\n'
         'device_ids: {fields: ["query:data.$.dev%2Eid"]}\n',
         encoding="utf-8",
     )
     config = load_config(tmp_path, None)
-    body = json.dumps({"context": {"user": {"ttp": "Qm9vMTIzNDU2Nzg5"}, "ttp": "WnV1OTg3NjU0MzIx"}})
+    body = json.dumps({"context": {"user": {"vid": "Qm9vMTIzNDU2Nzg5"}, "vid": "WnV1OTg3NjU0MzIx"}})
     data = quote(json.dumps({"dev.id": "AbC123dEf456"}))
     request = PlainRequest(
         "POST",
@@ -487,7 +504,7 @@ def test_a_site_file_names_an_identifier_by_its_location_too(tmp_path: Path) -> 
     ctx = pipeline.Context(config, Detector(b"k"), Linker())
     slots = {(f.category, f.location) for f in pipeline.run(ctx, request).findings}
     assert slots == {
-        ("tracking_id", "body:$.context.user.ttp"),  # that path only, not `$.context.ttp`
+        ("tracking_id", "body:$.context.user.vid"),  # that path only, not `$.context.vid`
         ("device_id", "query:data.$.dev%2Eid"),
     }
 
