@@ -153,7 +153,10 @@ class Detector:
                     made.clear()
                 made[key] = finding
             found[slot] = finding
+            if hit.category in IDENTIFIERS:
+                made_by[slot] = (fld, detector, hit, transform, linked, named)
 
+        made_by: dict[tuple[str, str, str], tuple[Any, ...]] = {}
         fields = extraction.fields
         if not fields:
             return []
@@ -247,6 +250,8 @@ class Detector:
             for slot in [s for s, f in found.items() if f.detector == "pattern"]:
                 if slot[0] in IDENTIFIERS and (slot[1], slot[2] or None) in by_name:
                     del found[slot]
+        if len(made_by) > 1:
+            _one_category(found, made_by, add)
         return _most_specific(list(found.values()))
 
     @staticmethod
@@ -506,6 +511,23 @@ def placeholder(value: str) -> bool:
         return True
     rest = set(compact) - _FILLER
     return len(rest) <= 1
+
+
+def _one_category(
+    found: dict[tuple[str, str, str], Finding],
+    made_by: dict[tuple[str, str, str], tuple[Any, ...]],
+    add: Callable[..., None],
+) -> None:
+    """A value that is a device identifier in one place of a request is one wherever else it
+    travels in it (Alibaba's apps send the utdid as `x-utdid` and again as `x-umt`)."""
+    devices = {args[2].value for slot, args in made_by.items() if slot[0] == "device_id"}
+    if not devices:
+        return
+    for slot, (fld, detector, hit, transform, linked, named) in list(made_by.items()):
+        if slot[0] == "tracking_id" and hit.value in devices and found.get(slot) is not None:
+            del found[slot]
+            device = Hit("device_id", hit.confidence, hit.value, hit.value.lower())
+            add(fld, detector, device, transform, linked, named)
 
 
 def _most_specific(findings: list[Finding]) -> list[Finding]:

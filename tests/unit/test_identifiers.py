@@ -220,6 +220,26 @@ def test_device_keys_glued_or_with_a_digest_suffix_and_app_prefixes() -> None:
     }
 
 
+def test_a_device_id_is_one_wherever_else_it_travels_in_the_request() -> None:
+    """Alibaba's apps send the utdid as `x-utdid` and again as `x-umt` (a tracking header when
+    it holds the UMID token): the same value is reported as the device ID in both places."""
+    names = Identifiers(
+        tracking=TrackerNames(headers=frozenset({"x-umt"})),
+        device=TrackerNames(headers=frozenset({"x-utdid"})),
+    )
+    utdid, umid = "YLdUPMElW5ADAHvPnkmaV+NL", "HVEBBwZLPIHpgAKd8Fpbk0Fc"
+    for umt, category in ((utdid, "device_id"), (umid, "tracking_id")):
+        request = PlainRequest(
+            "GET",
+            "https://a/",
+            headers=[("x-utdid", utdid), ("x-umt", umt), ("User-Agent", "MTOPSDK/3.1")],
+        )
+        assert found(request, trackers=names) == {
+            ("device_id", "header:x-utdid"),
+            (category, "header:x-umt"),
+        }
+
+
 CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/123.0.0.0 Safari/537.36"
