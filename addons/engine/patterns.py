@@ -251,8 +251,8 @@ _KNOWN_FORMATS = re.compile(r"(?:fb\.\d\.1\d{12}\.[A-Za-z0-9_-]{6,}|GA1\.\d\.\d{
 def device_shaped(value: str) -> bool:
     """A value shaped like a device identifier: a UUID (IDFA, IDFV, OAID) or hex groups joined
     by `-`, 16 to 64 hex digits (Android ID, an SDK's hashed ID), a 15-digit IMEI with its Luhn
-    check, or a 20 to 64 character token mixing upper and lower case letters and digits
-    (Alibaba's utdid).
+    check, a 20 to 64 character token mixing upper and lower case letters and digits
+    (Alibaba's utdid), or one of 32 to 64 lower case letters and digits (JD's iOS uuid).
     Versions, words and dates are none of these."""
     if len(value) < 15 or len(value) > 66:
         return False
@@ -264,11 +264,10 @@ def device_shaped(value: str) -> bool:
         letters = sum(c.isalpha() for c in value)
         return 2 <= letters < len(value) - 2
     if _TOKEN_ID.fullmatch(value):
-        return (
-            any(c.islower() for c in value)
-            and any(c.isupper() for c in value)
-            and sum(c.isdigit() for c in value) >= 2
-        )
+        digits = sum(c.isdigit() for c in value)
+        if value.isalnum() and value.islower():  # JD's iOS uuid: 40 letters and digits
+            return len(value) >= 32 and 4 <= digits <= len(value) - 8
+        return any(c.islower() for c in value) and any(c.isupper() for c in value) and digits >= 2
     return False
 
 

@@ -96,6 +96,23 @@ def test_a_device_id_in_a_user_agent_is_found_at_its_part_not_on_the_whole_heade
     assert found(imei, profile) == {("device_id", "header:user-agent/imei")}  # the part, once
 
 
+@pytest.mark.parametrize(
+    ("part", "device"),
+    [
+        ("g5t0saklofg3arhyq9defgdfg4j71wn3wbv0vqfk", True),  # JD's iOS uuid: 40 letters, digits
+        ("2893820940959741-4298549523842674", True),  # JD's Android one: hex groups
+        ("X8jfwCLr8eADAIXrisu+q+oJ", True),  # Alibaba's utdid
+        ("supportjdshwkandsupportdarkmode1", False),  # words: too few digits
+        ("a1b2c3d4", False),  # too short
+        ("jdsupportdarkmode0", False),
+    ],
+)
+def test_a_user_agent_part_is_a_device_id_by_its_shape(part: str, device: bool) -> None:
+    ua = f"jdapp;iPhone;10.0.4;14.3;{part};network/wifi;model/iPhone12,1"
+    request = PlainRequest("GET", "https://api.m.jd.com/client.action", [("User-Agent", ua)])
+    assert found(request) == ({("device_id", "header:user-agent/4")} if device else set())
+
+
 def test_parts_of_a_composite_cookie_have_their_own_locations() -> None:
     request = PlainRequest(
         "GET", "https://a/", [("Cookie", "dev=os:android|did:5f1c2a9e41d7b36a8c11")]
