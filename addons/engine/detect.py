@@ -268,12 +268,18 @@ class Detector:
         """Identifiers by behaviour: a long, varied value, constant across requests, that has
         reached more than one party is a tracking identifier, named or not (`linked_from` says
         where it was first seen). Values already found to be something are left as they are."""
-        taken = {f.location for f in found.values()}
         stamp = (linker.serial, party)  # a recurring value seen at this party and no other is
-        for index, fld in enumerate(fields):  # not looked up again for this run
-            entry = entries[index]
-            if entry is None or entry[3] is _NEVER or entry[3] == stamp:
-                continue
+        todo = [  # not looked up again for this run
+            i
+            for i, e in enumerate(entries)
+            if e is not None and e[3] is not _NEVER and e[3] != stamp
+        ]
+        if not todo:
+            return
+        taken = {f.location for f in found.values()}
+        for index in todo:
+            entry, fld = entries[index], fields[index]
+            assert entry is not None
             if not persistent_candidate(fld.value) or (
                 ignores is not None and ignores(fld.location, fld.key)
             ):  # no candidate, or a session or signing value: never one, wherever it goes
@@ -374,7 +380,9 @@ class Detector:
         a longer value without a delimiter (`<utdid><timestamp><counter>`)."""
         seen = linker.remembered
         inner = [entry[1] for entry in entries if entry is not None and entry[1]]
-        linked = seen.keys() & set(values).union(*inner)
+        inside = frozenset().union(*inner) if inner else _NONE
+        within_tokens = seen.keys() & inside  # remembered values inside other values
+        linked = seen.keys() & set(values) | within_tokens
         # values searched since this session's last new identifier are skipped
         generation = (linker.serial, linker.generation)
         todo = [
@@ -398,7 +406,13 @@ class Detector:
             return
         whole = [i for i, value in enumerate(values) if value in linked]
         within = (
-            [i for i, e in enumerate(entries) if e is not None and e[1] & linked] if inner else []
+            [
+                i
+                for i, e in enumerate(entries)
+                if e is not None and not e[1].isdisjoint(within_tokens)
+            ]
+            if within_tokens
+            else []
         )
         for index in sorted(set(whole + within)) if within else whole:
             fld = fields[index]

@@ -308,7 +308,7 @@ class _Walker:
 
     def host(self, url: str) -> None:
         """The labels of the URL's host that may be a value (`13800138000.example.com`): those
-        with a digit and five characters or more, before the registrable domain's two."""
+        with five digits or more, before the registrable domain's two."""
         start = url.find("//") + 2
         end = len(url)
         for mark in "/?#":
@@ -374,7 +374,8 @@ class _Walker:
         """A User-Agent, and each of its named products and items, and its identifier-like
         unnamed fields (`header:user-agent/UTDID`, `header:user-agent/4`)."""
         self.emit(location, key, value)
-        self.parts(location, key, value, composite.agent_parts(value))
+        if not composite.browser_agent(value):  # a browser's own holds versions only
+            self.parts(location, key, value, composite.agent_parts(value))
 
     def parts(
         self,
@@ -446,7 +447,7 @@ def _value_labels(netloc: str) -> tuple[tuple[int, str], ...]:
     return tuple(
         (index, decode.unquote(label))
         for index, label in enumerate(labels[:-2])
-        if len(label) >= 5 and _DIGIT.search(label)
+        if len(label) >= 5 and len(_DIGIT.findall(label)) >= 5
     )
 
 

@@ -174,6 +174,13 @@ class Linker:
         """Remember an identifier named by a site file (`origin`: where, `cookie:cna@host`)."""
         if len(value) < MIN_LINK:
             return
+        if (
+            value[-1] != "="
+            and self._seen.get(value) == origin
+            and self._categories.get(value) == category
+        ):  # the same cookie again
+            self._seen.move_to_end(value)
+            return
         for form in {value, value.rstrip("=")}:  # base64 padding is split off in text
             if len(form) >= MIN_LINK:
                 if form not in self._seen:
