@@ -196,10 +196,18 @@ def _ip_delimiter(char: str) -> bool:
     return not char or char in "|;,:=&\x00 \t\"'()[]{}<>"
 
 
+TEXT_IP = -1  # a `packed_ips` entry whose value begins with the address written out
+_LEADING_IP = re.compile(r"([0-9A-Fa-f:.]{7,39}?)\.1\d{9,12}(?:\.|$)")  # `<address>.<ms time>…`
+
+
 @lru_cache(maxsize=4096)
 def packed_ip(value: str, offset: int) -> str | None:
-    """The user's IPv4 address held as four bytes at `offset` in a base64 value (a site file's
-    `packed_ips`), or None."""
+    """The user's IP address held as four bytes at `offset` in a base64 value, or written out
+    at its start before a time (`TEXT_IP`: `198.51.100.23.1678161716466.4`), as a site file's
+    `packed_ips` says; or None."""
+    if offset == TEXT_IP:
+        match = _LEADING_IP.match(value)
+        return user_ip(match.group(1)) if match else None
     try:
         raw = base64.b64decode(
             value + "=" * (-len(value) % 4),

@@ -25,6 +25,7 @@ from shopguard.engine.located import (
 )
 from shopguard.engine.location import LocationError
 from shopguard.engine.location import parse as parse_location
+from shopguard.engine.patterns import TEXT_IP
 from shopguard.engine.policy import Policy, read_policy
 from shopguard.engine.trackers import Identifiers, TrackerNames
 
@@ -292,12 +293,16 @@ def common_identifiers() -> Identifiers:
 
 def _read_packed(at: Located, check: Checker) -> tuple[tuple[str, int], ...]:
     """`packed_ips`: names whose base64 value holds an IPv4 address as four bytes, each with
-    the offset of the first byte."""
+    the offset of the first byte; or `text`: the value begins with the address written out
+    (`<address>.<time>.<n>`), kept as offset -1."""
     if not isinstance(at.value, dict):
-        check.error(at, "expected a mapping of names to byte offsets, like {cna: 10}")
+        check.error(at, "expected a mapping of names to byte offsets or `text`, like {cna: 10}")
         return ()
     found = []
     for name, offset in at.value.items():
+        if offset.value == "text":
+            found.append((str(name), TEXT_IP))
+            continue
         value = check.scalar(offset, int)
         if value is not None and not 0 <= value <= 64:
             check.error(offset, f"expected a byte offset from 0 to 64, got {value}")

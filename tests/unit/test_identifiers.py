@@ -512,6 +512,29 @@ def test_an_address_packed_in_an_identifiers_bytes_is_read_where_the_site_file_s
     assert slots(f"cna={short}") == {("tracking_id", "cookie:cna")}  # too short to hold one
 
 
+def test_an_address_written_at_the_start_of_an_identifier_is_read_where_the_site_file_says(
+    tmp_path: Path,
+) -> None:
+    """1688's ali_ab is `<address>.<ms time>.<n>`; without the site file's word such a dotted
+    run is no address (a server's `ali_apache_id` has the same shape)."""
+    (tmp_path / "sites").mkdir()
+    (tmp_path / "sites" / "shop.yaml").write_text(
+        'hosts: ["*.shop.example"]\npacked_ips: {ali_ab: text}\n', encoding="utf-8"
+    )
+    config = load_config(tmp_path, None)
+
+    def slots(cookie: str) -> set[tuple[str, str]]:
+        request = PlainRequest("GET", "https://www.shop.example/", [("Cookie", cookie)])
+        ctx = pipeline.Context(config, Detector(b"k"), Linker())
+        return {(f.category, f.location) for f in pipeline.run(ctx, request).findings}
+
+    assert ("ip_address", "cookie:ali_ab") in slots("ali_ab=198.51.100.23.1678161716466.4")
+    v6 = slots("ali_ab=2001:db8:383:515:6f10:7c53:a1a0:ef97.1635751613086.3")
+    assert ("ip_address", "cookie:ali_ab") in v6
+    assert ("ip_address", "cookie:ali_ab") not in slots("ali_ab=10.1.2.3.1678161716466.4")
+    assert ("ip_address", "cookie:other") not in slots("other=198.51.100.23.1678161716466.4")
+
+
 def test_packed_ips_in_a_site_file_are_checked(tmp_path: Path) -> None:
     (tmp_path / "sites").mkdir()
     (tmp_path / "sites" / "shop.yaml").write_text(
