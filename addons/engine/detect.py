@@ -18,6 +18,7 @@ from shopguard.engine.findings import Finding, fingerprint, mask
 from shopguard.engine.keys import KeyDictionary, default_dictionary, words
 from shopguard.engine.known_values import KnownMatcher, fold
 from shopguard.engine.patterns import (
+    TEXT_IP,
     Hit,
     context_hits,
     device_shaped,
@@ -186,10 +187,12 @@ class Detector:
                     linker.remember(fld.value, origin, next(reversed(found.values())).category)
         if trackers is not None and trackers.packed:
             offsets = trackers.packed_offsets
-            if not offsets.keys().isdisjoint(keys):  # an address held as four bytes
+            if not offsets.keys().isdisjoint(keys):  # an address held as bytes, or written out
                 for fld in [f for f in fields if f.key in offsets and f.location[:4] != "set-"]:
-                    if (address := packed_ip(fld.value, offsets[fld.key])) is not None:
-                        add(fld, "pattern", Hit("ip_address", 0.7, address, address), "bytes")
+                    offset = offsets[fld.key]
+                    if (address := packed_ip(fld.value, offset)) is not None:
+                        hit = Hit("ip_address", 0.7, address, address)
+                        add(fld, "pattern", hit, "" if offset == TEXT_IP else "bytes")
         if extraction.response_cookies:  # a response cookie is a tracking identifier or nothing
             live = [i for i, loc in enumerate(locations) if not loc.startswith("set-cookie:")]
             fields = [fields[i] for i in live]
