@@ -447,7 +447,7 @@ def _value_labels(netloc: str) -> tuple[tuple[int, str], ...]:
     return tuple(
         (index, decode.unquote(label))
         for index, label in enumerate(labels[:-2])
-        if len(label) >= 5 and len(_DIGIT.findall(label)) >= 5
+        if sum(map(str.isdigit, label)) >= 5
     )
 
 
