@@ -25,6 +25,7 @@ from shopguard.engine.patterns import (
     geo_hits,
     hardware_shaped,
     packed_ip,
+    stamped_id,
     text_hits,
 )
 from shopguard.engine.trackers import (
@@ -194,6 +195,12 @@ class Detector:
                         hit = Hit("ip_address", 0.7, address, address)
                         add(fld, "pattern", hit, "" if offset == TEXT_IP else "bytes")
         if extraction.response_cookies:  # a response cookie is a tracking identifier or nothing
+            for fld in [f for f in fields if f.location[:11] == "set-cookie:"]:
+                if fld.location not in tracked and stamped_id(fld.value):  # `_ttc=3.<r>.<s>`
+                    add(fld, "pattern", Hit("tracking_id", 0.8, fld.value, fld.value))
+                    if linker is not None:
+                        origin = f"{fld.location}@{host}" if host else fld.location
+                        linker.remember(fld.value, origin, "tracking_id")
             live = [i for i, loc in enumerate(locations) if not loc.startswith("set-cookie:")]
             fields = [fields[i] for i in live]
             if not fields:

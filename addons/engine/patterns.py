@@ -250,9 +250,52 @@ _HEX_GROUPS = re.compile(r"[0-9A-Fa-f]{8,32}(?:-[0-9A-Fa-f]{8,32})+")  # `<16 di
 _TOKEN_ID = re.compile(r"[A-Za-z0-9+/_-]{20,64}={0,2}")
 
 
-# identifiers with a documented format, wherever they travel: Meta's browser and click IDs
-# (`fb.1.<ms>.<random>`), Google Analytics' client ID (`GA1.2.<random>.<s>`)
-_KNOWN_FORMATS = re.compile(r"(?:fb\.\d\.1\d{12}\.[A-Za-z0-9_-]{6,}|GA1\.\d\.\d{5,12}\.1\d{9})")
+# a visitor ID stamped with the time it was made, the format analytics and ad cookies share:
+# a version tag, then a random part and a Unix time in either order (Google's `_ga`
+# `GA1.2.<random>.<s>` and `_gcl_au` `1.1.<random>.<s>`, Meta's `_fbp` `fb.1.<ms>.<random>`,
+# Temu's `_ttc` `3.<random>.<s>`)
+_STAMP = re.compile(r"\.1[5-9]\d{8}(?:\d{3})?(?![0-9])")
+_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+_VERSION_TAG = re.compile(r"\d{1,2}|[A-Za-z]{1,3}\d|([A-Za-z]{2,3})")  # group 1: needs a version
+
+
+def stamped_id(token: str) -> bool:
+    """`token` is a visitor ID in the stamped format above (the whole of it)."""
+    parts = token.split(".")
+    if not 3 <= len(parts) <= 5 or not (tag := _VERSION_TAG.fullmatch(parts[0])):
+        return False
+    body = parts[1:]
+    if len(body[0]) == 1 and body[0].isdigit():  # `GA1.2.`, `fb.1.`, `1.1.`
+        body = body[1:]
+    elif tag.group(1):
+        return False  # a word before a time (`img.1700000000.ab12cd.jpg`) is no version tag
+    if len(body) not in (2, 3):
+        return False
+    for index, stamp in enumerate(body):
+        if TIMESTAMP.fullmatch(stamp):
+            rest = body[:index] + body[index + 1 :]
+            if any(len(p) >= 6 and len(set(p)) >= 4 for p in rest):
+                return True
+    return False
+
+
+def _stamped(text: str) -> Iterator[tuple[int, str]]:
+    """(offset, token) of the stamped visitor IDs in `text`, each bounded by characters that
+    cannot be part of one."""
+    end = 0
+    for match in _STAMP.finditer(text):
+        if match.start() < end:
+            continue  # a second time inside the token already looked at
+        start, end = match.start(), match.end()
+        floor, ceiling = max(0, start - 64), min(len(text), end + 64)
+        while start > floor and text[start - 1] in _TOKEN_CHARS:
+            start -= 1
+        while end < ceiling and text[end] in _TOKEN_CHARS:
+            end += 1
+        token = text[start:end].strip(".")
+        if stamped_id(token):
+            start = text.index(token, start)
+            yield start, token
 
 
 @lru_cache(maxsize=8192)
@@ -353,11 +396,8 @@ def text_hits(text: str, region: str, folded: str | None = None) -> Iterator[tup
             yield match.start(), Hit("phone", 0.75, match.group(0), e164)
     if "." in text or ":" in text:
         yield from ip_hits(text)
-    if "fb." in text or "GA1." in text:
-        for match in _KNOWN_FORMATS.finditer(text):
-            if _alone(text, match.start(), match.end(), alnum=True):
-                found = match.group()
-                yield match.start(), Hit("tracking_id", 0.8, found, found)
+        for start, token in _stamped(text):
+            yield start, Hit("tracking_id", 0.8, token, token)
     if "imei" in (text.casefold() if folded is None else folded):
         for match in _IMEI.finditer(text):
             before = text[max(0, match.start() - 12) : match.start()].rpartition("\x00")[2]

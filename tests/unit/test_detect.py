@@ -96,6 +96,25 @@ def test_tracking_ids_by_name_and_linking_to_another_host() -> None:
     }
 
 
+def test_a_response_cookie_in_the_stamped_format_is_a_tracking_id_and_links() -> None:
+    linker = Linker()
+    first = PlainRequest(
+        "GET",
+        "https://www.temu.com/api/adx/cm/ttc?scene=1",
+        response_headers=[
+            ("set-cookie", "_ttc=3.8SsaxTmknuj6.1745953370; domain=.temu.com"),
+            ("set-cookie", "region=211; path=/"),
+        ],
+    )
+    found = detector().detect(extract(first), "www.temu.com", TEMU, linker)
+    assert {(f.category, f.location) for f in found} == {("tracking_id", "set-cookie:_ttc")}
+    second = PlainRequest("GET", "https://collector.example.net/t?c=3.8SsaxTmknuj6.1745953370")
+    linked = detector().detect(extract(second), "collector.example.net", None, linker)
+    assert {(f.location, f.linked_from) for f in linked} == {
+        ("query:c", "set-cookie:_ttc@www.temu.com")
+    }
+
+
 def test_name_parts_inside_the_email_are_not_name_findings() -> None:
     request = PlainRequest("GET", "https://a/?u=wang.xiaoming@example.com")
     assert [f.category for f in detector().detect(extract(request))] == ["email"]

@@ -6,7 +6,7 @@ import pytest
 
 from shopguard.engine.detect import Detector
 from shopguard.engine.extract import extract
-from shopguard.engine.patterns import card_issuer_ok, cn_id_valid, luhn
+from shopguard.engine.patterns import card_issuer_ok, cn_id_valid, luhn, stamped_id
 from shopguard.engine.request import PlainRequest
 
 
@@ -73,3 +73,24 @@ def test_uuid_and_hex_signatures_are_not_phones() -> None:
         "&sign=0f1e2d3c4b5a69788796a5b4c3d2e1f0&x-sign=138001380001380013800138"
     )
     assert found(url) == set()
+
+
+@pytest.mark.parametrize(
+    ("value", "stamped"),
+    [
+        ("GA1.2.1234567890.1700000000", True),  # Google Analytics' _ga
+        ("1.1.1983204752.1700000000", True),  # Google Ads' _gcl_au
+        ("fb.1.1596403881668.1098115397", True),  # Meta's _fbp
+        ("fb.1.1700000000000.IwAR2kq_Xy-3bZc", True),  # Meta's _fbc (a click ID)
+        ("3.8SsaxTmknuj6.1745953370", True),  # Temu's _ttc
+        ("img.1700000000.ab12cd.jpg", False),  # a file name: a word is no version tag
+        ("GS1.1.1700000000.1.1.1700000300.0.0.0", False),  # GA4's session state
+        ("2.0.1.1700000000", False),  # a version and a time, nothing random
+        ("1.1.aaaaaa.1700000000", False),  # nothing random either
+        ("122270672.1700000000123456789.1700000000.1700000000.1700000000.1", False),
+        ("3.8SsaxTmknuj6.2745953370", False),  # no Unix time
+    ],
+)
+def test_visitor_ids_stamped_with_their_time(value: str, stamped: bool) -> None:
+    assert stamped_id(value) is stamped
+    assert found(f"https://a/?v={value}") == ({"tracking_id@query:v"} if stamped else set())

@@ -71,10 +71,6 @@ def test_precision_on_real_traffic_is_at_least_095(score: RealScore) -> None:
     assert total.precision >= 0.95, "\n".join(m for m in score.mismatches if "extra" in m)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="recall gates not met yet: micro recall 0.94; Temu 0.89 (see the corpus README)",
-)
 def test_recall_gates_on_real_traffic(score: RealScore) -> None:
     """Micro recall >= 0.95; every category and every site with >= 10 positives >= 0.90
     (smaller cells are printed, not gated)."""
