@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import accumulate
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import phonenumbers
 
@@ -40,10 +40,25 @@ DEFAULT_MIN_CONFIDENCE = 0.5
 _REMEMBERED = 20_000  # keys, values, hits, findings remembered per detector, then forgotten
 _REMEMBER_MAX = 4096  # longer values are scanned each time
 _REMEMBER_FIELDS = 500  # values of requests with more fields are not remembered
+_LAYOUTS = 2048  # field layouts (one per endpoint and site, nearly) remembered, then forgotten
 _NONE: frozenset[str] = frozenset()
 _Named = tuple[tuple[str, str, Hit], ...]  # (name, detector, hit): names that are values
 _Role = tuple[frozenset[str], str | None, _Named]  # what a key says: categories, coordinate
 _PLAIN: _Role = (_NONE, None, ())  # role, and whether it or its parent is personal data itself
+
+
+class _Layout(NamedTuple):
+    """What the names and places of a request's fields say, whatever their values: one
+    endpoint's requests share it, so it is worked out once per site and field layout."""
+
+    trackers: Identifiers | None  # the site's names it was worked out for
+    tracked: frozenset[str]  # locations of the fields the site file names
+    named: tuple[tuple[int, str], ...]  # (index, category) of those fields
+    packed: tuple[tuple[int, int], ...]  # (index, offset) of the names that hold an address
+    ignored: frozenset[str]  # locations of session, signing and anti-bot values
+    agent: int  # the index of the User-Agent, or -1
+
+
 _DIGIT = re.compile(r"\d")
 _ITEMS = re.compile(r"(?:\[\d+\])+$")
 _VALUE_LIKE = re.compile(r"(?:\d\D{0,2}){5}")  # a name with that many digits may be a value
@@ -88,6 +103,10 @@ class Detector:
     )
     _findings: dict[tuple[Any, ...], Finding] = field(default_factory=dict, init=False, repr=False)
     _names: dict[str, _Named] = field(default_factory=dict, init=False, repr=False)
+    _layouts: dict[tuple[Any, ...], _Layout] = field(default_factory=dict, init=False, repr=False)
+    _role_lists: dict[tuple[Any, ...], tuple[list[_Role], list[int]]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def detect(
         self,
@@ -101,7 +120,13 @@ class Detector:
         persistent-identifier rule: a long value that reaches a second party)."""
         found: dict[tuple[str, str, str], Finding] = {}
         made = self._findings
-        ignores = trackers.ignores if trackers is not None and trackers.ignored else None
+        fields = extraction.fields
+        if not fields:
+            return []
+        # the fields column by column: most of the work below is then done by C loops
+        locations, keys, texts, _, parents = zip(*fields, strict=True)
+        layout = self._layout(locations, keys, trackers)
+        ignored = layout.ignored
 
         def add(
             fld: Field,
@@ -114,10 +139,7 @@ class Detector:
             if hit.confidence < self.min_confidence:
                 return
             if hit.category in IDENTIFIERS and (
-                placeholder(hit.value)
-                or (
-                    ignores is not None and detector != "profile" and ignores(fld.location, fld.key)
-                )
+                placeholder(hit.value) or (detector != "profile" and fld.location in ignored)
             ):
                 return  # "-1", "NOT_INIT"; a session or signing value the site file names
             if (
@@ -159,41 +181,20 @@ class Detector:
                 made_by[slot] = (fld, detector, hit, transform, linked, named)
 
         made_by: dict[tuple[str, str, str], tuple[Any, ...]] = {}
-        fields = extraction.fields
-        if not fields:
-            return []
-        # the fields column by column: most of the work below is then done by C loops
-        locations, keys, texts, _, parents = zip(*fields, strict=True)
-        browser = "header:user-agent" in locations and browser_agent(
-            texts[locations.index("header:user-agent")]
-        )
-        tracked: set[str] | frozenset[str] = _NONE
-        if trackers is not None:
-            by_location = trackers.by_location
-            tracked = by_location.keys() & set(locations)
-            if trackers.by_key:
-                by_key = trackers.by_key
-                if not by_key.keys().isdisjoint(keys):
-                    tracked |= {fields[i].location for i, k in enumerate(keys) if k in by_key}
-        if tracked:  # identifiers by name, remembered before the linking below (so that a
-            # cookie set and reused in one request links)
-            assert trackers is not None
-            for index in [i for i, loc in enumerate(locations) if loc in tracked]:
-                fld = fields[index]
-                category = by_location.get(fld.location) or trackers.by_key[fld.key]
-                before = len(found)
-                add(fld, "tracker", Hit(category, 0.9, fld.value, fld.value))
-                if len(found) > before and linker is not None:
-                    origin = f"{fld.location}@{host}" if host else fld.location
-                    linker.remember(fld.value, origin, next(reversed(found.values())).category)
-        if trackers is not None and trackers.packed:
-            offsets = trackers.packed_offsets
-            if not offsets.keys().isdisjoint(keys):  # an address held as bytes, or written out
-                for fld in [f for f in fields if f.key in offsets and f.location[:4] != "set-"]:
-                    offset = offsets[fld.key]
-                    if (address := packed_ip(fld.value, offset)) is not None:
-                        hit = Hit("ip_address", 0.7, address, address)
-                        add(fld, "pattern", hit, "" if offset == TEXT_IP else "bytes")
+        browser = layout.agent >= 0 and browser_agent(texts[layout.agent])
+        tracked = layout.tracked
+        for index, category in layout.named:  # identifiers by name, remembered before the
+            fld = fields[index]  # linking below (so that a cookie set and reused in one
+            before = len(found)  # request links)
+            add(fld, "tracker", Hit(category, 0.9, fld.value, fld.value))
+            if len(found) > before and linker is not None:
+                origin = f"{fld.location}@{host}" if host else fld.location
+                linker.remember(fld.value, origin, next(reversed(found.values())).category)
+        for index, offset in layout.packed:  # an address held as bytes, or written out
+            fld = fields[index]
+            if (address := packed_ip(fld.value, offset)) is not None:
+                hit = Hit("ip_address", 0.7, address, address)
+                add(fld, "pattern", hit, "" if offset == TEXT_IP else "bytes")
         if extraction.response_cookies:  # a response cookie is a tracking identifier or nothing
             for fld in [f for f in fields if f.location[:11] == "set-cookie:"]:
                 if fld.location not in tracked and stamped_id(fld.value):  # `_ttc=3.<r>.<s>`
@@ -207,11 +208,11 @@ class Detector:
                 return _most_specific(list(found.values()))
             locations, keys, texts, _, parents = zip(*fields, strict=True)
 
-        role_of = self._roles_of(keys, parents)
+        role_of, roled = self._roles_of(keys, parents)
         positions: list[tuple[Field, str]] = []  # fields under latitude/longitude/location keys
         near: list[Field] = []  # short keys that are a postcode next to address fields
         context = self._context
-        for index in [i for i, role in enumerate(role_of) if role is not _PLAIN]:
+        for index in roled:
             (cats, geo_role, named), fld = role_of[index], fields[index]
             for name, detector, hit in named:  # a name that is itself personal data
                 add(fld, detector, hit, named=name)
@@ -254,7 +255,7 @@ class Detector:
                     for hit in context_hits(fld, _POSTCODE, self.region):
                         add(fld, "pattern", hit)
         if linker is not None and party:
-            self._persistent(fields, entries, found, host, party, linker, ignores, add)
+            self._persistent(fields, entries, found, host, party, linker, ignored, add)
         if tracked:  # what the site file calls a value wins over what its key suggests
             by_name = {(f.location, f.name) for f in found.values() if f.detector == "tracker"}
             for slot in [s for s, f in found.items() if f.detector == "pattern"]:
@@ -272,7 +273,7 @@ class Detector:
         host: str,
         party: str,
         linker: Linker,
-        ignores: Callable[[str, str], bool] | None,
+        ignored: frozenset[str],
         add: Callable[..., None],
     ) -> None:
         """Identifiers by behaviour: a long, varied value, constant across requests, that has
@@ -290,9 +291,8 @@ class Detector:
         for index in todo:
             entry, fld = entries[index], fields[index]
             assert entry is not None
-            if not persistent_candidate(fld.value) or (
-                ignores is not None and ignores(fld.location, fld.key)
-            ):  # no candidate, or a session or signing value: never one, wherever it goes
+            if fld.location in ignored or not persistent_candidate(fld.value):
+                # a session or signing value, or no candidate: never one, wherever it goes
                 entry[3] = _NEVER
                 continue
             if fld.location in taken or fld.location.startswith(
@@ -325,10 +325,63 @@ class Detector:
             )
         return hits
 
-    def _roles_of(self, keys: tuple[str, ...], parents: tuple[str, ...]) -> list[_Role]:
+    def _layout(
+        self, locations: tuple[str, ...], keys: tuple[str, ...], trackers: Identifiers | None
+    ) -> _Layout:
+        """What the site file says about the fields at `locations` under `keys`."""
+        memo = (locations, keys, id(trackers))
+        layout = self._layouts.get(memo)
+        if layout is not None and layout.trackers is trackers:
+            return layout
+        tracked: frozenset[str] = _NONE
+        named: list[tuple[int, str]] = []
+        packed: list[tuple[int, int]] = []
+        ignored: frozenset[str] = _NONE
+        if trackers is not None:
+            by_location, by_key = trackers.by_location, trackers.by_key
+            for index, (location, key) in enumerate(zip(locations, keys, strict=True)):
+                category = by_location.get(location) or by_key.get(key)
+                if category is not None:
+                    named.append((index, category))
+            tracked = frozenset(locations[i] for i, _ in named)
+            offsets = trackers.packed_offsets
+            packed = [
+                (i, offsets[key])
+                for i, key in enumerate(keys)
+                if key in offsets and locations[i][:4] != "set-"
+            ]
+            if trackers.ignored:
+                ignores = trackers.ignores
+                ignored = frozenset(
+                    loc for loc, key in zip(locations, keys, strict=True) if ignores(loc, key)
+                )
+        agent = locations.index("header:user-agent") if "header:user-agent" in locations else -1
+        layout = _Layout(trackers, tracked, tuple(named), tuple(packed), ignored, agent)
+        if len(locations) <= _REMEMBER_FIELDS:
+            if len(self._layouts) >= _LAYOUTS:
+                self._layouts.clear()
+            self._layouts[memo] = layout
+        return layout
+
+    def _roles_of(
+        self, keys: tuple[str, ...], parents: tuple[str, ...]
+    ) -> tuple[list[_Role], list[int]]:
         """What each key says about its value: categories, a coordinate role, and whether the
-        key or its parent is itself personal data. Remembered: a session sends the same keys
-        again and again."""
+        key or its parent is itself personal data; and the indexes of the keys that say
+        anything. Remembered: a session sends the same keys again and again."""
+        memo = (keys, parents)
+        known = self._role_lists.get(memo)
+        if known is not None:
+            return known
+        found = self._roles_by_key(keys, parents)
+        known = (found, [i for i, role in enumerate(found) if role is not _PLAIN])
+        if len(keys) <= _REMEMBER_FIELDS:
+            if len(self._role_lists) >= _LAYOUTS:
+                self._role_lists.clear()
+            self._role_lists[memo] = known
+        return known
+
+    def _roles_by_key(self, keys: tuple[str, ...], parents: tuple[str, ...]) -> list[_Role]:
         roles = self._roles
         found = list(map(roles.get, zip(keys, parents, strict=True)))
         if None in found:

@@ -181,3 +181,25 @@ def test_tracking_names_with_reserved_characters_are_found() -> None:
     )
     found = {(f.category, f.location) for f in Detector(b"k").detect(extract(request), "a", names)}
     assert found == {("tracking_id", "cookie:connect%2Esid"), ("tracking_id", "query:u%5Bid%5D")}
+
+
+def test_one_request_layout_under_two_sites_names_gives_each_sites_findings() -> None:
+    """What a site file says about a request's fields is worked out once per layout: the same
+    fields under another site's names (or a reloaded file) are read under those names."""
+    request = PlainRequest(
+        "GET", "https://a/?deviceId=Zm9vYmFyYmF6cXV4", [("cookie", "vid=Q2hlY2tUaGlzT3V0")]
+    )
+    tracking = Identifiers(TrackerNames(cookies=frozenset({"vid"})))
+    device = Identifiers(device=TrackerNames(cookies=frozenset({"vid"})))
+    silent = Identifiers(ignored=TrackerNames(params=frozenset({"deviceId"})))
+    by_key = ("device_id", "query:deviceId")
+    one = Detector(b"k")
+    for names, expected in (
+        (tracking, {("tracking_id", "cookie:vid"), by_key}),
+        (device, {("device_id", "cookie:vid"), by_key}),
+        (None, {by_key}),
+        (silent, set()),
+        (tracking, {("tracking_id", "cookie:vid"), by_key}),
+    ):
+        found = {(f.category, f.location) for f in one.detect(extract(request), "a", names)}
+        assert found == expected, names
