@@ -40,11 +40,27 @@ DEFAULT_MIN_CONFIDENCE = 0.5
 _REMEMBERED = 20_000  # keys, values, hits, findings remembered per detector, then forgotten
 _REMEMBER_MAX = 4096  # longer values are scanned each time
 _REMEMBER_FIELDS = 500  # values of requests with more fields are not remembered
-_LAYOUTS = 2048  # field layouts (one per endpoint and site, nearly) remembered, then forgotten
+_LAYOUT_CHARS = 2 * 1024 * 1024  # names and locations of the field layouts remembered (one per
+# endpoint and site, nearly), then all forgotten: a bound in characters, not in layouts
 _NONE: frozenset[str] = frozenset()
 _Named = tuple[tuple[str, str, Hit], ...]  # (name, detector, hit): names that are values
 _Role = tuple[frozenset[str], str | None, _Named]  # what a key says: categories, coordinate
 _PLAIN: _Role = (_NONE, None, ())  # role, and whether it or its parent is personal data itself
+
+
+class _Layouts(dict[tuple[Any, ...], Any]):
+    """Facts worked out per field layout, kept within `_LAYOUT_CHARS` characters of keys."""
+
+    chars = 0
+
+    def keep(self, memo: tuple[Any, ...], names: Iterable[tuple[str, ...]], facts: Any) -> None:
+        size = sum(sum(map(len, column)) + 8 * len(column) for column in names)
+        if self.chars + size > _LAYOUT_CHARS:
+            self.clear()
+            self.chars = 0
+        if size <= _LAYOUT_CHARS // 8:  # (a request of huge names is worked out every time)
+            self[memo] = facts
+            self.chars += size
 
 
 class _Layout(NamedTuple):
@@ -103,10 +119,8 @@ class Detector:
     )
     _findings: dict[tuple[Any, ...], Finding] = field(default_factory=dict, init=False, repr=False)
     _names: dict[str, _Named] = field(default_factory=dict, init=False, repr=False)
-    _layouts: dict[tuple[Any, ...], _Layout] = field(default_factory=dict, init=False, repr=False)
-    _role_lists: dict[tuple[Any, ...], tuple[list[_Role], list[int]]] = field(
-        default_factory=dict, init=False, repr=False
-    )
+    _layouts: _Layouts = field(default_factory=_Layouts, init=False, repr=False)
+    _role_lists: _Layouts = field(default_factory=_Layouts, init=False, repr=False)
 
     def detect(
         self,
@@ -330,7 +344,7 @@ class Detector:
     ) -> _Layout:
         """What the site file says about the fields at `locations` under `keys`."""
         memo = (locations, keys, id(trackers))
-        layout = self._layouts.get(memo)
+        layout: _Layout | None = self._layouts.get(memo)
         if layout is not None and layout.trackers is trackers:
             return layout
         tracked: frozenset[str] = _NONE
@@ -357,10 +371,7 @@ class Detector:
                 )
         agent = locations.index("header:user-agent") if "header:user-agent" in locations else -1
         layout = _Layout(trackers, tracked, tuple(named), tuple(packed), ignored, agent)
-        if len(locations) <= _REMEMBER_FIELDS:
-            if len(self._layouts) >= _LAYOUTS:
-                self._layouts.clear()
-            self._layouts[memo] = layout
+        self._layouts.keep(memo, (locations, keys), layout)
         return layout
 
     def _roles_of(
@@ -370,15 +381,12 @@ class Detector:
         key or its parent is itself personal data; and the indexes of the keys that say
         anything. Remembered: a session sends the same keys again and again."""
         memo = (keys, parents)
-        known = self._role_lists.get(memo)
+        known: tuple[list[_Role], list[int]] | None = self._role_lists.get(memo)
         if known is not None:
             return known
         found = self._roles_by_key(keys, parents)
         known = (found, [i for i, role in enumerate(found) if role is not _PLAIN])
-        if len(keys) <= _REMEMBER_FIELDS:
-            if len(self._role_lists) >= _LAYOUTS:
-                self._role_lists.clear()
-            self._role_lists[memo] = known
+        self._role_lists.keep(memo, memo, known)
         return known
 
     def _roles_by_key(self, keys: tuple[str, ...], parents: tuple[str, ...]) -> list[_Role]:
