@@ -7,8 +7,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from itertools import accumulate, compress, count, repeat
-from operator import is_
+from itertools import accumulate
 from typing import Any, NamedTuple, cast
 
 import phonenumbers
@@ -421,7 +420,7 @@ class Detector:
         memory = self._values
         found = list(map(memory.get, values))
         if None in found:
-            for index in list(compress(count(), map(is_, found, repeat(None)))):
+            for index in [i for i, entry in enumerate(found) if entry is None]:
                 value = values[index]
                 size = len(value)
                 if value.isdigit() and size < 22 and size != 18:
