@@ -293,11 +293,11 @@ class Detector:
         """Identifiers by behaviour: a long, varied value, constant across requests, that has
         reached more than one party is a tracking identifier, named or not (`linked_from` says
         where it was first seen). Values already found to be something are left as they are."""
-        stamp = linker.stamp(party)  # a recurring value seen at this party and no other is
+        stamp = (linker.serial, party)  # a recurring value seen at this party and no other is
         todo = [  # not looked up again for this run
             i
             for i, e in enumerate(entries)
-            if e is not None and e[3] is not _NEVER and e[3] is not stamp
+            if e is not None and e[3] is not _NEVER and e[3] != stamp
         ]
         if not todo:
             return
@@ -453,17 +453,13 @@ class Detector:
         inner = [entry[1] for entry in entries if entry is not None and entry[1]]
         inside = frozenset().union(*inner) if inner else _NONE
         within_tokens = seen.keys() & inside  # remembered values inside other values
-        linked = seen.keys() & set(values)
-        for value in [v for v in linked if v not in within_tokens and values.count(v) == 1]:
-            if fields[values.index(value)].location in tracked:
-                linked.discard(value)  # a named value in its own place, and nowhere else
-        linked |= within_tokens
+        linked = seen.keys() & set(values) | within_tokens
         # values searched since this session's last new identifier are skipped
-        generation = linker.searched
+        generation = (linker.serial, linker.generation)
         todo = [
             i
             for i, e in enumerate(entries)
-            if e is not None and e[2] is not generation and len(values[i]) > MIN_INSIDE
+            if e is not None and e[2] != generation and len(values[i]) > MIN_INSIDE
         ]
         hits: set[int] = set()
         for position, token in linker.inside(tuple(values[i] for i in todo)):

@@ -145,8 +145,6 @@ class Linker:
         self._automaton: Any = None  # the long remembered values, to find them inside others
         self.generation = 0  # how often a new long value was remembered
         self.serial = next(_SERIALS)  # tells this session from another in shared memories
-        self._searched = (self.serial, self.generation)
-        self._stamps: dict[str, tuple[int, str]] = {}
         # hash(value) -> (the parties it reached, where it was first seen); values as keyed
         # hashes only, least recently seen forgotten first
         self._sightings: OrderedDict[int, tuple[tuple[str, ...], str]] = OrderedDict()
@@ -196,23 +194,6 @@ class Linker:
             self._categories.pop(gone, None)
             self._automaton = None
             self.generation += 1
-
-    @property
-    def searched(self) -> tuple[int, int]:
-        """A mark for a value searched for remembered values inside it: the same object until
-        a new long value is remembered (compared by identity, request after request)."""
-        if self._searched[1] != self.generation:
-            self._searched = (self.serial, self.generation)
-        return self._searched
-
-    def stamp(self, party: str) -> tuple[int, str]:
-        """A mark for a value sighted at `party` in this session (the same object each time)."""
-        mark = self._stamps.get(party)
-        if mark is None:
-            if len(self._stamps) >= 1024:
-                self._stamps.clear()
-            mark = self._stamps[party] = (self.serial, party)
-        return mark
 
     def category_of(self, value: str) -> str:
         return self._categories.get(value, "tracking_id")
