@@ -202,8 +202,8 @@ class Detector:
             before = len(found)  # request links)
             add(fld, "tracker", Hit(category, 0.9, fld.value, fld.value))
             if len(found) > before and linker is not None:
-                origin = f"{fld.location}@{host}" if host else fld.location
-                linker.remember(fld.value, origin, next(reversed(found.values())).category)
+                category = next(reversed(found.values())).category
+                linker.remember(fld.value, _origin(fld, host), category)
         for index, offset in layout.packed:  # an address held as bytes, or written out
             fld = fields[index]
             if (address := packed_ip(fld.value, offset)) is not None:
@@ -214,8 +214,7 @@ class Detector:
                 if fld.location not in tracked and stamped_id(fld.value):  # `_ttc=3.<r>.<s>`
                     add(fld, "pattern", Hit("tracking_id", 0.8, fld.value, fld.value))
                     if linker is not None:
-                        origin = f"{fld.location}@{host}" if host else fld.location
-                        linker.remember(fld.value, origin, "tracking_id")
+                        linker.remember(fld.value, _origin(fld, host), "tracking_id")
             live = [i for i, loc in enumerate(locations) if not loc.startswith("set-cookie:")]
             fields = [fields[i] for i in live]
             if not fields:
@@ -313,9 +312,7 @@ class Detector:
                 ("set-cookie:", "header:referer", "header:origin")
             ):
                 continue
-            first = linker.sighted(
-                fld.value, party, f"{fld.location}@{host}" if host else fld.location
-            )
+            first = linker.sighted(fld.value, party, _origin(fld, host))
             if first is None:
                 entry[3] = stamp
             else:
@@ -635,6 +632,11 @@ def _most_specific(findings: list[Finding]) -> list[Finding]:
             for other in seen[(f.category, f.fingerprint)]
         )
     ]
+
+
+def _origin(fld: Field, host: str) -> str:
+    """Where a value was seen, for `linked_from`: `cookie:cna@log.mmstat.com`."""
+    return f"{fld.location}@{host}" if host else fld.location
 
 
 def _named_location(fld: Field, name: str) -> str:
