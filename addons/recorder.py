@@ -12,7 +12,7 @@ from shopguard import __version__, paths
 from shopguard.adapt import url_text
 from shopguard.auditlog import AuditLog
 from shopguard.engine.location import segment_index
-from shopguard.engine.masking import host_labels, mask_host, mask_path
+from shopguard.engine.masking import host_labels, mask_host, mask_message, mask_path
 from shopguard.engine.pipeline import shown_host
 from shopguard.runtime import Runtime, guarded, local_response
 from shopguard.state import FlowState
@@ -103,8 +103,10 @@ class Recorder:
 
     @guarded
     def error(self, flow: http.HTTPFlow) -> None:
-        if flow.response is None:  # flows with a response were recorded already
-            self.record(flow)
+        """A flow that failed, before or after its response's headers (a reset or truncated
+        body, bad chunking, a client gone mid-upload): the request may have reached the site,
+        so it gets its line, with the error (a flow recorded at its response is not again)."""
+        self.record(flow)
 
     def record(self, flow: http.HTTPFlow) -> None:
         state = self.rt.state(flow)
@@ -127,7 +129,7 @@ class Recorder:
         if flow.response is not None:
             line["status"] = flow.response.status_code
         if flow.error is not None:
-            line["error"] = flow.error.msg
+            line["error"] = error_text(flow.error.msg, raw)
         line.update(
             third_party=state["third_party"],
             mode=state["mode"],
@@ -158,9 +160,15 @@ class Recorder:
             "tls_failed",
             site=site.name,
             host=host if raw else shown_host(self.rt.detector, host),
-            error=data.conn.error,
+            error=error_text(data.conn.error or "", raw),
             hint=TLS_HINT,
         )
+
+
+def error_text(message: str, raw: bool) -> str:
+    """An error as the log shows it: mitmproxy's messages quote the bytes they choke on (a
+    chunk header, a status line, the peer's address), so values are masked unless raw."""
+    return message if raw else mask_message(message)
 
 
 def _path_findings(state: FlowState) -> set[int]:

@@ -61,6 +61,7 @@ def host_labels(locations: Iterable[str]) -> set[int]:
 _QUOTED = re.compile(r"'[^']+'|\"[^\"]+\"")
 _TOKEN = re.compile(r"[^\s,;:()\[\]{}<>=]+")
 _VALUE_LIKE = re.compile(r"[\d@%]|[^\x00-\x7f]")
+_PROTOCOL = re.compile(r"HTTP/[123](?:\.[01])?")  # kept: says which protocol failed
 
 
 def mask_message(text: str, limit: int = 300) -> str:
@@ -70,5 +71,12 @@ def mask_message(text: str, limit: int = 300) -> str:
     (`KeyError: '13800138000'`), so quoted parts and value-like tokens are replaced.
     """
     text = _QUOTED.sub(lambda m: f"{m.group(0)[0]}{MASK}{m.group(0)[0]}", text)
-    text = _TOKEN.sub(lambda m: MASK if _VALUE_LIKE.search(m.group(0)) else m.group(0), text)
+    text = _TOKEN.sub(
+        lambda m: (
+            m.group(0)
+            if not _VALUE_LIKE.search(m.group(0)) or _PROTOCOL.fullmatch(m.group(0))
+            else MASK
+        ),
+        text,
+    )
     return text if len(text) <= limit else text[: limit - 1] + "…"

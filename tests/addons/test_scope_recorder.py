@@ -204,6 +204,25 @@ def test_a_failed_flow_is_logged_with_its_error(proxy: Proxy) -> None:
     assert (line["site"], line["method"], line["path"]) == ("temu", "POST", "/api?x=***")
 
 
+def test_a_response_failing_after_its_headers_is_logged_with_status_and_error(
+    proxy: Proxy,
+) -> None:
+    """The upstream answered (headers) and then reset mid-body: `response` never runs, but
+    the request reached the site, so `error` records it."""
+    flow = request_to("h5api.m.taobao.com", f"/h5/x?mobile={PHONE}")
+    proxy.run(flow, ("requestheaders", "request"))
+    flow.response = tflow.tresp(status_code=200)
+    for addon in proxy.addons:
+        if hasattr(addon, "responseheaders"):
+            addon.responseheaders(flow)
+    flow.error = tflow.terr(f"illegal chunk header: bytearray(b'{PHONE}')")
+    proxy.recorder.error(flow)
+    (line,) = proxy.lines("flow")
+    assert (line["status"], line["error"]) == (200, "illegal chunk header: bytearray(b'***')")
+    assert [f["category"] for f in line["findings"]] == ["phone"]
+    assert PHONE not in proxy.log.read_text()
+
+
 def test_a_flow_is_logged_once_even_if_an_error_follows_its_response(proxy: Proxy) -> None:
     flow = proxy.run(respond(request_to("www.taobao.com")))
     flow.error = tflow.terr("connection closed")

@@ -129,6 +129,9 @@ def _handler(recorder: Recorder, scheme: str) -> type[BaseHTTPRequestHandler]:
             host = (self.headers.get("host") or "").split(":")[0].lower()
             recorder.add(Received(scheme, host, self.command, self.path, dict(self.headers), body))
             lowered = {k.lower(): v for k, v in self.headers.items()}
+            if self.path.startswith("/fault/"):
+                self._fault(self.path.split("?")[0])
+                return
             status, headers, content = _respond(host, self.path, lowered, body)
             self.send_response(status)
             for name, value in headers.items():
@@ -137,6 +140,23 @@ def _handler(recorder: Recorder, scheme: str) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(content)
+
+        def _fault(self, path: str) -> None:
+            """A response that fails after its headers: `/fault/truncated` closes the
+            connection 10 bytes into a 100,000-byte body, `/fault/chunks` sends a chunk header
+            that is not one (but personal data, which an error message would quote)."""
+            self.send_response(200)
+            self.send_header("content-type", "text/plain")
+            if path == "/fault/chunks":
+                self.send_header("transfer-encoding", "chunked")
+                self.end_headers()
+                self.wfile.write(b"5\r\nhello\r\nmobile=13800138000\r\n\r\n")
+            else:
+                self.send_header("content-length", "100000")
+                self.end_headers()
+                self.wfile.write(b"0123456789")
+            self.wfile.flush()
+            self.close_connection = True
 
         do_GET = do_POST = do_HEAD = do_PUT = do_OPTIONS = _serve
 

@@ -66,6 +66,11 @@ def test_mask_path_masks_the_path_segments_named(
         ("order 12345 failed", f"order {MASK} failed"),
         (f"unknown user {EMAIL}", f"unknown user {MASK}"),
         ("收货人 王小明 not found", f"{MASK} {MASK} not found"),
+        (  # mitmproxy quotes the bytes it choked on; the protocol's name stays
+            f"HTTP/1 protocol error: illegal chunk header: bytearray(b'mobile={PHONE}')",
+            f"HTTP/1 protocol error: illegal chunk header: bytearray(b'{MASK}')",
+        ),
+        ("HTTP/2 stream reset (received 10 bytes)", f"HTTP/2 stream reset (received {MASK} bytes)"),
     ],
 )
 def test_mask_message(message: str, expected: str) -> None:

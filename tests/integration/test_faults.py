@@ -1,0 +1,113 @@
+"""Faults through a real `shopguard run`: whatever fails, a request that reached a site has its
+line in the log, and the line says what went wrong."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.certs import UpstreamPKI
+from tests.support.market import API, BEACON, FakeMarket
+from tests.support.proxy import Proxy, start_proxy
+
+pytestmark = pytest.mark.integration
+
+PHONE = "13800138000"
+
+
+@pytest.fixture(scope="module", params=["observe", "enforce"])
+def proxy(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    market: FakeMarket,
+    pki: UpstreamPKI,
+) -> Iterator[Proxy]:
+    home = tmp_path_factory.mktemp(f"faults-{request.param}")
+    running = start_proxy(
+        home,
+        "--mode",
+        request.param,
+        routes=market.routes,
+        upstream_ca=pki.ca_pem,
+    )
+    yield running
+    running.stop()
+
+
+def _connect(proxy: Proxy, scheme: str, host: str) -> socket.socket:
+    """A client connection through the proxy to `host`: CONNECT and TLS for HTTPS."""
+    sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    if scheme == "http":
+        return sock
+    sock.sendall(f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n".encode())
+    assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+    context = ssl.create_default_context(cafile=str(proxy.ca))
+    return context.wrap_socket(sock, server_hostname=host)
+
+
+def _target(scheme: str, host: str, path: str) -> str:
+    return f"http://{host}{path}" if scheme == "http" else path
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    received = b""
+    for _ in range(1000):  # bounded: the proxy answers or closes within the socket timeout
+        try:
+            chunk = sock.recv(65536)
+        except (TimeoutError, ConnectionError, ssl.SSLError):
+            break
+        if not chunk:
+            break
+        received += chunk
+    return received
+
+
+def _line(proxy: Proxy, host: str, path: str) -> dict[str, object]:
+    found = proxy.wait_for(
+        lambda x: x["event"] == "flow" and x["host"] == host and str(x["path"]).startswith(path)
+    )
+    assert len(found) == 1, found
+    return found[0]
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+@pytest.mark.parametrize("fault", ["truncated", "chunks"])
+def test_a_response_that_fails_after_its_headers_still_gets_a_line(
+    proxy: Proxy, market: FakeMarket, scheme: str, fault: str
+) -> None:
+    path = f"/fault/{fault}-{scheme}?mobile={PHONE}"
+    with _connect(proxy, scheme, API) as sock:
+        sock.sendall(f"GET {_target(scheme, API, path)} HTTP/1.1\r\nHost: {API}\r\n\r\n".encode())
+        _read_all(sock)
+    assert market.recorder.find(API, f"/fault/{fault}-{scheme}")  # the data reached the site
+    line = _line(proxy, API, f"/fault/{fault}-{scheme}")
+    assert line["error"]  # what went wrong,
+    assert line["status"] == 200  # after the site had answered
+    assert [f["category"] for f in line["findings"]] == ["phone"]  # type: ignore[union-attr]
+    assert PHONE not in proxy.log.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_request_whose_body_fails_gets_a_line(
+    proxy: Proxy, market: FakeMarket, scheme: str
+) -> None:
+    """A chunked upload with a broken chunk: in enforce mode the tracker is answered at its
+    headers, in observe mode the upload fails on its way; either way there is a line."""
+    path = f"/fault/upload-{scheme}?mobile={PHONE}"
+    with _connect(proxy, scheme, BEACON) as sock:
+        sock.sendall(
+            f"POST {_target(scheme, BEACON, path)} HTTP/1.1\r\nHost: {BEACON}\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+            f"mobile={PHONE}\r\n\r\n".encode()  # (a chunk header mitmproxy's error quotes)
+        )
+        _read_all(sock)
+    line = _line(proxy, BEACON, f"/fault/upload-{scheme}")
+    assert line["error"]
+    assert PHONE not in proxy.log.read_text(encoding="utf-8")
+    assert not market.recorder.find(BEACON, f"/fault/upload-{scheme}")
+    if line["mode"] == "enforce":
+        blocks = [a for a in line["actions"] if a["action"] == "block"]  # type: ignore[union-attr]
+        assert blocks and blocks[0]["applied"] is True
