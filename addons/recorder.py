@@ -108,6 +108,12 @@ class Recorder:
         so it gets its line, with the error (a flow recorded at its response is not again)."""
         self.record(flow)
 
+    @guarded
+    def http_connect_error(self, flow: http.HTTPFlow) -> None:
+        """A tunnel to an in-scope site that failed (the site is unreachable): nothing was
+        sent, but the attempt gets its line, with mitmproxy's reason."""
+        self.record(flow)
+
     def record(self, flow: http.HTTPFlow) -> None:
         state = self.rt.state(flow)
         if state is None or state.get("recorded"):
@@ -126,7 +132,10 @@ class Recorder:
             if raw
             else mask_path(path, _path_findings(state), state.get("masked_names")),
         }
-        if flow.response is not None:
+        if request.method == "CONNECT":  # a failed tunnel: its 502 is mitmproxy's, not the site's
+            reason = (flow.response.get_text(strict=False) or "") if flow.response else ""
+            line["error"] = error_text(reason.partition(" If you plan")[0], raw)  # `Cannot …`
+        elif flow.response is not None:
             line["status"] = flow.response.status_code
         if flow.error is not None:
             line["error"] = error_text(flow.error.msg, raw)

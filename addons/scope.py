@@ -99,12 +99,23 @@ class Scope:
         self.rt.emit_policy_loaded()
 
     @guarded
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        """A tunnel to an in-scope host is tagged: if the site cannot be reached, the tunnel
+        fails and its line (see the recorder) is all the user learns of the attempt."""
+        if self.rt.config is not None:
+            self._tag(flow, flow.request.host)
+
+    @guarded
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.request.method == "CONNECT" or self.rt.config is None or not flow.live:
             return
         flow.metadata.pop(META, None)  # a replayed flow's saved state was another request's
+        # Host header or authority: the name the client asked for
+        self._tag(flow, flow.request.pretty_host)
+
+    def _tag(self, flow: http.HTTPFlow, host: str) -> None:
+        assert self.rt.config is not None
         request = flow.request
-        host = request.pretty_host  # Host header or authority: the name the client asked for
         routed = route(
             self.rt.config,
             host,

@@ -26,11 +26,14 @@ def proxy(
     pki: UpstreamPKI,
 ) -> Iterator[Proxy]:
     home = tmp_path_factory.mktemp(f"faults-{request.param}")
+    with socket.socket() as probe:  # a loopback port that nothing listens on: a site down
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
     running = start_proxy(
         home,
         "--mode",
         request.param,
-        routes=market.routes,
+        routes={**market.routes, "closed": closed},
         upstream_ca=pki.ca_pem,
     )
     yield running
@@ -111,3 +114,45 @@ def test_a_request_whose_body_fails_gets_a_line(
     if line["mode"] == "enforce":
         blocks = [a for a in line["actions"] if a["action"] == "block"]  # type: ignore[union-attr]
         assert blocks and blocks[0]["applied"] is True
+
+
+DOWN = "unreachable.taobao.com"  # in scope; the routing script sends it to a closed port
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_an_unreachable_site_gets_a_line(proxy: Proxy, scheme: str) -> None:
+    """Nothing reached the site, but the user sees that the browser tried: for HTTPS the
+    tunnel itself fails (mitmproxy connects upstream before it answers the CONNECT)."""
+    sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    with sock:
+        if scheme == "https":
+            sock.sendall(f"CONNECT {DOWN}:443 HTTP/1.1\r\nHost: {DOWN}:443\r\n\r\n".encode())
+        else:
+            sock.sendall(
+                f"GET http://{DOWN}/?mobile={PHONE} HTTP/1.1\r\nHost: {DOWN}\r\n\r\n".encode()
+            )
+        reply = sock.recv(4096)  # (the proxy keeps the connection open after its answer)
+    assert reply.startswith(b"HTTP/1.1 502")
+    method = "CONNECT" if scheme == "https" else "GET"
+    found = proxy.wait_for(
+        lambda x: x["event"] == "flow" and x["host"] == DOWN and x["method"] == method
+    )
+    assert len(found) == 1, found
+    (line,) = found
+    assert line["site"] == "taobao"
+    assert "status" not in line  # (the 502 is the proxy's: the site never answered)
+    assert "connect" in str(line["error"]).lower()
+    assert "127.0.0.1" not in str(line["error"])  # (addresses are masked)
+    assert PHONE not in proxy.log.read_text(encoding="utf-8")
+
+
+def test_a_tunnel_that_worked_gets_no_line_of_its_own(proxy: Proxy) -> None:
+    """Only a failed tunnel is logged: a working one is seen through its requests' lines."""
+    with _connect(proxy, "https", API) as sock:
+        sock.sendall(
+            f"GET /tunnel-ok HTTP/1.1\r\nHost: {API}\r\nConnection: close\r\n\r\n".encode()
+        )
+        _read_all(sock)
+    _line(proxy, API, "/tunnel-ok")
+    tunnels = [x for x in proxy.lines("flow") if x["method"] == "CONNECT"]
+    assert all(x["host"] == DOWN for x in tunnels), tunnels
