@@ -25,6 +25,12 @@ from shopguard.state import FlowState
 logger = logging.getLogger(__name__)
 
 
+NO_PROFILE = (
+    "no profile: findings come from patterns and trackers only; create it to find your own values"
+)
+GONE = "the file is gone (deleted or moved); save it empty to clear the profile"
+
+
 def profile_warning(path: Path) -> str | None:
     """A warning when others than the owner may read the profile."""
     try:
@@ -111,30 +117,38 @@ class Inspector:
             min_confidence=minimum,
             keep_values=self.rt.config.settings.log.values == "raw",
         )
+        if profile is None:
+            self.rt.emit("profile_missing", path=str(self.profile_path), note=NO_PROFILE)
+            return
         self.rt.emit(
             "profile_loaded",
             path=str(self.profile_path),
-            values=len(profile.values) if profile else 0,
+            values=len(profile.values),
             pool=self.rt.detector.matcher.pool_size if self.rt.detector.matcher else 0,
         )
 
     def reload_if_changed(self) -> None:
-        """Pick up an edited profile; an invalid edit keeps the last good one."""
+        """Pick up an edited profile; an invalid edit keeps the last good one, and so does a
+        file deleted or moved (editors and sync tools replace files): saved empty, it clears."""
         if self.profile_path is None or self.rt.detector is None:
             return
-        if _stamp(self.profile_path) == self.profile_stamp:
+        stamp = _stamp(self.profile_path)
+        if stamp == self.profile_stamp:
+            return
+        if stamp is None and self.rt.detector.matcher is not None:
+            self.profile_stamp = None  # (once: its return is picked up as an edit)
+            self._reject([f"{self.profile_path}: {GONE}"])
             return
         try:
             profile = self._read_profile(self.profile_path)
         except ConfigErrors as exc:
-            self.rt.emit(
-                "profile_rejected",
-                path=str(self.profile_path),
-                errors=[str(e) for e in exc.errors],
-            )
-            logger.warning("shopguard keeps the last good profile:\n%s", exc)
+            self._reject([str(e) for e in exc.errors])
             return
         self._install(profile, self.rt.detector.min_confidence)
+
+    def _reject(self, errors: list[str]) -> None:
+        self.rt.emit("profile_rejected", path=str(self.profile_path), errors=errors)
+        logger.warning("shopguard keeps the last good profile:\n%s", "\n".join(errors))
 
     @guarded
     def request(self, flow: http.HTTPFlow) -> None:

@@ -12,7 +12,13 @@ from shopguard import __version__, paths
 from shopguard.adapt import url_text
 from shopguard.auditlog import AuditLog
 from shopguard.engine.location import segment_index
-from shopguard.engine.masking import host_labels, mask_host, mask_message, mask_path
+from shopguard.engine.masking import (
+    host_labels,
+    mask_host,
+    mask_message,
+    mask_method,
+    mask_path,
+)
 from shopguard.engine.pipeline import shown_host
 from shopguard.runtime import Runtime, guarded, local_response
 from shopguard.state import FlowState
@@ -127,7 +133,7 @@ class Recorder:
             "host": state["host"]
             if raw
             else mask_host(state["host"], host_labels(f["location"] for f in state["findings"])),
-            "method": request.method,
+            "method": request.method if raw else mask_method(request.method),
             "path": path
             if raw
             else mask_path(path, _path_findings(state), state.get("masked_names")),

@@ -320,8 +320,9 @@ class Detector:
 
     def _name_hits(self, name: str) -> _Named:
         """What personal data a key is itself (`?<phone>=1`), nearly always none."""
-        if len(name) < 5 or (name.isalpha() and name.isascii()):
+        if name.isascii() and (len(name) < 5 or name.isalpha()):
             return ()  # too short, or a plain word: not a phone, e-mail, ID or profile value
+            # (a name in CJK script, `王小明`, is short and may be the user's)
         shaped = "@" in name or (  # digits or an @: maybe a value
             _DIGIT.search(name) is not None and _VALUE_LIKE.search(name) is not None
         )

@@ -146,16 +146,17 @@ def normalise(category: str, raw: str, region: str) -> list[tuple[str, str, bool
 
 def load_profile(path: Path) -> Profile:
     """Read and validate a profile file; raises ConfigErrors (file:line: key: message)."""
-    doc, errors = load_located(path)
+    private = ("default_region", *PROFILE_CATEGORIES)  # (the only names its errors show)
+    doc, errors = load_located(path, private=private)
     if doc is None:
         raise ConfigErrors(errors)
-    check = Checker(str(path))
+    check = Checker(str(path), private=private)
     entries = check.mapping(doc, ("default_region", *PROFILE_CATEGORIES)) or {}
     region = "CN"
     if "default_region" in entries:
         value = check.scalar(entries["default_region"], str)
         if value is not None and value.upper() not in phonenumbers.SUPPORTED_REGIONS:
-            check.error(entries["default_region"], f"expected a region code like CN, got {value!r}")
+            check.error(entries["default_region"], "expected a region code like CN")
         elif value is not None:
             region = value.upper()
     values: list[KnownValue] = []
@@ -168,7 +169,7 @@ def load_profile(path: Path) -> Profile:
             if isinstance(raw, int) and not isinstance(raw, bool):
                 raw = str(raw)
             if not isinstance(raw, str):
-                check.error(item, f"expected text, got {raw!r}")
+                check.error(item, f"expected text, got {check.describe(raw)}")
                 continue
             normalised = normalise(category, raw, region)
             if normalised is None:

@@ -54,10 +54,16 @@ def _child_key(parent: str, key: str | int) -> str:
 
 
 class _Builder:
-    def __init__(self, file: str, errors: list[ConfigError]) -> None:
+    def __init__(
+        self, file: str, errors: list[ConfigError], private: Collection[str] | None
+    ) -> None:
         self.file = file
         self.errors = errors
+        self.private = private
         self.constructor = yaml.SafeLoader("")
+
+    def _key(self, key: str) -> str:
+        return key if self.private is None else private_key(key, self.private)
 
     def build(self, node: yaml.Node, key: str, key_line: int = 0) -> Located:
         line = node.start_mark.line + 1
@@ -68,8 +74,11 @@ class _Builder:
                 name = self.constructor.construct_object(key_node, deep=True)
                 kline = key_node.start_mark.line + 1
                 if not isinstance(name, str):
+                    got = _describe(name, self.private is None)
                     self.errors.append(
-                        ConfigError(self.file, kline, key, f"keys must be text, got {name!r}")
+                        ConfigError(
+                            self.file, kline, self._key(key), f"keys must be text, got {got}"
+                        )
                     )
                     continue
                 if name in items:
@@ -77,7 +86,7 @@ class _Builder:
                         ConfigError(
                             self.file,
                             kline,
-                            _child_key(key, name),
+                            self._key(_child_key(key, name)),
                             f"duplicate key (first given on line {items[name].key_line})",
                         )
                     )
@@ -95,7 +104,7 @@ class _Builder:
 
 
 def load_located(
-    path: Path, display: str | None = None
+    path: Path, display: str | None = None, private: Collection[str] | None = None
 ) -> tuple[Located | None, list[ConfigError]]:
     """Parse one YAML file; on failure return None and the errors (with their lines)."""
     name = display or str(path)
@@ -108,7 +117,7 @@ def load_located(
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
-        problem = exc.problem or str(exc)
+        problem = exc.problem or (str(exc) if private is None else "invalid YAML")
         return None, [ConfigError(name, line, "", f"YAML syntax error: {problem}")]
     except yaml.YAMLError as exc:
         return None, [ConfigError(name, 1, "", f"YAML error: {exc}")]
@@ -116,7 +125,7 @@ def load_located(
         return Located({}, 1, ""), []
     errors: list[ConfigError] = []
     try:
-        located = _Builder(name, errors).build(node, "")
+        located = _Builder(name, errors, private).build(node, "")
     except yaml.YAMLError as exc:  # e.g. an unknown tag
         line = node.start_mark.line + 1
         return None, [*errors, ConfigError(name, line, "", f"YAML error: {exc}")]
@@ -126,7 +135,8 @@ def load_located(
 _TYPE_NAMES = {bool: "true or false", int: "a whole number", str: "text", float: "a number"}
 
 
-def _describe(value: Any) -> str:
+def _describe(value: Any, shown: bool = True) -> str:
+    """A value as an error message names it: itself, or (in a file of personal values) its type."""
     if value is None:
         return "nothing"
     if isinstance(value, dict):
@@ -135,7 +145,19 @@ def _describe(value: Any) -> str:
         return "a list"
     if isinstance(value, bool):
         return f"{str(value).lower()}"
-    return repr(value)
+    return repr(value) if shown else _TYPE_NAMES.get(type(value), "a value")
+
+
+_KEY_PART = re.compile(r"(\[\d+\])|([^.\[]+)")
+
+
+def private_key(key: str, names: Collection[str]) -> str:
+    """A key path as an error names it in a file of personal values: names other than `names`
+    (a value typed where a key goes) written `***`, list positions kept: `phone[0]` as it is,
+    `13800138000` -> `***`."""
+    return _KEY_PART.sub(
+        lambda m: m.group(1) or (m.group(2) if m.group(2) in names else "***"), key
+    )
 
 
 @dataclass
@@ -144,18 +166,22 @@ class Checker:
 
     file: str
     errors: list[ConfigError] = field(default_factory=list)
+    # a file of personal values (the profile): its errors name only these keys and no values
+    private: Collection[str] | None = None
 
     def error(self, at: Located, message: str, *, on_key: bool = False) -> None:
-        self.errors.append(
-            ConfigError(self.file, at.key_line if on_key else at.line, at.key, message)
-        )
+        key = at.key if self.private is None else private_key(at.key, self.private)
+        self.errors.append(ConfigError(self.file, at.key_line if on_key else at.line, key, message))
+
+    def describe(self, value: Any) -> str:
+        return _describe(value, self.private is None)
 
     def mapping(
         self, at: Located, allowed: Collection[str], required: Collection[str] = ()
     ) -> dict[str, Located] | None:
         """The mapping's entries; unknown keys and missing required keys are errors."""
         if not isinstance(at.value, dict):
-            self.error(at, f"expected a mapping, got {_describe(at.value)}")
+            self.error(at, f"expected a mapping, got {self.describe(at.value)}")
             return None
         for name, value in at.value.items():
             if name not in allowed:
@@ -176,7 +202,7 @@ class Checker:
         ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
         if not ok:
             self.error(
-                at, f"expected {_TYPE_NAMES.get(kind, kind.__name__)}, got {_describe(value)}"
+                at, f"expected {_TYPE_NAMES.get(kind, kind.__name__)}, got {self.describe(value)}"
             )
             return None
         return value
@@ -184,7 +210,7 @@ class Checker:
     def choice(self, at: Located, choices: Collection[str]) -> str | None:
         value = at.value
         if not isinstance(value, str) or value not in choices:
-            self.error(at, f"expected one of {', '.join(choices)}, got {_describe(value)}")
+            self.error(at, f"expected one of {', '.join(choices)}, got {self.describe(value)}")
             return None
         return value
 
@@ -198,7 +224,7 @@ class Checker:
     def items(self, at: Located) -> Iterator[Located]:
         """The entries of a list (a wrong type is an error and yields nothing)."""
         if not isinstance(at.value, list):
-            self.error(at, f"expected a list, got {_describe(at.value)}")
+            self.error(at, f"expected a list, got {self.describe(at.value)}")
             return
         yield from at.value
 

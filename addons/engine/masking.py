@@ -39,15 +39,41 @@ def mask_path(
     return f"{base}?{'&'.join(parts)}"
 
 
+# A label as DNS names have them (and `_`, seen in real hosts), without a long run of digits;
+# anything else in a Host header is written `***` whether or not detection named it
+_LABEL = re.compile(r"(?!.*\d{7})[A-Za-z0-9_-]{1,63}")
+_PORT = re.compile(r"\d{1,5}")
+
+
 def mask_host(host: str, labels: Collection[int]) -> str:
     """A host with the labels numbered in `labels` (0-based, leftmost first, as `host:N`
-    locations) written `***`: `13800138000.shop.example` -> `***.shop.example`."""
-    if not labels:
-        return host
+    locations) written `***`: `13800138000.shop.example` -> `***.shop.example`; so is any
+    label that is not one a DNS name can have, and a port that is not a number."""
     name, colon, port = host.partition(":") if host.count(":") == 1 else (host, "", "")
     parts = name.split(".")
-    masked = ".".join(MASK if index in labels else part for index, part in enumerate(parts))
-    return f"{masked}{colon}{port}"
+    port_ok = not colon or _PORT.fullmatch(port) is not None
+    if not labels and port_ok and all(_LABEL.fullmatch(part) for part in parts if part):
+        return host
+    masked = ".".join(
+        MASK if index in labels or (part and not _LABEL.fullmatch(part)) else part
+        for index, part in enumerate(parts)
+    )
+    return f"{masked}{colon}{port if port_ok else MASK}"
+
+
+# Request methods as the HTTP and WebDAV RFCs name them; any other token is written `***`
+METHODS = frozenset(
+    {
+        *("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "PRI"),
+        *("PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "REPORT", "SEARCH"),
+    }
+)
+
+
+def mask_method(method: str) -> str:
+    """A request method as the log shows it: a standard one as it is, anything else `***`
+    (a client can send any token there, a phone number included)."""
+    return method if method in METHODS else MASK
 
 
 def host_labels(locations: Iterable[str]) -> set[int]:

@@ -199,3 +199,102 @@ def test_websocket_message_with_findings_gets_its_own_line(env: dict[str, Any]) 
     assert [(f["category"], f["location"]) for f in line["findings"]] == [
         ("phone", "ws:$.to.mobile")
     ]
+
+
+@pytest.mark.parametrize(
+    ("method", "host", "path", "headers", "body", "category"),
+    [
+        ("GET", "s.taobao.com", "/search?%E7%8E%8B%E5%B0%8F%E6%98%8E=1", {}, b"", "name"),
+        (
+            "POST",
+            "s.taobao.com",
+            "/p",
+            {"content-type": "application/x-www-form-urlencoded"},
+            "王小明=1".encode(),
+            "name",
+        ),
+        (
+            "POST",
+            "s.taobao.com",
+            "/p",
+            {"content-type": "application/json"},
+            '{"王小明": 1}'.encode(),
+            "name",
+        ),
+        ("GET", "s.taobao.com", "/p", {"cookie": "王小明=1"}, b"", "name"),
+        ("GET", "s.taobao.com", "/search?13800138000=1", {}, b"", "phone"),
+        ("GET", "s.taobao.com", "/search?wang.xiaoming@example.com", {}, b"", "email"),
+        ("WANG13800138000", "s.taobao.com", "/p", {}, b"", None),
+        ("GET", "王小明.taobao.com", "/p", {}, b"", None),
+        ("GET", "s.taobao.com:13800138000", "/p", {}, b"", None),
+    ],
+)
+def test_personal_data_in_names_methods_and_hosts_never_reaches_the_log(
+    env: dict[str, Any],
+    method: str,
+    host: str,
+    path: str,
+    headers: dict[str, str],
+    body: bytes,
+    category: str | None,
+) -> None:
+    """A client may put anything where names go: a key, a method, a host label. What the log
+    writes there is masked, and a key that is the user's own data is a finding."""
+    flow = tflow.tflow(resp=True)
+    flow.request.method, flow.request.path, flow.request.content = method, path, body
+    flow.request.host = host.partition(":")[0]
+    flow.request.headers["host"] = host
+    flow.request.headers.update(headers)
+    run(env["addons"], flow)
+    (line,) = lines(env["log"], "flow")
+    if category is not None:
+        assert category in {f["category"] for f in line["findings"]}
+    text = env["log"].read_text(encoding="utf-8")
+    for raw in ("王小明", "13800138000", "wang.xiaoming@example.com", "WANG"):
+        assert raw not in text
+
+
+def _phone_found(env: dict[str, Any], number: str = "13912345678") -> bool:
+    flow = order_flow()
+    flow.request.content = f"data=%7B%22q%22%3A%22{number}%22%7D".encode()
+    run(env["addons"], flow)
+    return "phone" in [f["category"] for f in flow.metadata[META]["findings"]]
+
+
+def test_a_deleted_profile_keeps_the_last_good_one_and_says_so(
+    env: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Editors and sync tools replace files: a profile that is gone for a moment is not an
+    empty one, and a broken edit after it still falls back to the real last good profile."""
+    profile: Path = env["profile"]
+    inspector = env["addons"][1]
+    profile.write_text('phone: ["+86 139 1234 5678"]\n', encoding="utf-8")
+    os.utime(profile, (time.time() + 5, time.time() + 5))
+    inspector.reload_if_changed()
+    profile.unlink()
+    inspector.reload_if_changed()
+    inspector.reload_if_changed()  # (said once)
+    assert _phone_found(env)
+    (rejected,) = lines(env["log"], "profile_rejected")
+    assert rejected["errors"] == [
+        f"{profile}: the file is gone (deleted or moved); save it empty to clear the profile"
+    ]
+    assert "keeps the last good profile" in caplog.text  # (on the terminal too)
+    profile.write_text("phone: [[broken\n", encoding="utf-8")
+    inspector.reload_if_changed()
+    assert _phone_found(env)
+    assert len(lines(env["log"], "profile_rejected")) == 2
+    profile.write_text("", encoding="utf-8")  # saved empty: the user clears it
+    os.utime(profile, (time.time() + 10, time.time() + 10))
+    inspector.reload_if_changed()
+    assert not _phone_found(env)
+    assert lines(env["log"], "profile_loaded")[-1]["values"] == 0
+
+
+def test_no_profile_file_is_said_not_counted_as_an_empty_one(
+    env: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "nowhere"))
+    env["tctx"].options.update(shopguard_profile="")
+    (missing,) = lines(env["log"], "profile_missing")
+    assert missing["path"].endswith("profile.yaml") and "no profile" in missing["note"]

@@ -101,10 +101,33 @@ def test_profile_errors_name_file_line_and_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigErrors) as raised:
         load_profile(path)
     messages = [str(e) for e in raised.value.errors]
-    assert f"{path}:1: default_region: expected a region code like CN, got 'XX'" in messages
+    assert f"{path}:1: default_region: expected a region code like CN" in messages
     assert f"{path}:2: phone[0]: not a valid phone" in messages
-    assert f"{path}:3: email: expected a list, got 'a@b.c'" in messages
-    assert any(m.startswith(f"{path}:4: nickname: unknown key") for m in messages)
+    assert f"{path}:3: email: expected a list, got text" in messages
+    assert any(m.startswith(f"{path}:4: ***: unknown key (expected one of:") for m in messages)
+
+
+def test_profile_errors_never_show_a_value(tmp_path: Path) -> None:
+    """The profile holds the user's own data: where a value is in the wrong place (as a key,
+    nested, of the wrong type), the error says where and what kind, never the value."""
+    path = tmp_path / "profile.yaml"
+    path.write_text(
+        "default_region: 13800138000\n"
+        'phone: [[13800138000], "wang.xiaoming@example.com", 王小明]\n'
+        "13800138000: x\n"
+        "王小明: [1]\n"
+        "email: {wang.xiaoming@example.com: 1}\n"
+        "email: [x]\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigErrors) as raised:
+        load_profile(path)
+    text = "\n".join(str(e) for e in raised.value.errors)
+    assert text.count(f"{path}:") >= 6, text  # every problem is named, with its line
+    for value in ("13800138000", "wang.xiaoming", "王小明"):
+        assert value not in text
+    assert f"{path}:3: keys must be text, got a whole number" in text
+    assert f"{path}:6: email: duplicate key (first given on line 5)" in text
 
 
 def test_normalise_payment_card_and_device() -> None:

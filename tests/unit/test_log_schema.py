@@ -123,6 +123,7 @@ EVENTS: dict[str, dict[str, Any]] = {
     "policy_loaded": {"files": ["config/shopguard.yaml"], "sites": SITES},
     "policy_rejected": {"errors": ["sites/temu.yaml:3: hosts[0]: invalid host glob '*temu.com'"]},
     "profile_loaded": {"path": "/home/me/profile.yaml", "values": 3, "pool": 2000},
+    "profile_missing": {"path": "/home/me/profile.yaml", "note": "no profile: patterns only"},
     "profile_rejected": {"path": "/home/me/profile.yaml", "errors": ["profile.yaml:2: phone"]},
     "profile_warning": {"path": "/home/me/profile.yaml", "warning": "run: chmod 600"},
     "proxy_started": {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shopguard.engine.masking import MASK, mask_message, mask_path
+from shopguard.engine.masking import MASK, mask_host, mask_message, mask_method, mask_path
 
 PHONE = "13800138000"
 EMAIL = "wang.xiaoming@example.com"
@@ -121,3 +121,31 @@ def test_default_limit_is_a_few_hundred_characters() -> None:
     assert len(mask_message("x " * 1000)) <= 300
     assert len(mask_message("x" * 1000)) <= 300
     assert mask_message("short") == "short"
+
+
+@pytest.mark.parametrize(
+    ("host", "labels", "expected"),
+    [
+        ("h5api.m.taobao.com", set(), "h5api.m.taobao.com"),
+        ("img11.360buyimg.com:443", set(), "img11.360buyimg.com:443"),
+        ("xn--fiqs8s.taobao.com", set(), "xn--fiqs8s.taobao.com"),
+        ("13800138000.shop.example", {0}, "***.shop.example"),
+        ("13800138000.taobao.com", set(), "***.taobao.com"),  # (a long run of digits)
+        ("王小明.taobao.com", set(), "***.taobao.com"),
+        ("wang.xiaoming@example.com.taobao.com", set(), "wang.***.com.taobao.com"),
+        ("s.taobao.com:13800138000", set(), "s.taobao.com:***"),
+        ("s.taobao.com:abc", set(), "s.taobao.com:***"),
+    ],
+)
+def test_mask_host_masks_labels_named_and_labels_no_dns_name_has(
+    host: str, labels: set[int], expected: str
+) -> None:
+    assert mask_host(host, labels) == expected
+
+
+@pytest.mark.parametrize(
+    ("method", "expected"),
+    [("GET", "GET"), ("PROPFIND", "PROPFIND"), ("WANG13800138000", MASK), ("get", MASK)],
+)
+def test_mask_method_keeps_standard_methods_only(method: str, expected: str) -> None:
+    assert mask_method(method) == expected
