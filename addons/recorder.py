@@ -8,7 +8,7 @@ from typing import Any
 
 from mitmproxy import ctx, exceptions, http, tls
 
-from shopguard import __version__, paths
+from shopguard import __version__, paths, terminal
 from shopguard.adapt import url_text
 from shopguard.auditlog import AuditLog
 from shopguard.engine.location import segment_index
@@ -34,8 +34,13 @@ class Recorder:
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self.mask = terminal.MaskMitmproxy(self._raw)
+
+    def _raw(self) -> bool:
+        return self.rt.config is not None and self.rt.config.settings.log.values == "raw"
 
     def load(self, loader: Any) -> None:
+        terminal.install(self.mask)  # (mitmproxy's own handlers are in place by now)
         loader.add_option(
             "shopguard_log",
             str,
@@ -63,7 +68,11 @@ class Recorder:
         except OSError as exc:
             raise exceptions.OptionsError(f"cannot write the shopguard log {path}: {exc}") from exc
 
+    def done(self) -> None:
+        terminal.uninstall(self.mask)
+
     def running(self) -> None:
+        terminal.install(self.mask)  # (and mitmweb's, if it came later)
         config = self.rt.config
         assert config is not None
         proxy = ctx.master.addons.get("proxyserver")
@@ -126,7 +135,7 @@ class Recorder:
             return
         state["recorded"] = True
         request = flow.request
-        raw = self.rt.config is not None and self.rt.config.settings.log.values == "raw"
+        raw = self._raw()
         path = url_text(request.path)  # (bytes that are not UTF-8 as %XX: the log is UTF-8)
         line: dict[str, Any] = {
             "site": state["site"],
@@ -170,7 +179,7 @@ class Recorder:
         site = self.rt.index.attribute(host)
         if site is None or site.referred_only:
             return  # not a site, or ad pixels: whose page fired them is unknown before TLS
-        raw = self.rt.config is not None and self.rt.config.settings.log.values == "raw"
+        raw = self._raw()
         self.rt.emit(
             "tls_failed",
             site=site.name,

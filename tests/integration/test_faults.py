@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import ssl
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,7 @@ from tests.support.proxy import Proxy, start_proxy
 pytestmark = pytest.mark.integration
 
 PHONE = "13800138000"
+EMAIL = "wang.xiaoming@example.com"
 
 
 @pytest.fixture(scope="module", params=["observe", "enforce"])
@@ -156,3 +158,34 @@ def test_a_tunnel_that_worked_gets_no_line_of_its_own(proxy: Proxy) -> None:
     _line(proxy, API, "/tunnel-ok")
     tunnels = [x for x in proxy.lines("flow") if x["method"] == "CONNECT"]
     assert all(x["host"] == DOWN for x in tunnels), tunnels
+
+
+def test_mitmproxys_own_messages_on_the_terminal_hold_no_request_bytes(
+    tmp_path: Path, market: FakeMarket, pki: UpstreamPKI
+) -> None:
+    """mitmproxy reports a protocol error with the bytes it choked on; even at its most
+    talkative, what shopguard's terminal shows of them is masked."""
+    running = start_proxy(
+        tmp_path,
+        "--set",
+        "termlog_verbosity=debug",
+        routes=market.routes,
+        upstream_ca=pki.ca_pem,
+    )
+    try:
+        body = f"mobile={PHONE}&email={EMAIL}"
+        for scheme in ("http", "https"):
+            with _connect(running, scheme, API) as sock:
+                sock.sendall(
+                    f"POST {_target(scheme, API, '/up')} HTTP/1.1\r\nHost: {API}\r\n"
+                    f"Transfer-Encoding: chunked\r\n\r\n{body}\r\n".encode()
+                )
+                _read_all(sock)
+            with _connect(running, scheme, API) as sock:  # headers never finished
+                sock.sendall(f"GET /x?mobile={PHONE} HTTP/1.1\r\nHost: {API}\r\n".encode())
+        assert running.wait_for(lambda x: x["event"] == "flow" and x["path"] == "/up")
+    finally:
+        running.stop()
+    shown = running.output.text + running.stderr_path.read_text(encoding="utf-8")
+    assert "before completing request headers" in shown  # (mitmproxy did say what went wrong)
+    assert PHONE not in shown and EMAIL not in shown
