@@ -7,12 +7,16 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from mitmproxy import http
+from mitmproxy import ctx, http
+from mitmproxy.net.http.http1.read import expected_http_body_size
+from mitmproxy.utils import human
 
 from shopguard.adapt import header_pairs, plain_request
 from shopguard.engine import pipeline
 from shopguard.engine.redact import Action, Outcome
 from shopguard.runtime import Runtime, guarded, local_response
+
+LATE = "the body was streamed on before shopguard could act (another addon streamed it)"
 
 
 def blocked_response(action: Action) -> http.Response:
@@ -33,24 +37,73 @@ class Redactor:
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        # mitmproxy's `stream_large_bodies`, which shopguard applies itself: mitmproxy would
+        # decide after the request headers (too late for a block) and start streaming an upload
+        # once its size passes the threshold (past every rule)
+        self.stream_above: int | None = None
+        self._taking = False
+
+    def configure(self, updated: set[str]) -> None:
+        if "stream_large_bodies" not in updated or self._taking:
+            return
+        value = getattr(ctx.options, "stream_large_bodies", None)
+        try:
+            self.stream_above = human.parse_size(value) if value else None
+        except ValueError:
+            return  # (mitmproxy's own check rejects it)
+        if self.stream_above is not None:
+            self._taking = True
+            try:
+                ctx.options.update(stream_large_bodies=None)
+            finally:
+                self._taking = False
 
     @guarded
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        """Blocks decided from the request line, before a byte of the body can leave."""
+        """Blocks decided from the request line, before a byte of the body can leave; then
+        the streaming of a large body, if nothing blocked it."""
         state = self.rt.state(flow)
-        if state is None or flow.response is not None or not flow.live:
+        request = flow.request
+        size = self._size(request)
+        if state is None:  # not a site's: streamed as mitmproxy would, and chunked uploads too
+            if self.stream_above is not None and (size is None or size > self.stream_above):
+                request.stream = True
             return
         routed = self.rt.routed(state)
-        if routed is None:
+        if routed is None or flow.response is not None or not flow.live:
             return
-        request = flow.request
+        # a site's upload of unknown size (chunked) is read whole, so it can be inspected
+        streamed = bool(request.stream) or (
+            self.stream_above is not None and size is not None and size > self.stream_above
+        )
         headers = header_pairs(request.headers)
-        action = pipeline.early(routed, request.path, headers, streamed=bool(request.stream))
-        if action is None:
+        action = pipeline.early(routed, request.path, headers, streamed=streamed)
+        if action is not None:
+            state["actions"].append(action.to_dict())
+            if action.applied:
+                request.stream = False  # (answered here: nothing is sent, nothing streamed)
+                flow.response = blocked_response(action)
+                return
+        if streamed:
+            request.stream = True
+
+    @guarded
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        """A large response streamed to the client (`stream_large_bodies`); one of unknown
+        size too, since shopguard cannot decide later as mitmproxy would."""
+        if self.stream_above is None or flow.response is None or flow.response.stream:
             return
-        state["actions"].append(action.to_dict())
-        if action.applied:
-            flow.response = blocked_response(action)
+        size = self._size(flow.request, flow.response)
+        if size is None or size < 0 or size > self.stream_above:
+            flow.response.stream = True
+
+    @staticmethod
+    def _size(request: http.Request, response: http.Response | None = None) -> int | None:
+        """The body size the headers announce: None when unknown (chunked), -1 until close."""
+        try:
+            return expected_http_body_size(request, response)
+        except ValueError:
+            return 0  # (a malformed length: mitmproxy does not stream those either)
 
     @guarded
     def request(self, flow: http.HTTPFlow) -> None:
@@ -65,6 +118,10 @@ class Redactor:
                 return  # no configuration or site (any more): nothing to apply
             request = plain_request(flow, context.config.settings.body_cap, state["host"])
             outcome = pipeline.process(context, request, routed).outcome
+        if flow.request.stream:  # streamed already (another addon's choice): nothing applies
+            late = {"applied": False, "reason": LATE}
+            state["actions"].extend({**a.to_dict(), **late} for a in outcome.actions)
+            return
         state["actions"].extend(a.to_dict() for a in outcome.actions)
         if state["mode"] != "enforce":
             return

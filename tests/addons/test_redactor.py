@@ -192,6 +192,56 @@ def test_a_streamed_body_is_blocked_before_it_leaves_when_the_site_says_so(
     assert flow.response is not None and flow.response.status_code == 204
     (action,) = flow.metadata["shopguard"]["actions"]
     assert action["reason"] == "its body is streamed and cannot be inspected"
+    assert not flow.request.stream  # (answered here: mitmproxy must not start streaming it)
+
+
+def test_nothing_is_logged_as_applied_to_a_body_already_streamed(
+    start: Callable[..., Proxy],
+) -> None:
+    """Another addon may stream a body past shopguard: its request hook comes after the data
+    left, so whatever the policy says is logged as not applied."""
+    proxy = start({"sites/taobao.yaml": SITE + "on_uninspected: block\n"}, shopguard_mode="enforce")
+    flow = request_to("www.taobao.com", "/upload?spm=a1", method="POST")
+    proxy.run(flow, ("requestheaders",))
+    flow.request.stream = True  # (after shopguard's requestheaders)
+    proxy.run(flow, ("request",))
+    assert flow.response is None  # (not answered locally: it has gone upstream)
+    proxy.run(respond(flow), ("response",))
+    (block,) = flow_line(proxy)["actions"]  # type: ignore[misc]
+    assert (block["action"], block["applied"]) == ("block", False)
+    assert "streamed on before shopguard could act" in block["reason"]
+
+
+def test_stream_large_bodies_is_applied_by_shopguard_at_the_headers(
+    start: Callable[..., Proxy],
+) -> None:
+    """mitmproxy would decide to stream after the request headers and start streaming an
+    upload as it grows; shopguard takes the threshold over and decides first."""
+    proxy = start({"sites/taobao.yaml": SITE})
+    proxy.tctx.master.addons.add(_StreamOption())
+    proxy.tctx.options.update(stream_large_bodies="1k")
+    assert proxy.tctx.options.stream_large_bodies is None  # (taken over)
+    big = request_to("www.taobao.com", "/upload", method="POST")
+    big.request.headers["content-length"] = "5000"
+    chunked = request_to("www.taobao.com", "/upload", method="POST")
+    chunked.request.headers["transfer-encoding"] = "chunked"
+    other = request_to("example.org", "/upload", method="POST")
+    other.request.headers["transfer-encoding"] = "chunked"
+    for flow in (big, chunked, other):
+        proxy.run(flow, ("requestheaders",))
+    assert big.request.stream and other.request.stream
+    assert not chunked.request.stream  # a site's upload of unknown size is read and inspected
+    respond(big)
+    big.response.headers["transfer-encoding"] = "chunked"  # type: ignore[union-attr]
+    proxy.run(big, ("responseheaders",))
+    assert big.response.stream  # type: ignore[union-attr]
+
+
+class _StreamOption:
+    """mitmproxy's own `stream_large_bodies` option, as its proxy server addon defines it."""
+
+    def load(self, loader: object) -> None:
+        loader.add_option("stream_large_bodies", str | None, None, "")  # type: ignore[attr-defined]
 
 
 def test_untouched_headers_keep_their_bytes_when_others_change(

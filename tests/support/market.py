@@ -124,13 +124,19 @@ def _handler(recorder: Recorder, scheme: str) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
 
         def _serve(self) -> None:
-            length = int(self.headers.get("content-length") or 0)
-            body = self.rfile.read(length) if length else b""
+            if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
+                body = self._chunked()
+            else:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
             host = (self.headers.get("host") or "").split(":")[0].lower()
             recorder.add(Received(scheme, host, self.command, self.path, dict(self.headers), body))
             lowered = {k.lower(): v for k, v in self.headers.items()}
             if self.path.startswith("/fault/"):
                 self._fault(self.path.split("?")[0])
+                return
+            if self.path.startswith("/big/"):  # a download of that many bytes
+                self._big(int(self.path.split("?")[0][5:]))
                 return
             status, headers, content = _respond(host, self.path, lowered, body)
             self.send_response(status)
@@ -140,6 +146,27 @@ def _handler(recorder: Recorder, scheme: str) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(content)
+
+        def _chunked(self) -> bytes:
+            """A chunked request body, read whole (at most 64 MiB, in at most 100,000 chunks)."""
+            body = b""
+            for _ in range(100_000):
+                size = int(self.rfile.readline(100).split(b";")[0].strip() or b"0", 16)
+                if size == 0 or len(body) + size > 64 * 2**20:
+                    self.rfile.readline(100)  # (the empty trailer line)
+                    break
+                body += self.rfile.read(size)
+                self.rfile.readline(10)
+            return body
+
+        def _big(self, size: int) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "application/octet-stream")
+            self.send_header("content-length", str(size))
+            self.end_headers()
+            block = b"x" * 65536
+            for start in range(0, size, len(block)):
+                self.wfile.write(block[: min(len(block), size - start)])
 
         def _fault(self, path: str) -> None:
             """A response that fails after its headers: `/fault/truncated` closes the
