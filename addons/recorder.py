@@ -34,10 +34,7 @@ class Recorder:
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.mask = terminal.MaskMitmproxy(self._raw)
-
-    def _raw(self) -> bool:
-        return self.rt.config is not None and self.rt.config.settings.log.values == "raw"
+        self.mask = terminal.MaskMitmproxy(rt.raw_values)
 
     def load(self, loader: Any) -> None:
         terminal.install(self.mask)  # (mitmproxy's own handlers are in place by now)
@@ -135,7 +132,7 @@ class Recorder:
             return
         state["recorded"] = True
         request = flow.request
-        raw = self._raw()
+        raw = self.rt.raw_values()
         path = url_text(request.path)  # (bytes that are not UTF-8 as %XX: the log is UTF-8)
         line: dict[str, Any] = {
             "site": state["site"],
@@ -179,7 +176,7 @@ class Recorder:
         site = self.rt.index.attribute(host)
         if site is None or site.referred_only:
             return  # not a site, or ad pixels: whose page fired them is unknown before TLS
-        raw = self._raw()
+        raw = self.rt.raw_values()
         self.rt.emit(
             "tls_failed",
             site=site.name,

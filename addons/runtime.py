@@ -55,6 +55,10 @@ class Runtime:
         state = state_of(flow)
         return state if state is not None and state.get("run") == self.run else None
 
+    def raw_values(self) -> bool:
+        """`log.values: raw`: the user asked for values in clear in what shopguard writes."""
+        return self.config is not None and self.config.settings.log.values == "raw"
+
     def mode_for(self, site: str | None) -> str:
         """Effective mode: command line > site file > global file."""
         if self.config is None:

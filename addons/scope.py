@@ -8,16 +8,47 @@ from pathlib import Path
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http
+from mitmproxy.proxy import mode_specs
 
 from shopguard import paths
 from shopguard.engine.hosts import allow_hosts_pattern
 from shopguard.engine.located import ConfigErrors
-from shopguard.engine.pipeline import route
+from shopguard.engine.pipeline import route, shown_host
 from shopguard.engine.settings import MODES, Config, config_stamp, load_config
 from shopguard.runtime import Runtime, guarded
 from shopguard.state import META, FlowState
 
 logger = logging.getLogger(__name__)
+
+
+MISMATCH = "the request's Host header names another host than the one it is sent to"
+
+
+def destination(flow: http.HTTPFlow) -> str:
+    """The host a request really goes to, which its site and policy follow: in regular, upstream
+    and SOCKS mode the request target (an absolute URL's host, or the tunnel's); in reverse
+    mode the Host header, which shopguard keeps; in transparent, WireGuard and local mode the
+    name the client gave in TLS, then the Host header (the target is only an address)."""
+    request = flow.request
+    mode = flow.client_conn.proxy_mode
+    if isinstance(mode, mode_specs.ReverseMode):
+        return request.pretty_host
+    if isinstance(
+        mode, mode_specs.TransparentMode | mode_specs.WireGuardMode | mode_specs.LocalMode
+    ):
+        return flow.client_conn.sni or request.host_header or request.host
+    return request.host
+
+
+def _name(host: str) -> str:
+    """A host as names compare: lower case, without a port or a trailing dot."""
+    if host.startswith("["):
+        return host.partition("]")[0].lower() + "]"
+    return (
+        host.rpartition(":")[0].lower().rstrip(".")
+        if host.count(":") == 1
+        else host.lower().rstrip(".")
+    )
 
 
 class Scope:
@@ -110,8 +141,21 @@ class Scope:
         if flow.request.method == "CONNECT" or self.rt.config is None or not flow.live:
             return
         flow.metadata.pop(META, None)  # a replayed flow's saved state was another request's
-        # Host header or authority: the name the client asked for
-        self._tag(flow, flow.request.pretty_host)
+        host = destination(flow)
+        self._tag(flow, host)
+        claimed = flow.request.pretty_host  # the Host header (or authority)
+        state = self.rt.state(flow)
+        if state is not None and _name(claimed) != _name(host):
+            self.rt.emit(
+                "host_mismatch",
+                site=state["site"],
+                host=self._shown(host),
+                claimed=self._shown(claimed),
+                note=MISMATCH,
+            )
+
+    def _shown(self, host: str) -> str:
+        return host if self.rt.raw_values() else shown_host(self.rt.detector, host)
 
     def _tag(self, flow: http.HTTPFlow, host: str) -> None:
         assert self.rt.config is not None

@@ -14,17 +14,21 @@ from collections.abc import Callable
 from shopguard.engine.masking import mask_message
 
 LIMIT = 2000  # (a traceback stays readable; a flood of bytes does not reach the terminal)
+# the loggers that write what connections carry: per-connection messages (protocol errors,
+# unexpected data, crashes) and addon errors; start-up lines (where mitmproxy and its web UI
+# listen, with the UI's token) are left as they are
+CARRIERS = ("mitmproxy.proxy.server", "mitmproxy.proxy.layers", "mitmproxy.addon")
 
 
 class MaskMitmproxy(logging.Filter):
-    """Masks the message (and traceback) of every record a `mitmproxy` logger writes."""
+    """Masks the message (and traceback) of every record of mitmproxy's connection loggers."""
 
     def __init__(self, raw: Callable[[], bool]) -> None:
         super().__init__()
         self.raw = raw  # `log.values: raw`: the user asked for values in clear
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not record.name.startswith("mitmproxy") or getattr(record, "shopguard_masked", False):
+        if not record.name.startswith(CARRIERS) or getattr(record, "shopguard_masked", False):
             return True
         if self.raw():
             return True

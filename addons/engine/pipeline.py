@@ -234,7 +234,7 @@ def shown_host(detector: Detector | None, host: str) -> str:
     """`host` as a line may show it when no request was read (a failed TLS handshake): its
     labels that are personal data (`13800138000.m.example.com`) masked."""
     if detector is None or not any(c.isdigit() or c == "@" for c in host):
-        return host
+        return mask_host(host, ())  # (labels no DNS name has are masked all the same)
     findings = detector.detect(extract(PlainRequest("GET", f"https://{host}/")))
     return mask_host(host, host_labels(f.location for f in findings))
 

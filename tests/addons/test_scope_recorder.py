@@ -78,6 +78,45 @@ def test_out_of_scope_flow_is_left_alone_and_not_logged(proxy: Proxy, host: str)
     assert host not in proxy.log.read_text()
 
 
+def test_scope_follows_where_the_request_goes_not_its_host_header(
+    start: Callable[..., Proxy],
+) -> None:
+    """An absolute-form request (`curl -x … -H 'Host: example.org' http://gm.mmstat.com/…`)
+    goes to gm.mmstat.com whatever its Host header says: it is that site's, blocked as a
+    tracker, and the mismatch has its line."""
+    proxy = start(shopguard_mode="enforce")
+    flow = request_to("gm.mmstat.com", f"/b.gif?mobile={PHONE}", referer="https://www.taobao.com/")
+    flow.request.headers["host"] = "example.org"
+    proxy.run(flow)
+    assert flow.response is not None and flow.response.status_code in (204, 403)
+    (line,) = proxy.lines("flow")
+    assert (line["site"], line["host"]) == ("taobao", "gm.mmstat.com")
+    (mismatch,) = proxy.lines("host_mismatch")
+    assert (mismatch["host"], mismatch["claimed"]) == ("gm.mmstat.com", "example.org")
+    # and the other way round: a marketplace name in the Host header of a request to another
+    # site is that site's business, neither tagged nor logged
+    other = request_to("example.org", f"/?mobile={PHONE}")
+    other.request.headers["host"] = "gm.mmstat.com"
+    proxy.run(respond(other))
+    assert META not in other.metadata and len(proxy.lines("flow")) == 1
+
+
+def test_in_reverse_and_transparent_mode_scope_follows_the_kept_host_and_sni(
+    proxy: Proxy,
+) -> None:
+    from mitmproxy.proxy import mode_specs
+
+    reverse = request_to("127.0.0.1")  # the reverse target is an address; Host is kept
+    reverse.request.headers["host"] = "www.taobao.com"
+    reverse.client_conn.proxy_mode = mode_specs.ProxyMode.parse("reverse:http://127.0.0.1:1")
+    assert proxy.run(reverse, ("requestheaders",)).metadata[META]["site"] == "taobao"
+    transparent = request_to("10.0.0.1")
+    transparent.request.headers["host"] = "example.org"
+    transparent.client_conn.sni = "www.taobao.com"  # the name the client gave in TLS
+    transparent.client_conn.proxy_mode = mode_specs.ProxyMode.parse("transparent")
+    assert proxy.run(transparent, ("requestheaders",)).metadata[META]["site"] == "taobao"
+
+
 def test_configuration_is_logged_when_loaded(proxy: Proxy) -> None:
     (loaded,) = proxy.lines("policy_loaded")
     assert {s["site"] for s in loaded["sites"]} >= {"taobao", "jd", "temu"}

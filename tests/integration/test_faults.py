@@ -189,3 +189,24 @@ def test_mitmproxys_own_messages_on_the_terminal_hold_no_request_bytes(
     shown = running.output.text + running.stderr_path.read_text(encoding="utf-8")
     assert "before completing request headers" in shown  # (mitmproxy did say what went wrong)
     assert PHONE not in shown and EMAIL not in shown
+
+
+def test_a_host_header_that_names_another_host_does_not_take_a_request_out_of_scope(
+    proxy: Proxy,
+) -> None:
+    """`curl -x … -H 'Host: example.org' 'http://gm.mmstat.com/b.gif?mobile=…'`: the request
+    goes to gm.mmstat.com, so it is that host's site's, logged (and blocked in enforce)."""
+    with _connect(proxy, "http", BEACON) as sock:
+        sock.sendall(
+            f"GET http://{BEACON}/b.gif?mobile={PHONE} HTTP/1.1\r\nHost: example.org\r\n"
+            "Referer: https://www.taobao.com/\r\nConnection: close\r\n\r\n".encode()
+        )
+        reply = _read_all(sock)
+    line = _line(proxy, BEACON, "/b.gif")
+    assert line["site"] == "taobao"
+    blocks = [a for a in line["actions"] if a["action"] == "block"]  # type: ignore[union-attr]
+    assert blocks and blocks[0]["applied"] is (line["mode"] == "enforce")
+    if line["mode"] == "enforce":
+        assert reply.startswith(b"HTTP/1.1 204")
+    (mismatch,) = proxy.lines("host_mismatch")
+    assert (mismatch["host"], mismatch["claimed"]) == (BEACON, "example.org")

@@ -11,12 +11,16 @@ and optionally "closed": a loopback port nothing listens on, where names beginni
 import json
 import os
 
+from mitmproxy.http import HTTPFlow
 from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 
 ROUTES = json.loads(os.environ["SHOPGUARD_TEST_ROUTES"])
 
 
 class Route:
+    def __init__(self) -> None:
+        self.named: dict[int, tuple[str, int]] = {}  # connection -> the address it was asked for
+
     def server_connect(self, data: ServerConnectionHookData) -> None:
         server = data.server
         port = server.address[1] if server.address else 443
@@ -24,10 +28,26 @@ class Route:
         # market's own address, not port 443
         https = server.tls or port == 443
         name = server.address[0] if server.address else ""
+        if server.address:
+            self.named[id(server)] = server.address
         if "closed" in ROUTES and str(name).startswith("unreachable."):
             server.address = ("127.0.0.1", ROUTES["closed"])
             return
         server.address = ("127.0.0.1", ROUTES["https"] if https else ROUTES["http"])
+
+    def requestheaders(self, flow: HTTPFlow) -> None:
+        """A request inside a tunnel takes its host from the tunnel's connection, which now
+        names 127.0.0.1: it gets back the name the tunnel was opened for, as without routing
+        (this script runs before shopguard's addons)."""
+        named = self.named.get(id(flow.server_conn))
+        if named is not None and flow.request.host == "127.0.0.1":
+            flow.request.data.host = named[0]
+
+    def server_disconnected(self, data: ServerConnectionHookData) -> None:
+        self.named.pop(id(data.server), None)
+
+    def server_connect_error(self, data: ServerConnectionHookData) -> None:
+        self.named.pop(id(data.server), None)
 
 
 addons = [Route()]

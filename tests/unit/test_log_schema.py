@@ -140,6 +140,12 @@ EVENTS: dict[str, dict[str, Any]] = {
         "error": "Client TLS handshake failed.",
         "hint": "the client refused shopguard's certificate",
     },
+    "host_mismatch": {
+        "site": "taobao",
+        "host": "gm.mmstat.com",
+        "claimed": "example.org",
+        "note": "the Host header names another host",
+    },
     "addon_error": {
         "addon": "Inspector",
         "hook": "request",

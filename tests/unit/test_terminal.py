@@ -33,3 +33,6 @@ def test_raw_mode_and_shopguards_own_records_are_left_alone() -> None:
     own = _record("shopguard.inspector", "see %s", "/home/me/profile.yaml")
     assert MaskMitmproxy(lambda: False).filter(own)
     assert own.getMessage() == "see /home/me/profile.yaml"
+    web = _record("mitmproxy.tools.web.master", "Web server listening at %s", "http://x/?t=1")
+    assert MaskMitmproxy(lambda: False).filter(web)
+    assert web.getMessage() == "Web server listening at http://x/?t=1"  # (the user needs it)
