@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import stat
 from importlib.resources import files
 from pathlib import Path
 
@@ -53,13 +55,46 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+def own_dir(path: Path) -> Path:
+    """A directory of shopguard's own (its state, its CA, the default log directory): created
+    as `private_dir` does, and made private (700) also when it exists; return it."""
+    private_dir(path)
+    if stat.S_IMODE(path.stat().st_mode) != 0o700:
+        path.chmod(0o700)
+    return path
+
+
+# the files of the CA directory anyone may have: the CA's certificate in its three formats, and
+# Diffie-Hellman parameters; every other file there holds a key (the CA's, WireGuard's)
+PUBLIC_FILES = re.compile(r".+-ca-cert\.(pem|p12|cer)|.+-dhparam\.pem")
+
+
+def protect_keys(directory: Path) -> None:
+    """Make every file of `directory` (the CA directory) but its public ones readable by the
+    user only (600): mitmproxy writes some of them with the umask's mode."""
+    try:
+        entries = list(directory.iterdir())
+    except FileNotFoundError:
+        return
+    for path in entries:
+        info = path.lstat()
+        secret = stat.S_ISREG(info.st_mode) and not PUBLIC_FILES.fullmatch(path.name)
+        if secret and stat.S_IMODE(info.st_mode) != 0o600:
+            path.chmod(0o600)
+
+
 def install_secret() -> bytes:
-    """The per-install key of the log's fingerprints, created on first use (mode 600)."""
+    """The per-install key of the log's fingerprints, created on first use (mode 600, also
+    made so when it exists)."""
     path = private_dir(state_dir()) / "secret.key"
     try:
-        return path.read_bytes()
+        secret = path.read_bytes()
     except FileNotFoundError:
         pass
+    else:
+        if stat.S_IMODE(path.stat().st_mode) != 0o600:
+            path.chmod(0o600)
+        return secret
     secret = os.urandom(32)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

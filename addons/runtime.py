@@ -48,6 +48,7 @@ class Runtime:
         self._context: Context | None = None
         self.run = os.urandom(6).hex()  # marks the flows this process tagged (not saved ones)
         self._pending: list[tuple[str, dict[str, Any]]] = []
+        self._held = False  # lines wait in `_pending` until the proxy listens (`hold_lines`)
 
     def state(self, flow: Any) -> FlowState | None:
         """The state of a flow this proxy tagged; None for flows of no site and for flows read
@@ -128,10 +129,27 @@ class Runtime:
             self.audit.close()
         audit.open()
         self.audit = audit
+        if not self._held:
+            self._write_pending()
+        self.log_error = None
+
+    def hold_lines(self) -> None:
+        """Keep the lines emitted from now on until `release_lines`: a proxy that never gets to
+        listen (its port is taken) writes nothing, not even into the log of the one that has
+        the port."""
+        self._held = True
+
+    def release_lines(self) -> None:
+        """The proxy listens: write the lines held back; raises OSError."""
+        self._held = False
+        if self.audit is not None:
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        assert self.audit is not None
         pending, self._pending = self._pending, []
         for event, fields in pending:
-            audit.write(event, **fields)
-        self.log_error = None
+            self.audit.write(event, **fields)
 
     def log_ready(self) -> bool:
         """Whether a flow's line can be expected to be written: the last write worked (or a
@@ -160,7 +178,7 @@ class Runtime:
 
     def emit(self, event: str, **fields: Any) -> bool:
         """Write one log line; False (and a message on stderr) when it could not be written."""
-        if self.audit is None:
+        if self.audit is None or self._held:
             self._pending.append((event, fields))
             return True
         try:

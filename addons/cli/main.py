@@ -69,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--allow-remote",
         action="store_true",
-        help="allow a non-loopback --listen-host (requires --set proxyauth=...)",
+        help="allow listening on another address than loopback (--listen-host, --set "
+        "listen_host, a mode's @HOST:PORT): needs --set proxyauth=USER:PASSWORD (or "
+        "@htpasswd, ldap…; not `any`), or WireGuard mode",
     )
 
     scan = commands.add_parser("scan", help="list the personal data in saved captures")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import ssl
+import stat
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +19,7 @@ import pytest
 from tests.support.certs import UpstreamPKI
 from tests.support.market import API, CDN, LOOKALIKE, PIXEL, SHOP, FakeMarket
 from tests.support.proxy import SHOPGUARD, Proxy, fetch, isolated_env, start_proxy
+from tests.support.sockets import listening
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +49,108 @@ def test_banner_names_address_sites_ca_and_log(proxy: Proxy) -> None:
     started = proxy.wait_for(lambda x: x["event"] == "proxy_started")
     assert started and started[0]["listen"] == [f"127.0.0.1:{proxy.port}"]
     assert proxy.lines("policy_loaded")
+
+
+def test_banner_names_the_profile_and_exactly_which_hosts_are_decrypted(proxy: Proxy) -> None:
+    text = proxy.output.text
+    assert f"  profile: {proxy.log.parent / 'profile.yaml'}\n" in text
+    assert "only (all others pass encrypted)" in text
+    taobao = re.search(r"^  site taobao +observe +(.*)$", text, re.M)
+    assert taobao and taobao.group(1).split()[:3] == ["*.taobao.com", "*.tmall.com", "*.tmall.hk"]
+    pixels = " ".join(text.split("third-party-pixels:", 1)[1].split())
+    assert "decrypted for every website" in pixels and "Referer" in pixels
+    assert "sites/third-party-pixels.yaml with `enabled: false`" in pixels
+    assert "connect.facebook.net" in text
+
+
+def test_the_proxy_listens_on_loopback_only(proxy: Proxy) -> None:
+    sockets = listening(proxy.process.pid)
+    assert [(s.protocol, s.port) for s in sockets if s.protocol.startswith("tcp")] == [
+        ("tcp", proxy.port)
+    ]
+    assert all(s.address.is_loopback for s in sockets), sockets
+
+
+def test_a_second_run_on_the_busy_port_says_so_and_writes_nothing(
+    proxy: Proxy, tmp_path: Path
+) -> None:
+    before = proxy.log.read_bytes()
+    result = run_cli(tmp_path, "run", "--listen-port", str(proxy.port), "--log", str(proxy.log))
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{proxy.port}: the port is in use" in result.stderr
+    assert f"--listen-port {proxy.port + 1}, or --listen-port 0" in result.stderr
+    assert "--mode" not in result.stderr + result.stdout  # (mitmproxy's own option)
+    assert "listening on" not in result.stdout
+    assert proxy.log.read_bytes() == before  # not a line, not even policy_loaded
+    assert proxy.process.poll() is None
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param(["--set", "listen_host=0.0.0.0"], id="--set listen_host"),
+        pytest.param(["--set", "mode=regular@0.0.0.0:{port}"], id="regular@any"),
+        pytest.param(["--set", "mode=socks5@0.0.0.0:{port}"], id="socks5@any"),
+        pytest.param(
+            ["--listen-host", "0.0.0.0", "--allow-remote", "--set", "proxyauth=any"],
+            id="proxyauth=any",
+        ),
+    ],
+)
+def test_a_refused_configuration_never_listens(tmp_path: Path, extra: list[str]) -> None:
+    port = free_port()
+    args = [a.format(port=port) for a in extra]
+    process = subprocess.Popen(
+        [SHOPGUARD, "run", "--listen-port", str(port), *args],
+        env=isolated_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    listened = False
+    deadline = time.monotonic() + 30
+    while process.poll() is None and time.monotonic() < deadline and not listened:
+        listened = accepts(port)
+        time.sleep(0.05)
+    if process.poll() is None:
+        process.kill()
+    stdout, stderr = process.communicate(timeout=10)
+    assert not listened, f"it listened on port {port}: {stdout}"
+    assert process.returncode == 2
+    assert stderr.startswith("shopguard: refusing to listen on ")
+    assert not (tmp_path / "state" / "shopguard" / "flows.jsonl").exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_a_clean_stop_ends_the_log_with_proxy_stopped(tmp_path: Path, sig: signal.Signals) -> None:
+    running = start_proxy(tmp_path)
+    running.process.send_signal(sig)
+    assert running.process.wait(timeout=20) == 0
+    running.stop()
+    *_, started, stopped = running.lines()
+    assert started["event"] == "proxy_started"
+    assert stopped["event"] == "proxy_stopped" and stopped["reason"] == sig.name
+    assert stopped["uptime_s"] >= 0
+    # and without a profile the banner says so, and where one goes
+    default = tmp_path / "config" / "shopguard" / "profile.yaml"
+    banner = " ".join(running.output.text.split())
+    assert "profile: none" in banner
+    assert f"~/{default.relative_to(tmp_path)}" in banner
 
 
 def test_in_scope_https_is_intercepted_and_logged(proxy: Proxy, market: FakeMarket) -> None:
@@ -168,6 +274,40 @@ def test_log_and_directory_are_private(proxy: Proxy) -> None:
     assert os.stat(proxy.log).st_mode & 0o777 == 0o600
     state = proxy.ca.parent
     assert os.stat(state).st_mode & 0o777 == 0o700
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_directories_and_keys_that_exist_are_made_private_at_start(tmp_path: Path) -> None:
+    first = start_proxy(tmp_path)
+    first.stop()
+    state = tmp_path / "state" / "shopguard"
+    confdir = state / "mitmproxy"
+    wireguard = confdir / "wireguard.conf"  # (as mitmproxy writes it: with the umask's mode)
+    wireguard.write_text('{"server_key": "x", "client_key": "y"}')
+    keys = [*confdir.glob("*-ca.pem"), *confdir.glob("*-ca.p12"), wireguard, state / "secret.key"]
+    assert len(keys) == 4
+    for path in keys:
+        path.chmod(0o644)
+    for directory in (state, confdir):
+        directory.chmod(0o755)
+    logs = tmp_path / "logs"  # the user's own directory, which others can open
+    logs.mkdir(mode=0o755)
+    logs.chmod(0o755)
+    certificate = confdir / "mitmproxy-ca-cert.pem"
+    public = mode_of(certificate)
+
+    again = start_proxy(tmp_path, log=logs / "flows.jsonl")
+    again.stop()
+    assert {p.name: mode_of(p) for p in keys} == {p.name: 0o600 for p in keys}
+    assert (mode_of(state), mode_of(confdir)) == (0o700, 0o700)
+    assert mode_of(certificate) == public  # the public certificate: as it was
+    assert mode_of(logs) == 0o755  # theirs: left alone, with a warning
+    warning = " ".join(again.stderr_path.read_text().split())
+    assert f"the log is in {logs}, a directory shopguard did not create" in warning
+    assert f"chmod 700 {logs}" in warning
 
 
 def run_cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:

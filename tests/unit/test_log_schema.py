@@ -134,6 +134,7 @@ EVENTS: dict[str, dict[str, Any]] = {
         "confdir": "/home/me/.local/state/shopguard/mitmproxy",
         "log": "/home/me/.local/state/shopguard/flows.jsonl",
     },
+    "proxy_stopped": {"reason": "SIGTERM", "uptime_s": 12.5},
     "tls_failed": {
         "site": "taobao",
         "host": "www.taobao.com",
