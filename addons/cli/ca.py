@@ -86,7 +86,8 @@ def show_ca(args: argparse.Namespace) -> int:
 PAC_TEMPLATE = """\
 // shopguard PAC file: only the configured marketplaces go through the proxy.
 function FindProxyForURL(url, host) {{
-  host = host.toLowerCase();
+  // a trailing dot names the same host ("www.taobao.com." is "www.taobao.com")
+  host = host.toLowerCase().replace(/\\.+$/, "");
   var exact = {exact};
   var domains = {domains};
   if (host === "mitm.it" || exact.indexOf(host) !== -1) return "{proxy}";
