@@ -129,8 +129,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _config_arg(imports)
 
-    ca = commands.add_parser("ca", help="where shopguard's CA is and how to trust it")
-    ca.add_argument("--path", action="store_true", help="print only the CA certificate's path")
+    ca = commands.add_parser(
+        "ca", help="where shopguard's CA is, how to trust and remove it; a new or constrained one"
+    )
+    ca_action = ca.add_mutually_exclusive_group()
+    ca_action.add_argument(
+        "--path", action="store_true", help="print only the CA certificate's path"
+    )
+    ca_action.add_argument(
+        "--renew", action="store_true", help="replace the CA with a new one (trust it anew)"
+    )
+    ca_action.add_argument(
+        "--constrained",
+        action="store_true",
+        help="replace the CA with one that can certify only the configured sites' domains",
+    )
+    ca_action.add_argument(
+        "--remove",
+        action="store_true",
+        help="list what removes the CA, shopguard's state and its logs (an uninstall)",
+    )
+    ca.add_argument("--yes", action="store_true", help="with --remove: also delete those files now")
+    _config_arg(ca)
 
     pac = commands.add_parser("pac", help="print a PAC file sending only the configured sites")
     _config_arg(pac)

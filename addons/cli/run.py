@@ -31,6 +31,7 @@ from mitmproxy.proxy.mode_specs import (
 
 from shopguard import __version__, paths
 from shopguard.chain import make_addons
+from shopguard.cli.ca import prepare_ca
 from shopguard.cli.common import load_or_report
 from shopguard.cli.exits import EXIT_OK, EXIT_USAGE
 from shopguard.runtime import Runtime
@@ -328,6 +329,7 @@ def build_master(args: argparse.Namespace) -> tuple[Master, Runtime, Session]:
     opts = options.Options(
         listen_host=args.listen_host, listen_port=args.listen_port, confdir=str(paths.confdir())
     )
+    opts.update(**prepare_ca(confdir))  # shopguard's own CA, before mitmproxy makes one
     master: Master
     if args.web:
         from mitmproxy.tools.web.master import WebMaster

@@ -157,7 +157,7 @@ def test_in_scope_https_is_intercepted_and_logged(proxy: Proxy, market: FakeMark
     reply = fetch(proxy.port, f"https://{SHOP}/?spm=a21bo.secret", cafile=proxy.ca)
     assert reply.status == 200
     assert b"fake shop" in reply.body
-    assert reply.issuer == "mitmproxy"  # the client saw shopguard's certificate
+    assert reply.issuer and reply.issuer.startswith("shopguard CA ")  # shopguard's certificate
     assert market.recorder.find(SHOP, "/?spm=")  # and the request reached the upstream
     (line,) = flows_for(proxy, SHOP)
     assert line["schema"] == 1
@@ -234,7 +234,7 @@ def test_an_ad_pixel_not_fired_by_a_marketplace_page_is_relayed_and_not_logged(
         cafile=proxy.ca,
         headers={"referer": "https://news.example/"},
     )
-    assert reply.status == 200 and reply.issuer == "mitmproxy"
+    assert reply.status == 200 and reply.issuer and reply.issuer.startswith("shopguard CA ")
     assert market.recorder.find(PIXEL, "/tr?id=elsewhere")
     fetch(
         proxy.port,
