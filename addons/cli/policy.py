@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TextIO
 
 from shopguard.cli.common import build_detector, load_or_report
-from shopguard.cli.exits import EXIT_FOUND, EXIT_OK, EXIT_USAGE
+from shopguard.cli.exits import EXIT_FOUND, EXIT_OK, EXIT_USAGE, guarded
 from shopguard.engine.detect import Detector
 from shopguard.engine.hosts import overlaps
 from shopguard.engine.location import innermost_name
@@ -21,6 +21,7 @@ from shopguard.engine.settings import Config
 EXAMPLE_SECRET = b"shopguard policy examples"  # stand-ins in examples need no real secret
 
 
+@guarded
 def check(args: argparse.Namespace) -> int:
     config = load_or_report(args.config)
     if config is None:
@@ -92,6 +93,7 @@ def _request_from_args(args: argparse.Namespace) -> PlainRequest | str:
     return PlainRequest(method, args.url, headers, body, response_headers=response)
 
 
+@guarded
 def explain(args: argparse.Namespace) -> int:
     config = load_or_report(args.config)
     if config is None:
@@ -207,6 +209,7 @@ def run_example(config: Config, site_name: str, example: Example) -> list[str]:
     return problems
 
 
+@guarded
 def test(args: argparse.Namespace) -> int:
     config = load_or_report(args.config)
     if config is None:

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from shopguard.cli.common import build_detector, load_or_report
-from shopguard.cli.exits import EXIT_FOUND, EXIT_OK, EXIT_USAGE
+from shopguard.cli.exits import EXIT_FOUND, EXIT_OK, EXIT_USAGE, guarded
 from shopguard.engine.detect import Detector
 from shopguard.engine.findings import CATEGORIES, Finding
 from shopguard.engine.location import segment_index
@@ -176,8 +176,11 @@ def scan_files(files: list[Path], config: Config, detector: Detector) -> Iterato
 
 
 def _print_table(results: list[Result], out: Any) -> None:
+    """The table of the requests with findings or problems. Every cell is a `Text`: what a
+    capture holds (names, hosts, file names) is shown as written, never read as Rich markup."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="shopguard scan", show_lines=False)
     for column in ("file", "#", "host", "site", "categories", "locations"):
@@ -192,7 +195,7 @@ def _print_table(results: list[Result], out: Any) -> None:
             f"{f.category}: {f.location}" + (f" [{f.transform}]" if f.transform else "")
             for f in sorted(result.findings, key=lambda f: (f.category, f.location))
         )
-        table.add_row(
+        cells = (
             Path(result.file).name,
             str(result.index),
             result.host,
@@ -200,6 +203,7 @@ def _print_table(results: list[Result], out: Any) -> None:
             ", ".join(categories) or result.problem,
             locations,
         )
+        table.add_row(*map(Text, cells))
     console = Console(file=out, width=None if out.isatty() else 200)  # pipes: no folding
     if shown:
         console.print(table)
@@ -208,9 +212,10 @@ def _print_table(results: list[Result], out: Any) -> None:
         for category in {f.category for f in result.findings}:
             counts[category] = counts.get(category, 0) + 1
     summary = ", ".join(f"{c} in {counts[c]}" for c in CATEGORIES if c in counts) or "nothing"
-    console.print(f"{len(results)} requests scanned; personal data found: {summary}")
+    console.print(f"{len(results)} requests scanned; personal data found: {summary}", markup=False)
 
 
+@guarded
 def scan(args: argparse.Namespace) -> int:
     fail_on = {c.strip() for c in (args.fail_on or "").split(",") if c.strip()}
     unknown = fail_on - set(CATEGORIES)

@@ -153,3 +153,17 @@ def test_import_writes_a_site_file_the_loader_accepts(
     ]
     assert {"ut_sk", "sp_tk"} <= {r.name for r in imported}
     assert main([*argv, "--site", "taobao", "-o", str(target)]) == 2  # never overwrites
+
+
+def test_an_unexpected_failure_exits_3_not_1(
+    user: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shopguard.cli import policy
+
+    def broken(*args: object) -> list[str]:
+        raise KeyError("13800138000")
+
+    monkeypatch.setattr(policy, "run_example", broken)
+    assert main(["policy", "test", "--config", str(user)]) == 3  # 1 means an example failed
+    err = capsys.readouterr().err
+    assert "internal error" in err and "KeyError" in err and "13800138000" not in err
