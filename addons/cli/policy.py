@@ -184,6 +184,12 @@ def run_example(config: Config, site_name: str, example: Example) -> list[str]:
     result = run(Context(config, detector, mode="enforce"), request)
     if result.site is None or result.site.name != site_name:
         where = result.site.name if result.site else "no site"
+        wanted = config.site(site_name)
+        if result.site is not None and wanted and any(g.matches(result.host) for g in wanted.hosts):
+            return [
+                f"the request belongs to {where}, not {site_name}: {result.host} is shared, "
+                f"give the example the Referer of a {site_name} page"
+            ]
         return [f"the request belongs to {where}, not {site_name}"]
     outcome = result.outcome
     problems = []
@@ -209,10 +215,26 @@ def run_example(config: Config, site_name: str, example: Example) -> list[str]:
     return problems
 
 
+def _unknown_sites(config: Config, names: list[str]) -> str:
+    """Why some of the sites named on the command line have no examples to run ("" if none)."""
+    known = {site.name: site for site in config.sites}
+    for name in names:
+        site = known.get(name)
+        if site is None:
+            return f"no site named {name} (the sites: {', '.join(sorted(known))})"
+        if not site.enabled:
+            return f"{name} is disabled (enabled: false in {site.file}): its examples cannot run"
+    return ""
+
+
 @guarded
 def test(args: argparse.Namespace) -> int:
     config = load_or_report(args.config)
     if config is None:
+        return EXIT_USAGE
+    problem = _unknown_sites(config, args.site)
+    if problem:
+        print(f"shopguard: policy test: {problem}", file=sys.stderr)
         return EXIT_USAGE
     total = failed = 0
     for site in config.enabled_sites:

@@ -167,3 +167,38 @@ def test_an_unexpected_failure_exits_3_not_1(
     assert main(["policy", "test", "--config", str(user)]) == 3  # 1 means an example failed
     err = capsys.readouterr().err
     assert "internal error" in err and "KeyError" in err and "13800138000" not in err
+
+
+def test_policy_test_of_an_unknown_site_is_a_usage_error(
+    user: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["policy", "test", "bazaar", "nosuchsite", "--config", str(user)]) == 2
+    captured = capsys.readouterr()
+    assert "examples pass" not in captured.out
+    assert "shopguard: policy test: no site named nosuchsite (the sites: alibaba," in captured.err
+
+
+def test_policy_test_of_a_disabled_site_says_so(
+    user: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (user / "sites" / "temu.yaml").write_text("enabled: false\n", encoding="utf-8")
+    assert main(["policy", "test", "temu", "--config", str(user)]) == 2
+    err = capsys.readouterr().err
+    assert "shopguard: policy test: temu is disabled (enabled: false in " in err
+
+
+def test_an_example_on_a_shared_host_without_referer_is_told_why_it_fails(
+    user: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (user / "sites" / "taobao.yaml").write_text(
+        "extends: default\n"
+        "examples:\n"
+        '  - request: "GET https://gm.mmstat.com/v.gif?cna=x"\n'
+        "    expect: {action: block}\n",
+        encoding="utf-8",
+    )
+    assert main(["policy", "test", "taobao", "--config", str(user)]) == 1
+    assert (
+        "     the request belongs to alibaba, not taobao: gm.mmstat.com is shared, "
+        "give the example the Referer of a taobao page"
+    ) in capsys.readouterr().out.splitlines()
