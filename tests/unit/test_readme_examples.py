@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,8 @@ SITE_FILE = "# ~/.config/shopguard/sites/taobao.yaml"
 def blocks(language: str) -> list[str]:
     """The README's fenced code blocks in `language`."""
     text = README.read_text(encoding="utf-8")
-    return re.findall(rf"^```{language}\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)
+    found = re.findall(rf"^ *```{language}\n(.*?)^ *```", text, flags=re.MULTILINE | re.DOTALL)
+    return [textwrap.dedent(block) for block in found]
 
 
 def commands(action: str) -> list[list[str]]:
@@ -60,3 +62,25 @@ def test_the_readme_explain_example_lands_on_the_site_it_is_about(
     out = capsys.readouterr().out
     assert out.startswith(f"site: taobao ({readme_config}/sites/taobao.yaml), mode enforce"), out
     assert "not sent: answered by shopguard with 204" in out
+
+
+def test_the_readme_puts_shopguard_on_path_before_its_first_command() -> None:
+    text = README.read_text(encoding="utf-8")
+    setup = text.index('export PATH="$PWD/.venv/bin:$PATH"')
+    first = re.search(r"^ *```sh\n(?:(?! *```).*\n)*? *shopguard ", text, flags=re.MULTILINE)
+    assert first is not None
+    assert setup < first.start(), "a bare `shopguard` command comes before the README says how"
+    assert ".venv/bin/shopguard" not in text.replace("`.venv/bin/shopguard …`", "")  # one way
+
+
+def test_every_shopguard_command_in_the_readme_parses() -> None:
+    from shopguard.cli.main import build_parser
+
+    parser = build_parser()
+    lines = [line for block in blocks("sh") for line in block.replace("\\\n", " ").splitlines()]
+    argvs = [shlex.split(line, comments=True) for line in lines]
+    argvs = [a[1:] for a in argvs if a[:1] == ["shopguard"] and not any("[" in x for x in a)]
+    assert len(argvs) >= 8
+    for argv in argvs:
+        shell = [i for i, word in enumerate(argv) if word in (">", "|", "&&")]
+        parser.parse_args(argv[: shell[0]] if shell else argv)  # exits 2 on a refused one
