@@ -192,3 +192,22 @@ def test_an_unexpected_failure_is_not_the_found_exit_code(
     assert "shopguard: internal error (a bug in shopguard, please report it)" in err
     assert "RuntimeError" in err
     assert "13800138000" not in err and "wang.xiaoming" not in err
+
+
+def test_jsonl_url_masks_bare_tokens_and_value_like_query_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "names.har"
+    urls = [
+        "https://www.taobao.com/search?wang.xiaoming@example.com&q=bag",
+        "https://www.taobao.com/s?13800138000=x&mobile=13912345678",
+        "https://www.taobao.com/s?mobile=13912345678&Wang%20Xiaoming&user_13700000000=&spm=",
+    ]
+    path.write_text(json.dumps(har([entry(url) for url in urls])))
+    assert main(["scan", str(path), "--format", "jsonl"]) == 0  # no profile: patterns only
+    shown = {json.loads(x)["url"] for x in capsys.readouterr().out.splitlines()}
+    assert shown == {
+        "https://www.taobao.com/search?{email:w***@example.com}&q=***",  # a name found: its mask
+        "https://www.taobao.com/s?***=***&mobile=***",
+        "https://www.taobao.com/s?mobile=***&***&***&spm=",
+    }
