@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from shopguard.cli.common import build_detector, load_or_report
 from shopguard.cli.exits import EXIT_FOUND, EXIT_OK, EXIT_USAGE, guarded
+from shopguard.cli.scan import masked_url, query_masks
 from shopguard.engine.detect import Detector
 from shopguard.engine.hosts import overlaps
 from shopguard.engine.location import innermost_name
+from shopguard.engine.masking import MASK, mask_message, mask_path
 from shopguard.engine.pipeline import Context, Result, run
 from shopguard.engine.policy import Example
 from shopguard.engine.redact import Action
@@ -106,11 +111,11 @@ def explain(args: argparse.Namespace) -> int:
     if detector is None:
         return EXIT_USAGE
     result = run(Context(config, detector, mode="enforce"), request)
-    _print_explanation(result, config, sys.stdout)
+    _print_explanation(result, config, sys.stdout, raw=args.raw)
     return EXIT_OK
 
 
-def _print_explanation(result: Result, config: Config, out: TextIO) -> None:
+def _print_explanation(result: Result, config: Config, out: TextIO, raw: bool = False) -> None:
     site = result.site
     if site is None:
         print(
@@ -142,17 +147,72 @@ def _print_explanation(result: Result, config: Config, out: TextIO) -> None:
             f"  (the site is in {mode} mode: these are only logged until it is enforced)", file=out
         )
     request = result.request
-    print("request as it would leave (enforce mode):", file=out)
+    shown = "" if raw else " (values masked; --raw shows the values)"
+    print(f"request as it would leave (enforce mode){shown}:", file=out)
     if outcome.block_status is not None:
         print(f"  not sent: answered by shopguard with {outcome.block_status}", file=out)
         return
-    print(f"  {request.method} {outcome.url}", file=out)
+    names = result.masked_names
+    url = outcome.url if raw else masked_url(outcome.url, result.findings, names)
+    print(f"  {request.method} {url}", file=out)
+    content_type = ""
     for name, value in outcome.headers:
-        print(f"  {name}: {value}", file=out)
+        content_type = value if name.lower() == "content-type" else content_type
+        print(f"  {name}: {value if raw else _masked_header(name, value, names)}", file=out)
     body = outcome.body if outcome.body is not None else request.body
     if body:
         print("", file=out)
-        print("  " + body.decode("utf-8", "replace")[:4000], file=out)
+        text = body.decode("utf-8", "replace")
+        print("  " + (text if raw else _masked_body(text, content_type, names))[:4000], file=out)
+
+
+# Headers whose values describe the request, never the person: shown as they are.
+_DESCRIPTIVE = re.compile(
+    r"content-(?:type|length|encoding)|accept(?:-encoding)?|sec-fetch-[a-z]+", re.IGNORECASE
+)
+
+
+def _masked_header(name: str, value: str, names: Mapping[str, str]) -> str:
+    """A header's value with its values masked: cookie values, a URL's as a logged path's."""
+    if not value or _DESCRIPTIVE.fullmatch(name):
+        return value
+    lower = name.lower()
+    if lower == "cookie":
+        pairs = [pair.strip().partition("=") for pair in value.split(";")]
+        masks = query_masks("&".join(f"{n}=" for n, eq, _ in pairs if eq), names)
+        return "; ".join(f"{masks.get(n, n)}={MASK}" if eq else MASK for n, eq, _ in pairs)
+    if lower in ("referer", "origin") and value.lower().startswith(("http://", "https://")):
+        return masked_url(value, [], names)
+    return MASK
+
+
+def _masked_body(text: str, content_type: str, names: Mapping[str, str]) -> str:
+    """A body with its values masked: a JSON document's strings and numbers, a form's values (as
+    a query's), anything else only described."""
+    kind = content_type.partition(";")[0].strip().lower()
+    if "json" in kind or text.lstrip().startswith(("{", "[")):
+        try:
+            document = json.loads(text)
+        except (ValueError, RecursionError):
+            pass
+        else:
+            return json.dumps(_masked_json(document, names), ensure_ascii=False)
+    if kind == "application/x-www-form-urlencoded":
+        return mask_path(f"?{text}", (), query_masks(text, names))[1:]
+    return f"({len(text.encode())} bytes of {kind or 'body'}; --raw shows them)"
+
+
+def _masked_json(value: Any, names: Mapping[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {
+            names.get(key, mask_message(key)): _masked_json(item, names)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_masked_json(item, names) for item in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    return MASK
 
 
 def _action_text(action: Action) -> str:

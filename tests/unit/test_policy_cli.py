@@ -66,13 +66,43 @@ def test_explain_shows_the_request_as_it_would_leave(
         "--header", "content-type: application/json", "--body", f"@{body}",
         "--config", str(user),
     ]  # fmt: skip
-    assert main(argv) == 0
+    assert main([*argv, "--raw"]) == 0
     out = capsys.readouterr().out
     assert "phone         query:mobile  pattern 0.90  139****5678" in out
     assert "strip  query:ref  user/sites/bazaar.yaml:7" in out
     assert "strip  body:$.deviceToken  user/sites/bazaar.yaml:8" in out
     assert "  POST https://www.bazaar.example/s?mobile=13912345678\n" in out
     assert '  {"q":"bag"}' in out
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "shown"),
+    [
+        ("application/json", '{"deviceToken": "abc123", "q": "Wang", "n": [1, true]}',
+         '{"q": "***", "n": ["***", true]}'),
+        ("application/x-www-form-urlencoded", "deviceToken=abc&name=Wang&13800138000",
+         "name=***&***"),
+        ("text/plain", "Wang Xiaoming 13800138000", "(25 bytes of text/plain; --raw shows them)"),
+    ],
+)  # fmt: skip
+def test_explain_masks_the_values_of_the_request_unless_raw(
+    user: Path, capsys: pytest.CaptureFixture[str], content_type: str, body: str, shown: str
+) -> None:
+    argv = [
+        "policy", "explain", "https://www.bazaar.example/s?ref=ad&mobile=13912345678&Wang",
+        "--header", f"content-type: {content_type}", "--header", "Cookie: sid=Wang; cna=Xyz1",
+        "--header", "X-Name: Wang Xiaoming", "--header", "Referer: https://www.bazaar.example/?u=Wang",
+        "--body", body, "--config", str(user),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "  POST https://www.bazaar.example/s?mobile=***&***\n" in out
+    assert f"  content-type: {content_type}\n" in out
+    assert "  Cookie: sid=***; cna=***\n" in out and "  X-Name: ***\n" in out
+    assert "  Referer: https://www.bazaar.example/?u=***\n" in out
+    assert f"\n  {shown}\n" in out
+    assert "Wang" not in out and "13912345678" not in out and "13800138000" not in out
+    assert "--raw shows the values" in out
 
 
 def test_explain_a_site_shopguard_does_not_handle(
