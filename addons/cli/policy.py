@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from shopguard.cli.common import build_detector, load_or_report
+from shopguard.cli.common import build_detector, load_or_report, user_dir
 from shopguard.cli.exits import EXIT_FOUND, EXIT_OK, EXIT_USAGE, guarded
 from shopguard.cli.scan import masked_url, query_masks
 from shopguard.engine.detect import Detector
@@ -43,10 +43,11 @@ def check(args: argparse.Namespace) -> int:
             + len(policy.fields)
             + len(policy.allow)
         )
+        decrypts = "  decrypts " + " ".join(g.text for g in site.hosts) if site.enabled else ""
         print(
             f"{site.name:<18} {state:<8} {len(site.hosts):>3} host globs, "
             f"{len(site.first_party):>2} first-party, {rules:>3} rules, "
-            f"{len(policy.examples):>2} examples  {site.file}"
+            f"{len(policy.examples):>2} examples  {site.file}{decrypts}"
         )
     enabled = config.enabled_sites
     shared: dict[str, list[str]] = {}
@@ -59,8 +60,32 @@ def check(args: argparse.Namespace) -> int:
             f"their Origin/Referer, else to {names[0]}",
             file=sys.stderr,
         )
+    _print_decrypted(config, user_dir(args.config), sys.stderr)
     print(f"ok: {len(enabled)} sites enabled, {len(config.files)} files checked")
     return EXIT_OK
+
+
+def _print_decrypted(config: Config, user: Path, out: TextIO) -> None:
+    """Which hosts shopguard decrypts, and why: the enabled sites' hosts (each site's line lists
+    them); a `referred_only` site's (the ad pixels') on every website, since the Referer that
+    says which page fired them is inside the TLS."""
+    print(
+        "decrypted (TLS intercepted): only the hosts each enabled site's line lists after "
+        "`decrypts`; every other host passes through as an opaque tunnel, never decrypted",
+        file=out,
+    )
+    for site in config.enabled_sites:
+        if not site.referred_only:
+            continue
+        own = Path(site.file) if Path(site.file).is_relative_to(user) else None
+        target = own or user / "sites" / f"{site.name}.yaml"
+        print(
+            f"note: {site.name}'s hosts are decrypted for every website, not only the "
+            "marketplaces: the Referer that tells which page fired them is only readable after "
+            "decryption; requests not fired from a configured site's page then pass untouched "
+            f"and unlogged; to stop: `enabled: false` in {target}",
+            file=out,
+        )
 
 
 # -- explain -----------------------------------------------------------------------------------

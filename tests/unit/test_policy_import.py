@@ -104,7 +104,9 @@ def test_written_files_pass_policy_check(
     capsys.readouterr()
     assert main(["policy", "check", "--config", str(config)]) == 0
     listed = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
-    assert listed["baidu"].endswith("sites/baidu.yaml") and " 2 rules" in listed["baidu"]
+    baidu, _, decrypts = listed["baidu"].partition("  decrypts ")
+    assert baidu.endswith("sites/baidu.yaml") and " 2 rules" in baidu
+    assert decrypts == "*.baidu.com"
     assert tmp_path.name in listed["baidu"] and tmp_path.name in listed["taobao"]
 
 
