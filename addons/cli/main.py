@@ -112,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME:VALUE",
         help="a header of the response (e.g. Set-Cookie: cna=…: what it sets); repeatable",
     )
+    explain.add_argument(
+        "--raw",
+        action="store_true",
+        help="show the request's values as they would leave (default: masked, as in the log)",
+    )
     _config_arg(explain)
     _profile_arg(explain)
     test = policy_commands.add_parser("test", help="run every site's examples")

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
-from shopguard.cli.common import build_detector, load_or_report
-from shopguard.cli.exits import EXIT_FOUND, EXIT_OK, EXIT_USAGE
+from shopguard.cli.common import build_detector, load_or_report, user_dir
+from shopguard.cli.exits import EXIT_FOUND, EXIT_OK, EXIT_USAGE, guarded
+from shopguard.cli.scan import masked_url, query_masks
 from shopguard.engine.detect import Detector
 from shopguard.engine.hosts import overlaps
 from shopguard.engine.location import innermost_name
+from shopguard.engine.masking import MASK, mask_message, mask_path
 from shopguard.engine.pipeline import Context, Result, run
 from shopguard.engine.policy import Example
 from shopguard.engine.redact import Action
@@ -21,6 +26,7 @@ from shopguard.engine.settings import Config
 EXAMPLE_SECRET = b"shopguard policy examples"  # stand-ins in examples need no real secret
 
 
+@guarded
 def check(args: argparse.Namespace) -> int:
     config = load_or_report(args.config)
     if config is None:
@@ -37,10 +43,11 @@ def check(args: argparse.Namespace) -> int:
             + len(policy.fields)
             + len(policy.allow)
         )
+        decrypts = "  decrypts " + " ".join(g.text for g in site.hosts) if site.enabled else ""
         print(
             f"{site.name:<18} {state:<8} {len(site.hosts):>3} host globs, "
             f"{len(site.first_party):>2} first-party, {rules:>3} rules, "
-            f"{len(policy.examples):>2} examples  {site.file}"
+            f"{len(policy.examples):>2} examples  {site.file}{decrypts}"
         )
     enabled = config.enabled_sites
     shared: dict[str, list[str]] = {}
@@ -53,8 +60,32 @@ def check(args: argparse.Namespace) -> int:
             f"their Origin/Referer, else to {names[0]}",
             file=sys.stderr,
         )
+    _print_decrypted(config, user_dir(args.config), sys.stderr)
     print(f"ok: {len(enabled)} sites enabled, {len(config.files)} files checked")
     return EXIT_OK
+
+
+def _print_decrypted(config: Config, user: Path, out: TextIO) -> None:
+    """Which hosts shopguard decrypts, and why: the enabled sites' hosts (each site's line lists
+    them); a `referred_only` site's (the ad pixels') on every website, since the Referer that
+    says which page fired them is inside the TLS."""
+    print(
+        "decrypted (TLS intercepted): only the hosts each enabled site's line lists after "
+        "`decrypts`; every other host passes through as an opaque tunnel, never decrypted",
+        file=out,
+    )
+    for site in config.enabled_sites:
+        if not site.referred_only:
+            continue
+        own = Path(site.file) if Path(site.file).is_relative_to(user) else None
+        target = own or user / "sites" / f"{site.name}.yaml"
+        print(
+            f"note: {site.name}'s hosts are decrypted for every website, not only the "
+            "marketplaces: the Referer that tells which page fired them is only readable after "
+            "decryption; requests not fired from a configured site's page then pass untouched "
+            f"and unlogged; to stop: `enabled: false` in {target}",
+            file=out,
+        )
 
 
 # -- explain -----------------------------------------------------------------------------------
@@ -92,6 +123,7 @@ def _request_from_args(args: argparse.Namespace) -> PlainRequest | str:
     return PlainRequest(method, args.url, headers, body, response_headers=response)
 
 
+@guarded
 def explain(args: argparse.Namespace) -> int:
     config = load_or_report(args.config)
     if config is None:
@@ -104,11 +136,11 @@ def explain(args: argparse.Namespace) -> int:
     if detector is None:
         return EXIT_USAGE
     result = run(Context(config, detector, mode="enforce"), request)
-    _print_explanation(result, config, sys.stdout)
+    _print_explanation(result, config, sys.stdout, raw=args.raw)
     return EXIT_OK
 
 
-def _print_explanation(result: Result, config: Config, out: TextIO) -> None:
+def _print_explanation(result: Result, config: Config, out: TextIO, raw: bool = False) -> None:
     site = result.site
     if site is None:
         print(
@@ -140,17 +172,72 @@ def _print_explanation(result: Result, config: Config, out: TextIO) -> None:
             f"  (the site is in {mode} mode: these are only logged until it is enforced)", file=out
         )
     request = result.request
-    print("request as it would leave (enforce mode):", file=out)
+    shown = "" if raw else " (values masked; --raw shows the values)"
+    print(f"request as it would leave (enforce mode){shown}:", file=out)
     if outcome.block_status is not None:
         print(f"  not sent: answered by shopguard with {outcome.block_status}", file=out)
         return
-    print(f"  {request.method} {outcome.url}", file=out)
+    names = result.masked_names
+    url = outcome.url if raw else masked_url(outcome.url, result.findings, names)
+    print(f"  {request.method} {url}", file=out)
+    content_type = ""
     for name, value in outcome.headers:
-        print(f"  {name}: {value}", file=out)
+        content_type = value if name.lower() == "content-type" else content_type
+        print(f"  {name}: {value if raw else _masked_header(name, value, names)}", file=out)
     body = outcome.body if outcome.body is not None else request.body
     if body:
         print("", file=out)
-        print("  " + body.decode("utf-8", "replace")[:4000], file=out)
+        text = body.decode("utf-8", "replace")
+        print("  " + (text if raw else _masked_body(text, content_type, names))[:4000], file=out)
+
+
+# Headers whose values describe the request, never the person: shown as they are.
+_DESCRIPTIVE = re.compile(
+    r"content-(?:type|length|encoding)|accept(?:-encoding)?|sec-fetch-[a-z]+", re.IGNORECASE
+)
+
+
+def _masked_header(name: str, value: str, names: Mapping[str, str]) -> str:
+    """A header's value with its values masked: cookie values, a URL's as a logged path's."""
+    if not value or _DESCRIPTIVE.fullmatch(name):
+        return value
+    lower = name.lower()
+    if lower == "cookie":
+        pairs = [pair.strip().partition("=") for pair in value.split(";")]
+        masks = query_masks("&".join(f"{n}=" for n, eq, _ in pairs if eq), names)
+        return "; ".join(f"{masks.get(n, n)}={MASK}" if eq else MASK for n, eq, _ in pairs)
+    if lower in ("referer", "origin") and value.lower().startswith(("http://", "https://")):
+        return masked_url(value, [], names)
+    return MASK
+
+
+def _masked_body(text: str, content_type: str, names: Mapping[str, str]) -> str:
+    """A body with its values masked: a JSON document's strings and numbers, a form's values (as
+    a query's), anything else only described."""
+    kind = content_type.partition(";")[0].strip().lower()
+    if "json" in kind or text.lstrip().startswith(("{", "[")):
+        try:
+            document = json.loads(text)
+        except (ValueError, RecursionError):
+            pass
+        else:
+            return json.dumps(_masked_json(document, names), ensure_ascii=False)
+    if kind == "application/x-www-form-urlencoded":
+        return mask_path(f"?{text}", (), query_masks(text, names))[1:]
+    return f"({len(text.encode())} bytes of {kind or 'body'}; --raw shows them)"
+
+
+def _masked_json(value: Any, names: Mapping[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {
+            names.get(key, mask_message(key)): _masked_json(item, names)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_masked_json(item, names) for item in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    return MASK
 
 
 def _action_text(action: Action) -> str:
@@ -182,6 +269,12 @@ def run_example(config: Config, site_name: str, example: Example) -> list[str]:
     result = run(Context(config, detector, mode="enforce"), request)
     if result.site is None or result.site.name != site_name:
         where = result.site.name if result.site else "no site"
+        wanted = config.site(site_name)
+        if result.site is not None and wanted and any(g.matches(result.host) for g in wanted.hosts):
+            return [
+                f"the request belongs to {where}, not {site_name}: {result.host} is shared, "
+                f"give the example the Referer of a {site_name} page"
+            ]
         return [f"the request belongs to {where}, not {site_name}"]
     outcome = result.outcome
     problems = []
@@ -207,9 +300,26 @@ def run_example(config: Config, site_name: str, example: Example) -> list[str]:
     return problems
 
 
+def _unknown_sites(config: Config, names: list[str]) -> str:
+    """Why some of the sites named on the command line have no examples to run ("" if none)."""
+    known = {site.name: site for site in config.sites}
+    for name in names:
+        site = known.get(name)
+        if site is None:
+            return f"no site named {name} (the sites: {', '.join(sorted(known))})"
+        if not site.enabled:
+            return f"{name} is disabled (enabled: false in {site.file}): its examples cannot run"
+    return ""
+
+
+@guarded
 def test(args: argparse.Namespace) -> int:
     config = load_or_report(args.config)
     if config is None:
+        return EXIT_USAGE
+    problem = _unknown_sites(config, args.site)
+    if problem:
+        print(f"shopguard: policy test: {problem}", file=sys.stderr)
         return EXIT_USAGE
     total = failed = 0
     for site in config.enabled_sites:

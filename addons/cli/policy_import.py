@@ -21,7 +21,7 @@ from typing import Any
 
 from shopguard import paths
 from shopguard.cli.common import load_or_report
-from shopguard.cli.exits import EXIT_OK, EXIT_USAGE
+from shopguard.cli.exits import EXIT_OK, EXIT_USAGE, guarded
 from shopguard.engine.adblock import from_abp
 from shopguard.engine.clearurls import from_clearurls, read_providers
 from shopguard.engine.imported import ImportFailure, new_site
@@ -76,6 +76,7 @@ def _report_failure(path: Path, exc: ImportFailure) -> int:
     return _fail(text if path.name in text else f"{path}: {text}")
 
 
+@guarded
 def import_rules(args: argparse.Namespace) -> int:
     """`shopguard policy import (clearurls|abp) FILE --site NAME [-o OUT]`."""
     kind: str = args.kind

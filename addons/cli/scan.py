@@ -7,18 +7,18 @@ import base64
 import binascii
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 from shopguard.cli.common import build_detector, load_or_report
-from shopguard.cli.exits import EXIT_FOUND, EXIT_OK, EXIT_USAGE
+from shopguard.cli.exits import EXIT_FOUND, EXIT_OK, EXIT_USAGE, guarded
 from shopguard.engine.detect import Detector
 from shopguard.engine.findings import CATEGORIES, Finding
 from shopguard.engine.location import segment_index
-from shopguard.engine.masking import host_labels, mask_host, mask_path
+from shopguard.engine.masking import MASK, host_labels, mask_host, mask_message, mask_path
 from shopguard.engine.pipeline import Context, process, route_request
 from shopguard.engine.request import PlainRequest
 from shopguard.engine.settings import Config
@@ -139,7 +139,26 @@ class Result:
     problem: str = ""
 
 
-def masked_url(url: str, findings: list[Finding], names: dict[str, str]) -> str:
+def query_masks(query: str, names: Mapping[str, str]) -> dict[str, str]:
+    """`names` (the names that are personal data, as their masks) and a mask for every other
+    query name that may be a value: a bare token (`?wang.xiaoming@example.com`, no `=`) is the
+    value itself, written `***`; a name that looks like one (digits, `@`, `%`, other scripts:
+    `?13800138000=1`) is written as `mask_message` writes it."""
+    masks = dict(names)
+    for pair in query.split("&") if query else ():
+        name, eq, _ = pair.partition("=")
+        key = unquote_plus(name)
+        if not name or key in masks:
+            continue
+        shown = mask_message(name) if eq else MASK
+        if shown != name:
+            masks[key] = shown
+    return masks
+
+
+def masked_url(url: str, findings: list[Finding], names: Mapping[str, str]) -> str:
+    """`url` as the log writes a path: query values, bare tokens, query names that may be values,
+    and the path segments and host labels that carry a finding masked; no user:password@."""
     found = (segment_index(f.location) for f in findings)
     segments = {index for index in found if index is not None}
     labels = host_labels(f.location for f in findings)
@@ -149,10 +168,12 @@ def masked_url(url: str, findings: list[Finding], names: dict[str, str]) -> str:
     except ValueError:  # not a URL Python can split: its path and query masked all the same
         scheme, _, rest = url.partition("://")
         authority, slash, path = rest.partition("/")
-        masked = mask_path(slash + path, segments, names)
+        masks = query_masks(path.partition("?")[2], names)
+        masked = mask_path(slash + path, segments, masks)
         return f"{scheme}://{authority.rpartition('@')[2]}{masked}"
     query = f"?{parts.query}" if parts.query else ""
-    return f"{parts.scheme}://{netloc}{mask_path(parts.path + query, segments, names)}"
+    masks = query_masks(parts.query, names)
+    return f"{parts.scheme}://{netloc}{mask_path(parts.path + query, segments, masks)}"
 
 
 def scan_files(files: list[Path], config: Config, detector: Detector) -> Iterator[Result]:
@@ -176,8 +197,11 @@ def scan_files(files: list[Path], config: Config, detector: Detector) -> Iterato
 
 
 def _print_table(results: list[Result], out: Any) -> None:
+    """The table of the requests with findings or problems. Every cell is a `Text`: what a
+    capture holds (names, hosts, file names) is shown as written, never read as Rich markup."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="shopguard scan", show_lines=False)
     for column in ("file", "#", "host", "site", "categories", "locations"):
@@ -192,7 +216,7 @@ def _print_table(results: list[Result], out: Any) -> None:
             f"{f.category}: {f.location}" + (f" [{f.transform}]" if f.transform else "")
             for f in sorted(result.findings, key=lambda f: (f.category, f.location))
         )
-        table.add_row(
+        cells = (
             Path(result.file).name,
             str(result.index),
             result.host,
@@ -200,6 +224,7 @@ def _print_table(results: list[Result], out: Any) -> None:
             ", ".join(categories) or result.problem,
             locations,
         )
+        table.add_row(*map(Text, cells))
     console = Console(file=out, width=None if out.isatty() else 200)  # pipes: no folding
     if shown:
         console.print(table)
@@ -208,9 +233,10 @@ def _print_table(results: list[Result], out: Any) -> None:
         for category in {f.category for f in result.findings}:
             counts[category] = counts.get(category, 0) + 1
     summary = ", ".join(f"{c} in {counts[c]}" for c in CATEGORIES if c in counts) or "nothing"
-    console.print(f"{len(results)} requests scanned; personal data found: {summary}")
+    console.print(f"{len(results)} requests scanned; personal data found: {summary}", markup=False)
 
 
+@guarded
 def scan(args: argparse.Namespace) -> int:
     fail_on = {c.strip() for c in (args.fail_on or "").split(",") if c.strip()}
     unknown = fail_on - set(CATEGORIES)

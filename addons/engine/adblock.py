@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from shopguard.engine.hosts import GlobError
+from shopguard.engine.hosts import GlobError, suffixes
 from shopguard.engine.imported import (
     Dom,
     Imported,
@@ -188,7 +188,8 @@ def _convert(found: _Filter, scope: ImportScope, out: Imported) -> None:
             out.skipped += 1
         return
     if found.dom is None and not found.domains:  # generic, or about the site's URLs only
-        if found.kind in ("regex", "plain") and scope.mentions(found.text):
+        regex = found.kind == "regex" and _regex_may_concern(found.text, scope)
+        if regex or (found.kind == "plain" and scope.mentions(found.text)):
             unsupported(_PATTERN_REASONS[found.kind])
         else:
             out.skipped += 1
@@ -217,6 +218,26 @@ def _convert(found: _Filter, scope: ImportScope, out: Imported) -> None:
         _exception(found, scope, out, unsupported)
     else:
         _block(found, scope, out, unsupported)
+
+
+_REGEX_HOST = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)+")
+
+
+def _regex_may_concern(text: str, scope: ImportScope) -> bool:
+    r"""Whether a regular-expression line may match the site's requests. Its hosts cannot be read
+    the way `||host` is, so it is only left out as being about other sites when it names hosts
+    (`www\.example\.org`) and none of them is the site's; a regex naming no host (`\/track\.gif`,
+    `mmstat\.(com|net)`) may match the site's requests as well as any other's."""
+    if scope.mentions(text):
+        return True
+    plain = text.lower().replace("[.]", ".").replace("\\", "")
+    named = [
+        dom
+        for literal in _REGEX_HOST.findall(plain)
+        if suffixes().privatesuffix(literal, accept_unknown=False)  # not `v.gif`, `track.js`
+        and (dom := parse_dom(literal)) is not None
+    ]
+    return not named or any(scope.concerns(dom) for dom in named)
 
 
 _PATTERN_REASONS = {

@@ -91,3 +91,18 @@ def test_unsupported_syntax_is_listed_with_its_line() -> None:
     text = render(imported, shipped("taobao"), shipped=True)
     assert "# unsupported (line 6): ||log.mmstat.com^$redirect=1x1.gif — option $redirect" in text
     assert text.count("# unsupported (line ") == 11
+
+
+def test_every_regex_line_that_may_concern_the_site_is_listed_with_its_line() -> None:
+    filters = [
+        r"/mmstat\.(com|net)\/v\.gif/",  # the site's domain, written with a group
+        r"/taobao[.]com\/tracker/",  # … with a character class
+        r"/\/track\.gif\?/$image",  # any host: may match the site's requests too
+        r"/^https?:\/\/www\.example\.org\/track/",  # another site's host only
+        r"/track/$domain=other.example",  # on another site's pages only
+        r"/^https?:\/\/([a-z]+\.)?mmstat\.com\//$third-party",
+    ]
+    imported = from_abp(filters, shipped("taobao"))
+    assert [u.where for u in imported.unsupported] == ["line 1", "line 2", "line 3", "line 6"]
+    assert all(u.reason.startswith("regex rule") for u in imported.unsupported)
+    assert imported.skipped == 2

@@ -300,3 +300,38 @@ def test_run_with_a_broken_configuration_does_not_start(
     assert main(["run", "--config", str(user)]) == 2
     assert started == []
     assert "shopguard.yaml:1: mode: expected one of observe, enforce" in capsys.readouterr().err
+
+
+def test_policy_check_says_which_hosts_are_decrypted_and_why(
+    user: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (user / "sites" / "jd.yaml").write_text("enabled: false\n")
+    assert main(["policy", "check", "--config", str(user)]) == 0
+    captured = capsys.readouterr()
+    listed = {line.split()[0]: line for line in captured.out.splitlines()[:-1]}
+    decrypts = {name: line.partition("  decrypts ")[2].split() for name, line in listed.items()}
+    assert decrypts["taobao"][:2] == ["*.taobao.com", "*.tmall.com"]
+    assert decrypts["third-party-pixels"][:2] == ["connect.facebook.net", "analytics.tiktok.com"]
+    assert decrypts["jd"] == []  # disabled: not decrypted
+    err = captured.err.splitlines()
+    assert (
+        "decrypted (TLS intercepted): only the hosts each enabled site's line lists after "
+        "`decrypts`; every other host passes through as an opaque tunnel, never decrypted"
+    ) in err
+    (note,) = [line for line in err if line.startswith("note: third-party-pixels's hosts")]
+    assert "are decrypted for every website, not only the marketplaces" in note
+    assert "the Referer that tells which page fired them is only readable after decryption" in note
+    assert note.endswith(
+        f"to stop: `enabled: false` in {user / 'sites' / 'third-party-pixels.yaml'}"
+    )
+
+
+def test_policy_check_with_the_pixel_file_off_decrypts_no_pixel_host(
+    user: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (user / "sites" / "third-party-pixels.yaml").write_text("enabled: false\n")
+    assert main(["policy", "check", "--config", str(user)]) == 0
+    captured = capsys.readouterr()
+    assert "decrypted (TLS intercepted)" in captured.err
+    assert "connect.facebook.net" not in captured.out + captured.err
+    assert "every website" not in captured.err

@@ -66,13 +66,43 @@ def test_explain_shows_the_request_as_it_would_leave(
         "--header", "content-type: application/json", "--body", f"@{body}",
         "--config", str(user),
     ]  # fmt: skip
-    assert main(argv) == 0
+    assert main([*argv, "--raw"]) == 0
     out = capsys.readouterr().out
     assert "phone         query:mobile  pattern 0.90  139****5678" in out
     assert "strip  query:ref  user/sites/bazaar.yaml:7" in out
     assert "strip  body:$.deviceToken  user/sites/bazaar.yaml:8" in out
     assert "  POST https://www.bazaar.example/s?mobile=13912345678\n" in out
     assert '  {"q":"bag"}' in out
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "shown"),
+    [
+        ("application/json", '{"deviceToken": "abc123", "q": "Wang", "n": [1, true]}',
+         '{"q": "***", "n": ["***", true]}'),
+        ("application/x-www-form-urlencoded", "deviceToken=abc&name=Wang&13800138000",
+         "name=***&***"),
+        ("text/plain", "Wang Xiaoming 13800138000", "(25 bytes of text/plain; --raw shows them)"),
+    ],
+)  # fmt: skip
+def test_explain_masks_the_values_of_the_request_unless_raw(
+    user: Path, capsys: pytest.CaptureFixture[str], content_type: str, body: str, shown: str
+) -> None:
+    argv = [
+        "policy", "explain", "https://www.bazaar.example/s?ref=ad&mobile=13912345678&Wang",
+        "--header", f"content-type: {content_type}", "--header", "Cookie: sid=Wang; cna=Xyz1",
+        "--header", "X-Name: Wang Xiaoming", "--header", "Referer: https://www.bazaar.example/?u=Wang",
+        "--body", body, "--config", str(user),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "  POST https://www.bazaar.example/s?mobile=***&***\n" in out
+    assert f"  content-type: {content_type}\n" in out
+    assert "  Cookie: sid=***; cna=***\n" in out and "  X-Name: ***\n" in out
+    assert "  Referer: https://www.bazaar.example/?u=***\n" in out
+    assert f"\n  {shown}\n" in out
+    assert "Wang" not in out and "13912345678" not in out and "13800138000" not in out
+    assert "--raw shows the values" in out
 
 
 def test_explain_a_site_shopguard_does_not_handle(
@@ -153,3 +183,52 @@ def test_import_writes_a_site_file_the_loader_accepts(
     ]
     assert {"ut_sk", "sp_tk"} <= {r.name for r in imported}
     assert main([*argv, "--site", "taobao", "-o", str(target)]) == 2  # never overwrites
+
+
+def test_an_unexpected_failure_exits_3_not_1(
+    user: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shopguard.cli import policy
+
+    def broken(*args: object) -> list[str]:
+        raise KeyError("13800138000")
+
+    monkeypatch.setattr(policy, "run_example", broken)
+    assert main(["policy", "test", "--config", str(user)]) == 3  # 1 means an example failed
+    err = capsys.readouterr().err
+    assert "internal error" in err and "KeyError" in err and "13800138000" not in err
+
+
+def test_policy_test_of_an_unknown_site_is_a_usage_error(
+    user: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["policy", "test", "bazaar", "nosuchsite", "--config", str(user)]) == 2
+    captured = capsys.readouterr()
+    assert "examples pass" not in captured.out
+    assert "shopguard: policy test: no site named nosuchsite (the sites: alibaba," in captured.err
+
+
+def test_policy_test_of_a_disabled_site_says_so(
+    user: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (user / "sites" / "temu.yaml").write_text("enabled: false\n", encoding="utf-8")
+    assert main(["policy", "test", "temu", "--config", str(user)]) == 2
+    err = capsys.readouterr().err
+    assert "shopguard: policy test: temu is disabled (enabled: false in " in err
+
+
+def test_an_example_on_a_shared_host_without_referer_is_told_why_it_fails(
+    user: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (user / "sites" / "taobao.yaml").write_text(
+        "extends: default\n"
+        "examples:\n"
+        '  - request: "GET https://gm.mmstat.com/v.gif?cna=x"\n'
+        "    expect: {action: block}\n",
+        encoding="utf-8",
+    )
+    assert main(["policy", "test", "taobao", "--config", str(user)]) == 1
+    assert (
+        "     the request belongs to alibaba, not taobao: gm.mmstat.com is shared, "
+        "give the example the Referer of a taobao page"
+    ) in capsys.readouterr().out.splitlines()

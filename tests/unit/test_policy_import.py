@@ -104,5 +104,19 @@ def test_written_files_pass_policy_check(
     capsys.readouterr()
     assert main(["policy", "check", "--config", str(config)]) == 0
     listed = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
-    assert listed["baidu"].endswith("sites/baidu.yaml") and " 2 rules" in listed["baidu"]
+    baidu, _, decrypts = listed["baidu"].partition("  decrypts ")
+    assert baidu.endswith("sites/baidu.yaml") and " 2 rules" in baidu
+    assert decrypts == "*.baidu.com"
     assert tmp_path.name in listed["baidu"] and tmp_path.name in listed["taobao"]
+
+
+def test_a_regex_line_is_listed_with_its_line_number(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    filters = tmp_path / "filters.txt"
+    filters.write_text("! a list\n/mmstat\\.(com|net)\\/v\\.gif/$image\n", encoding="utf-8")
+    assert import_rules(args(tmp_path, "abp", filters, "taobao")) == 0
+    out, err = capsys.readouterr()
+    assert f"{filters}:2: unsupported: /mmstat\\.(com|net)\\/v\\.gif/$image — regex rule" in err
+    assert "# unsupported (line 2): /mmstat" in out
+    assert err.rstrip().endswith("1 unsupported (listed above), 0 lines about other sites skipped")

@@ -145,3 +145,69 @@ def test_scan_masks_a_host_label_that_is_personal_data() -> None:
     url = "https://11010519491231002x.m.taobao.com/a?b=1"
     findings = Detector(b"k").detect(extract(PlainRequest("GET", url)))
     assert masked_url(url, findings, {}) == "https://***.m.taobao.com/a?b=***"
+
+
+def test_table_prints_wire_data_as_written_never_as_markup(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    digest = hashlib.sha256(b"wang.xiaoming@example.com").hexdigest()
+    path = tmp_path / "ud[em] [red].har"  # a file name may hold markup too
+    path.write_text(json.dumps(har([entry(f"https://connect.facebook.net/tr?ud[em]={digest}")])))
+    assert main(["scan", str(path), "--profile", str(PROFILE)]) == 0
+    out = capsys.readouterr().out
+    assert "ud[em] [red].har" in out
+    assert "email: query:ud%5Bem%5D [sha256]" in out  # the transform is not read as a style
+
+
+def test_table_cells_are_text_whatever_they_hold(capsys: pytest.CaptureFixture[str]) -> None:
+    import io as stdio
+
+    from shopguard.cli.scan import Result, _print_table
+    from shopguard.engine.findings import Finding
+
+    odd = "ud[/] [em]x[/em] [bold]"
+    finding = Finding("phone", f"query:{odd}", "pattern", f"{odd}", 0.9, "138****8000", "f")
+    results = [
+        Result("ud[em] [bold].har", 0, "", f"{odd}.example", odd, "full", [finding]),
+        Result("b.har", 1, "", "", None, "none", [], f"problem {odd}"),
+    ]
+    out = stdio.StringIO()
+    _print_table(results, out)
+    text = out.getvalue()
+    assert "ud[em] [bold].har" in text
+    assert text.count(odd) == 5, text  # host, site, location, transform, problem
+
+
+def test_an_unexpected_failure_is_not_the_found_exit_code(
+    capture: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shopguard.cli import scan
+
+    def broken(*args: object) -> object:
+        raise RuntimeError("cannot handle 'wang.xiaoming@example.com' at 13800138000")
+
+    monkeypatch.setattr(scan, "scan_files", broken)
+    assert main(["scan", str(capture), "--fail-on", "phone"]) == 3
+    err = capsys.readouterr().err
+    assert "shopguard: internal error (a bug in shopguard, please report it)" in err
+    assert "RuntimeError" in err
+    assert "13800138000" not in err and "wang.xiaoming" not in err
+
+
+def test_jsonl_url_masks_bare_tokens_and_value_like_query_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "names.har"
+    urls = [
+        "https://www.taobao.com/search?wang.xiaoming@example.com&q=bag",
+        "https://www.taobao.com/s?13800138000=x&mobile=13912345678",
+        "https://www.taobao.com/s?mobile=13912345678&Wang%20Xiaoming&user_13700000000=&spm=",
+    ]
+    path.write_text(json.dumps(har([entry(url) for url in urls])))
+    assert main(["scan", str(path), "--format", "jsonl"]) == 0  # no profile: patterns only
+    shown = {json.loads(x)["url"] for x in capsys.readouterr().out.splitlines()}
+    assert shown == {
+        "https://www.taobao.com/search?{email:w***@example.com}&q=***",  # a name found: its mask
+        "https://www.taobao.com/s?***=***&mobile=***",
+        "https://www.taobao.com/s?mobile=***&***&***&spm=",
+    }
