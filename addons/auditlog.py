@@ -56,6 +56,7 @@ class RotatingFile:
         self._compressor: ThreadPoolExecutor | None = None
         self._regular = False
         self._queued: set[Path] = set()  # rotated files handed to the compressor
+        self._torn = False  # the last line was cut short and is still in the file
 
     def open(self) -> None:
         """Create the directory and file with private modes; raises OSError."""
@@ -103,11 +104,30 @@ class RotatingFile:
         if self._size and self._size + len(data) > self.rotate_bytes and self.is_regular:
             self.rotate()
         assert self._fd is not None
+        if self._torn:  # a line cut short that could not be taken back: end it first
+            os.write(self._fd, b"\n")
+            self._torn = False
         view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError:
+            if len(view) < len(data):
+                self._take_back(len(data) - len(view))
+            raise
         self._size += len(data)
+
+    def _take_back(self, written: int) -> None:
+        """Remove the start of a line the file system had no room for the rest of (a full
+        disk, a file size limit), so that the next line is not glued to it."""
+        assert self._fd is not None
+        try:
+            if not self.is_regular:
+                raise OSError("not a regular file")
+            os.ftruncate(self._fd, os.fstat(self._fd).st_size - written)
+        except OSError:
+            self._torn = True  # (the next line starts on a line of its own)
 
     info = warning = error = msg
 

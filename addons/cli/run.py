@@ -326,8 +326,9 @@ def own_directories() -> list[Path]:
 
 def build_master(args: argparse.Namespace) -> tuple[Master, Runtime, Session]:
     """mitmproxy with the shopguard addons, behind the guard of where it listens."""
+    confdir = paths.confdir()
     opts = options.Options(
-        listen_host=args.listen_host, listen_port=args.listen_port, confdir=str(paths.confdir())
+        listen_host=args.listen_host, listen_port=args.listen_port, confdir=str(confdir)
     )
     opts.update(**prepare_ca(confdir))  # shopguard's own CA, before mitmproxy makes one
     master: Master

@@ -320,3 +320,45 @@ def test_room_is_unknown_where_the_system_cannot_tell(
     monkeypatch.delattr("os.fstatvfs")
     assert audit.room() is None
     audit.close()
+
+
+LIMITED_WRITER = """
+import json, resource, signal, sys
+from pathlib import Path
+from shopguard.auditlog import AuditLog
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # (a write past the limit fails instead)
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
+audit = AuditLog(Path(sys.argv[1]), 2**20, 5, 0)
+audit.open()
+failed = 0
+for n in range(30):
+    try:
+        audit.write("flow", n=n, pad="x" * 300)
+    except OSError:
+        failed += 1
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+audit.write("flow", n="after")  # room again (space freed): the next line is a line of its own
+print(failed)
+"""
+
+
+@placeholders
+def test_a_line_the_disk_has_no_room_for_is_not_left_half_written(tmp_path: Path) -> None:
+    """A full disk or a file size limit cuts a line short: it is taken back, so every line in
+    the file parses and the next one is not glued to its start."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "flows.jsonl"
+    result = subprocess.run(
+        [sys.executable, "-c", LIMITED_WRITER, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert int(result.stdout) > 0  # (the limit was hit)
+    lines = read_lines(path)  # every line parses
+    numbers = [line["n"] for line in lines]
+    assert numbers[-1] == "after" and numbers[:-1] == list(range(len(numbers) - 1))
