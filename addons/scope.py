@@ -40,6 +40,45 @@ def destination(flow: http.HTTPFlow) -> str:
     return request.host
 
 
+class LastPages:
+    """The marketplace page each client loaded last: a request without Origin or Referer to a
+    host several sites share (a CDN, a tracker) belongs to the site the user is on."""
+
+    MEMORY = 30 * 60.0  # seconds a page counts as the one its client is on
+    CLIENTS = 1024  # (the oldest are forgotten past this many)
+
+    def __init__(self) -> None:
+        self._pages: dict[str, tuple[str, float]] = {}
+
+    def loaded(self, client: str, url: str) -> None:
+        self._pages.pop(client, None)
+        self._pages[client] = (url, time.monotonic())
+        if len(self._pages) > self.CLIENTS:
+            del self._pages[next(iter(self._pages))]
+
+    def last(self, client: str) -> str | None:
+        seen = self._pages.get(client)
+        if seen is None or time.monotonic() - seen[1] > self.MEMORY:
+            return None
+        return seen[0]
+
+
+def _client(flow: http.HTTPFlow) -> str:
+    """Who sent a request: the client's address (one browser, one phone)."""
+    peer = flow.client_conn.peername
+    return str(peer[0]) if peer else ""
+
+
+def _is_page(request: http.Request) -> bool:
+    """A page the browser shows (not a script, image or API call)."""
+    if request.method != "GET":
+        return False
+    dest = request.headers.get("sec-fetch-dest")
+    if dest is not None:
+        return dest.strip().lower() in ("document", "iframe")
+    return "text/html" in request.headers.get("accept", "").lower()
+
+
 def _name(host: str) -> str:
     """A host as names compare: lower case, without a port or a trailing dot."""
     if host.startswith("["):
@@ -58,6 +97,7 @@ class Scope:
         self.rt = rt
         self.user_dir: Path | None = None
         self.stamp: tuple[tuple[str, int, int], ...] = ()
+        self.pages = LastPages()
         rt.watchers.append(self.reload_if_changed)
 
     def load(self, loader: Any) -> None:
@@ -160,15 +200,19 @@ class Scope:
     def _tag(self, flow: http.HTTPFlow, host: str) -> None:
         assert self.rt.config is not None
         request = flow.request
+        client = _client(flow)
         routed = route(
             self.rt.config,
             host,
             request.headers.get("origin"),
             request.headers.get("referer"),
             self.rt.mode_override,
+            self.pages.last(client),
         )
         if routed is None:
             return  # not a configured site, or an ad pixel fired from elsewhere
+        if not routed.third_party and not routed.site.referred_only and _is_page(request):
+            self.pages.loaded(client, f"https://{routed.host}/")
         state: FlowState = {
             "site": routed.site.name,
             "host": host,

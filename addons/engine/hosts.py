@@ -194,11 +194,17 @@ class HostIndex:
 
 
 def route(
-    index: HostIndex, host: str, origin: str | None, referer: str | None
+    index: HostIndex,
+    host: str,
+    origin: str | None,
+    referer: str | None,
+    last_page: str | None = None,
 ) -> tuple[SiteHosts, str | None] | None:
     """The site that handles a request, and for a referred-only site (ad pixels) the site whose
-    page sent it; None when no site handles it (a pixel fired from anywhere else)."""
-    site = index.attribute(host, origin, referer)
+    page sent it; None when no site handles it (a pixel fired from anywhere else). A host several
+    sites share goes, failing Origin and Referer, to the site of `last_page` (the marketplace
+    page the same client loaded last), then to the first site listing it."""
+    site = index.attribute(host, origin, referer, last_page)
     if site is None or not site.referred_only:
         return (site, None) if site is not None else None
     for url in (origin, referer):

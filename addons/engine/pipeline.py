@@ -88,12 +88,18 @@ class Result:
 
 
 def route(
-    config: Config, host: str, origin: str | None, referer: str | None, mode: str | None = None
+    config: Config,
+    host: str,
+    origin: str | None,
+    referer: str | None,
+    mode: str | None = None,
+    last_page: str | None = None,
 ) -> Routed | None:
     """The configured site that handles a request to `host` (with these Origin and Referer
-    headers), or None: it is relayed untouched. `mode` overrides the site's."""
+    headers, and the last marketplace page its client loaded), or None: it is relayed untouched.
+    `mode` overrides the site's."""
     host = normalize_host(host)
-    routed = route_host(config.host_index(), host, origin, referer)
+    routed = route_host(config.host_index(), host, origin, referer, last_page)
     if routed is None:
         return None
     scope, via = routed

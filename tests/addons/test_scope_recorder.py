@@ -69,6 +69,30 @@ def test_shared_host_goes_to_the_origin_before_the_referer(proxy: Proxy) -> None
     assert proxy.run(flow, ("requestheaders",)).metadata[META]["site"] == "aliexpress"
 
 
+def test_a_shared_host_without_referer_goes_to_the_site_the_user_is_on(
+    proxy: Proxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No Origin, no Referer (an app, a privacy setting): a CDN or tracker host several sites
+    list belongs to the site of the last marketplace page that client loaded, for 30 minutes;
+    after that, or for another client, to the first site listing it."""
+
+    def shared(client: str = "127.0.0.1") -> str:
+        flow = request_to("gm.mmstat.com", "/v.gif")
+        flow.client_conn.peername = (client, 50000)
+        return str(proxy.run(flow, ("requestheaders",)).metadata[META]["site"])
+
+    first = shared()
+    page = request_to("www.aliexpress.com", "/item/1.html")
+    page.request.headers["sec-fetch-dest"] = "document"
+    page.client_conn.peername = ("127.0.0.1", 50001)
+    proxy.run(page, ("requestheaders",))
+    assert first != "aliexpress" and shared() == "aliexpress"
+    assert shared("192.168.1.20") == first  # another device is not on that page
+    later = __import__("time").monotonic() + 31 * 60
+    monkeypatch.setattr("shopguard.scope.time.monotonic", lambda: later)
+    assert shared() == first
+
+
 @pytest.mark.parametrize("host", ["example.org", "taobao.com.evil.example", "eviltaobao.com"])
 def test_out_of_scope_flow_is_left_alone_and_not_logged(proxy: Proxy, host: str) -> None:
     flow = proxy.run(respond(request_to(host, f"/?mobile={PHONE}")))
