@@ -12,11 +12,11 @@ from typing import Any, TextIO
 
 from shopguard.cli.common import build_detector, load_or_report, user_dir
 from shopguard.cli.exits import EXIT_FOUND, EXIT_OK, EXIT_USAGE, guarded
-from shopguard.cli.scan import masked_url, query_masks
+from shopguard.cli.scan import masked_url
 from shopguard.engine.detect import Detector
 from shopguard.engine.hosts import overlaps
 from shopguard.engine.location import innermost_name
-from shopguard.engine.masking import MASK, mask_message, mask_path
+from shopguard.engine.masking import MASK, mask_name, mask_path
 from shopguard.engine.pipeline import Context, Result, run
 from shopguard.engine.policy import Example
 from shopguard.engine.redact import Action
@@ -204,8 +204,7 @@ def _masked_header(name: str, value: str, names: Mapping[str, str]) -> str:
     lower = name.lower()
     if lower == "cookie":
         pairs = [pair.strip().partition("=") for pair in value.split(";")]
-        masks = query_masks("&".join(f"{n}=" for n, eq, _ in pairs if eq), names)
-        return "; ".join(f"{masks.get(n, n)}={MASK}" if eq else MASK for n, eq, _ in pairs)
+        return "; ".join(f"{mask_name(n, names)}={MASK}" if eq else MASK for n, eq, _ in pairs)
     if lower in ("referer", "origin") and value.lower().startswith(("http://", "https://")):
         return masked_url(value, [], names)
     return MASK
@@ -223,16 +222,13 @@ def _masked_body(text: str, content_type: str, names: Mapping[str, str]) -> str:
         else:
             return json.dumps(_masked_json(document, names), ensure_ascii=False)
     if kind == "application/x-www-form-urlencoded":
-        return mask_path(f"?{text}", (), query_masks(text, names))[1:]
+        return mask_path(f"?{text}", (), names)[1:]
     return f"({len(text.encode())} bytes of {kind or 'body'}; --raw shows them)"
 
 
 def _masked_json(value: Any, names: Mapping[str, str]) -> Any:
     if isinstance(value, dict):
-        return {
-            names.get(key, mask_message(key)): _masked_json(item, names)
-            for key, item in value.items()
-        }
+        return {mask_name(key, names): _masked_json(item, names) for key, item in value.items()}
     if isinstance(value, list):
         return [_masked_json(item, names) for item in value]
     if isinstance(value, bool) or value is None:

@@ -11,14 +11,14 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote_plus, urlsplit
+from urllib.parse import urlsplit
 
 from shopguard.cli.common import build_detector, load_or_report
 from shopguard.cli.exits import EXIT_FOUND, EXIT_OK, EXIT_USAGE, guarded
 from shopguard.engine.detect import Detector
 from shopguard.engine.findings import CATEGORIES, Finding
 from shopguard.engine.location import segment_index
-from shopguard.engine.masking import MASK, host_labels, mask_host, mask_message, mask_path
+from shopguard.engine.masking import host_labels, mask_host, mask_path
 from shopguard.engine.pipeline import Context, process, route_request
 from shopguard.engine.request import PlainRequest
 from shopguard.engine.settings import Config
@@ -139,23 +139,6 @@ class Result:
     problem: str = ""
 
 
-def query_masks(query: str, names: Mapping[str, str]) -> dict[str, str]:
-    """`names` (the names that are personal data, as their masks) and a mask for every other
-    query name that may be a value: a bare token (`?wang.xiaoming@example.com`, no `=`) is the
-    value itself, written `***`; a name that looks like one (digits, `@`, `%`, other scripts:
-    `?13800138000=1`) is written as `mask_message` writes it."""
-    masks = dict(names)
-    for pair in query.split("&") if query else ():
-        name, eq, _ = pair.partition("=")
-        key = unquote_plus(name)
-        if not name or key in masks:
-            continue
-        shown = mask_message(name) if eq else MASK
-        if shown != name:
-            masks[key] = shown
-    return masks
-
-
 def masked_url(url: str, findings: list[Finding], names: Mapping[str, str]) -> str:
     """`url` as the log writes a path: query values, bare tokens, query names that may be values,
     and the path segments and host labels that carry a finding masked; no user:password@."""
@@ -168,12 +151,10 @@ def masked_url(url: str, findings: list[Finding], names: Mapping[str, str]) -> s
     except ValueError:  # not a URL Python can split: its path and query masked all the same
         scheme, _, rest = url.partition("://")
         authority, slash, path = rest.partition("/")
-        masks = query_masks(path.partition("?")[2], names)
-        masked = mask_path(slash + path, segments, masks)
+        masked = mask_path(slash + path, segments, names)
         return f"{scheme}://{authority.rpartition('@')[2]}{masked}"
     query = f"?{parts.query}" if parts.query else ""
-    masks = query_masks(parts.query, names)
-    return f"{parts.scheme}://{netloc}{mask_path(parts.path + query, segments, masks)}"
+    return f"{parts.scheme}://{netloc}{mask_path(parts.path + query, segments, names)}"
 
 
 def scan_files(files: list[Path], config: Config, detector: Detector) -> Iterator[Result]:

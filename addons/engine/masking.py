@@ -12,7 +12,8 @@ MASK = "***"
 def mask_path(
     path: str, segments: Collection[int] = (), names: Mapping[str, str] | None = None
 ) -> str:
-    """A request path with every query value replaced by `***` (names kept, empty values kept).
+    """A request path with every query value replaced by `***` (empty values kept), and every
+    query name that is, or may be, a value masked (see `mask_name`).
 
     `/h5/api/1.0/?jsv=2.7&data={"phone":"138"}` -> `/h5/api/1.0/?jsv=***&data=***`; the
     non-empty path segments numbered in `segments` (0-based, as `path:N` locations) are masked,
@@ -33,10 +34,26 @@ def mask_path(
     parts = []
     for pair in query.split("&"):
         name, eq, value = pair.partition("=")
-        if names and (shown := names.get(unquote_plus(name))) is not None:
-            name = pair = shown
-        parts.append(f"{name}={MASK}" if eq and value else pair)
+        if eq or not name:
+            name = mask_name(name, names)
+        else:  # a bare token (`?wang.xiaoming@example.com`) is in a value's place: masked
+            name = names.get(unquote_plus(name), MASK) if names else MASK
+        parts.append(f"{name}{eq}{MASK if value else ''}")
     return f"{base}?{'&'.join(parts)}"
+
+
+# A name that may itself be a value: an @, a run of five digits, another script, or long
+_NAME_VALUE = re.compile(r"@|\d{5}|[^\x00-\x7f]|.{65}")
+
+
+def mask_name(name: str, names: Mapping[str, str] | None = None) -> str:
+    """A query, form or cookie name as the log writes it: its mask when detection found it is
+    personal data (`names`: name -> mask), `***` when it looks like a value, else itself
+    (`spm`, `p1`)."""
+    key = unquote_plus(name)
+    if names and (shown := names.get(key)) is not None:
+        return shown
+    return MASK if _NAME_VALUE.search(key) else name
 
 
 # A label as DNS names have them (and `_`, seen in real hosts), without a long run of digits;

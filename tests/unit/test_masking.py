@@ -22,7 +22,9 @@ EMAIL = "wang.xiaoming@example.com"
             "/h5/api/1.0/?jsv=***&data=***",
         ),
         ("/s?q=&page=2", "/s?q=&page=***"),
-        ("/s?flag&page=2", "/s?flag&page=***"),
+        ("/s?flag&page=2", "/s?***&page=***"),  # (a bare token is in a value's place)
+        ("/s?13800138000=1&p1=2&x=", "/s?***=***&p1=***&x="),
+        ("/s?user_13700000000=&spm=", "/s?***=&spm="),
         ("/s?a=1&a=2", "/s?a=***&a=***"),
         ("/s?token=a=b=c", "/s?token=***"),
         ("/s?", "/s?"),

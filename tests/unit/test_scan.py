@@ -209,5 +209,5 @@ def test_jsonl_url_masks_bare_tokens_and_value_like_query_names(
     assert shown == {
         "https://www.taobao.com/search?{email:w***@example.com}&q=***",  # a name found: its mask
         "https://www.taobao.com/s?***=***&mobile=***",
-        "https://www.taobao.com/s?mobile=***&***&***&spm=",
+        "https://www.taobao.com/s?mobile=***&***&***=&spm=",
     }
