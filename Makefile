@@ -48,3 +48,4 @@ clean:
 bench: $(STAMP)
 	$(PY) bench/run.py
 	$(PY) bench/proxy.py
+	$(PY) bench/soak.py

@@ -70,7 +70,7 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float 
 
 
 @contextmanager
-def _proxy(command: list[str], port: int, home: Path) -> Iterator[None]:
+def _proxy(command: list[str], port: int, home: Path) -> Iterator[subprocess.Popen[bytes]]:
     env = dict(os.environ, XDG_CONFIG_HOME=str(home / "config"), HOME=str(home))
     env["XDG_STATE_HOME"] = str(home / "state")
     for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
@@ -80,7 +80,7 @@ def _proxy(command: list[str], port: int, home: Path) -> Iterator[None]:
     )
     try:
         _wait_listening(port, process)
-        yield
+        yield process
     finally:
         process.terminate()
         try:

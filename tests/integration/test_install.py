@@ -86,9 +86,9 @@ def test_mitmdump_loads_all_addons_from_the_entry_script(
             "--set",
             f"confdir={confdir}",
             "-s",
-            script,
+            str(ROUTE_SCRIPT),  # (first: it gives tunnelled requests their name back)
             "-s",
-            str(ROUTE_SCRIPT),
+            script,
             "--set",
             f"shopguard_log={log}",
             "--set",
