@@ -17,6 +17,11 @@ from typing import Any
 
 import structlog
 
+try:
+    import resource
+except ImportError:  # (not on Windows)
+    resource = None  # type: ignore[assignment]
+
 from shopguard.paths import private_dir
 
 SCHEMA = 1
@@ -73,7 +78,8 @@ class RotatingFile:
         self.prune()
 
     def room(self) -> int | None:
-        """Bytes free on the file's file system (None: not a regular file, or not known)."""
+        """Bytes free on the file's file system, or below the process's file size limit
+        (None: not a regular file, or not known)."""
         statvfs = getattr(os, "fstatvfs", None)  # (not on Windows)
         if self._fd is None or statvfs is None or not self.is_regular:
             return None
@@ -81,7 +87,12 @@ class RotatingFile:
             info = statvfs(self._fd)
         except OSError:
             return None
-        return int(info.f_bavail * info.f_frsize)
+        room = int(info.f_bavail * info.f_frsize)
+        if resource is not None:  # a file size limit on the process is as final as a full disk
+            limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+            if limit != resource.RLIM_INFINITY:
+                room = min(room, max(0, limit - self._size))
+        return room
 
     @property
     def is_regular(self) -> bool:

@@ -35,6 +35,8 @@ def proxy(
         home,
         "--mode",
         request.param,
+        "--set",
+        "tcp_timeout=2",  # (a site that keeps the proxy waiting longer is given up on)
         routes={**market.routes, "closed": closed},
         upstream_ca=pki.ca_pem,
     )
@@ -210,3 +212,45 @@ def test_a_host_header_that_names_another_host_does_not_take_a_request_out_of_sc
         assert reply.startswith(b"HTTP/1.1 204")
     (mismatch,) = proxy.lines("host_mismatch")
     assert (mismatch["host"], mismatch["claimed"]) == (BEACON, "example.org")
+
+
+def test_a_site_too_slow_to_answer_gets_a_line(proxy: Proxy, market: FakeMarket) -> None:
+    """The request reached the site, which never answered in time (`tcp_timeout`)."""
+    path = f"/slow/6?mobile={PHONE}&p={proxy.port}"
+    with _connect(proxy, "https", API) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {API}\r\n\r\n".encode())
+        _read_all(sock)
+    assert market.recorder.find(API, path)
+    line = _line(proxy, API, "/slow/6")
+    assert line["error"] and "status" not in line
+    assert [f["category"] for f in line["findings"]] == ["phone"]  # type: ignore[union-attr]
+
+
+def test_a_full_log_stops_enforcement_and_recovers(proxy: Proxy) -> None:
+    """The log's storage full (a file size limit on the running proxy): in enforce mode a
+    request is answered locally with a 502, as no line could say what was done; in observe
+    mode it passes. With room again the log says so, and every line in it parses. (Last in
+    this module: it leaves its proxy's log with a gap.)"""
+    import resource
+
+    def send(n: int) -> bytes:
+        with _connect(proxy, "http", API) as sock:
+            sock.sendall(
+                f"GET http://{API}/full-{n}?mobile={PHONE} HTTP/1.1\r\nHost: {API}\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+            return _read_all(sock)
+
+    pid = proxy.process.pid
+    size = proxy.log.stat().st_size
+    resource.prlimit(pid, resource.RLIMIT_FSIZE, (size, resource.RLIM_INFINITY))
+    try:
+        reply = send(1)
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+    mode = proxy.lines("proxy_started")[0]["sites"][0]["mode"]
+    assert reply.startswith(b"HTTP/1.1 502" if mode == "enforce" else b"HTTP/1.1 200"), reply
+    send(2)
+    assert proxy.wait_for(lambda x: x["event"] == "log_recovered")
+    assert _line(proxy, API, "/full-2")
+    assert proxy.log.read_text(encoding="utf-8").endswith("\n")  # (and lines() parsed each)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
@@ -135,6 +136,8 @@ def _handler(recorder: Recorder, scheme: str) -> type[BaseHTTPRequestHandler]:
             if self.path.startswith("/fault/"):
                 self._fault(self.path.split("?")[0])
                 return
+            if self.path.startswith("/slow/"):  # an answer after that many seconds (at most 10)
+                time.sleep(min(10.0, float(self.path.split("?")[0][6:] or 0)))
             if self.path.startswith("/big/"):  # a download of that many bytes
                 self._big(int(self.path.split("?")[0][5:]))
                 return
