@@ -11,7 +11,7 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy import mode_specs
 
 from shopguard import paths
-from shopguard.engine.hosts import allow_hosts_pattern
+from shopguard.engine.hosts import allow_hosts_pattern, normalize_host
 from shopguard.engine.located import ConfigErrors
 from shopguard.engine.pipeline import route, shown_host
 from shopguard.engine.settings import MODES, Config, config_stamp, load_config
@@ -77,17 +77,6 @@ def _is_page(request: http.Request) -> bool:
     if dest is not None:
         return dest.strip().lower() in ("document", "iframe")
     return "text/html" in request.headers.get("accept", "").lower()
-
-
-def _name(host: str) -> str:
-    """A host as names compare: lower case, without a port or a trailing dot."""
-    if host.startswith("["):
-        return host.partition("]")[0].lower() + "]"
-    return (
-        host.rpartition(":")[0].lower().rstrip(".")
-        if host.count(":") == 1
-        else host.lower().rstrip(".")
-    )
 
 
 class Scope:
@@ -185,7 +174,7 @@ class Scope:
         self._tag(flow, host)
         claimed = flow.request.pretty_host  # the Host header (or authority)
         state = self.rt.state(flow)
-        if state is not None and _name(claimed) != _name(host):
+        if state is not None and normalize_host(claimed) != normalize_host(host):
             self.rt.emit(
                 "host_mismatch",
                 site=state["site"],
