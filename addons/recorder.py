@@ -11,7 +11,7 @@ from mitmproxy import ctx, exceptions, http, tls
 from shopguard import __version__, paths, terminal
 from shopguard.adapt import url_text
 from shopguard.auditlog import AuditLog
-from shopguard.engine.location import segment_index
+from shopguard.engine.location import segment_index, within
 from shopguard.engine.masking import (
     host_labels,
     mask_host,
@@ -27,6 +27,29 @@ TLS_HINT = (
     "the client refused shopguard's certificate: either it does not trust shopguard's CA "
     "(see `shopguard ca`) or the app pins its certificates and cannot be inspected"
 )
+
+
+def what_left(
+    findings: list[dict[str, Any]], actions: list[dict[str, Any]], sent: bool
+) -> list[dict[str, Any]]:
+    """The findings, each saying whether its value reached the site (`left`): not when the
+    request was blocked or never sent, nor when an applied strip or replace took it out; a
+    value the site sent (`set-cookie:`) was `received` instead."""
+    stopped = [
+        a["target"]
+        for a in actions
+        if a.get("applied") and a["action"] in ("block", "strip", "replace")
+    ]
+    whole = not sent or "request" in stopped or "message" in stopped
+    marked = []
+    for finding in findings:
+        location = finding["location"]
+        if location.startswith("set-cookie:"):
+            marked.append({**finding, "received": True})
+            continue
+        left = not whole and not any(within(location, target) for target in stopped)
+        marked.append({**finding, "left": left})
+    return marked
 
 
 class Recorder:
@@ -111,6 +134,7 @@ class Recorder:
             return
         message = state.pop("ws")
         if message["findings"] or message["actions"]:
+            message["findings"] = what_left(message["findings"], message["actions"], True)
             self.rt.emit("ws_message", site=state["site"], host=state["host"], **message)
 
     @guarded
@@ -158,8 +182,9 @@ class Recorder:
         )
         if "inspection_notes" in state:
             line["inspection_notes"] = state["inspection_notes"]
+        sent = flow.server_conn.timestamp_tcp_setup is not None or flow.response is not None
         line.update(
-            findings=state["findings"],
+            findings=what_left(state["findings"], state["actions"], sent),
             actions=state["actions"],
             duration_ms=round((time.time() - state["started"]) * 1000, 1),
         )

@@ -279,6 +279,18 @@ def innermost_name(location: str) -> str:
     return ""
 
 
+def within(location: str, target: str) -> bool:
+    """Whether a value at `location` is inside what `target` names (`cookie:cna` holds
+    `cookie:cna` and `cookie:cna/0`; `body:$.device` holds `body:$.device.imei`)."""
+    if location == target:
+        return True
+    try:
+        inner, outer = parse(location), parse(target)
+    except LocationError:
+        return False
+    return inner.kind == outer.kind and inner.steps[: len(outer.steps)] == outer.steps
+
+
 def segment_index(location: str) -> int | None:
     """The path segment a `path:N` location names, or None."""
     if not location.startswith("path:"):

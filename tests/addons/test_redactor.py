@@ -106,6 +106,36 @@ def test_edits_reach_the_flow_in_enforce_mode(start: Callable[..., Proxy]) -> No
     }
 
 
+@pytest.mark.parametrize("mode", ["enforce", "observe"])
+def test_each_finding_says_whether_its_value_left(start: Callable[..., Proxy], mode: str) -> None:
+    """What was stopped is told apart from what reached the site: a value stripped or
+    replaced in enforce mode did not leave; in observe mode everything did."""
+    proxy = started(start, mode)
+    flow = request_to("log.mmstat.com", "/x?mobile=13912345678&q=1", method="POST")
+    flow.request.headers["referer"] = "https://www.taobao.com/"
+    flow.request.headers["cookie"] = "cna=Zm9vYmFyYmF6; other=1"
+    flow.request.headers["content-type"] = "application/json"
+    flow.request.content = json.dumps({"contact": {"email": "a.buyer@example.com"}}).encode()
+    proxy.run(flow, ("requestheaders", "request"))
+    respond(flow).response.headers["set-cookie"] = "cna=Zm9vYmFyYmF6; Path=/"  # type: ignore[union-attr]
+    proxy.run(flow, ("response",))
+    left = {f["location"]: f.get("left") for f in flow_line(proxy)["findings"]}  # type: ignore[attr-defined]
+    enforced = mode == "enforce"
+    assert left["query:mobile"] is not enforced  # replaced
+    assert left["cookie:cna"] is not enforced  # stripped
+    assert left["body:$.contact.email"] is True  # no rule acts on it: it left either way
+
+
+def test_a_blocked_request_sent_nothing(start: Callable[..., Proxy]) -> None:
+    proxy = started(start, "enforce")
+    flow = request_to(
+        "gm.mmstat.com", "/v.gif?mobile=13912345678", referer="https://www.taobao.com/"
+    )
+    proxy.run(flow)
+    findings = flow_line(proxy)["findings"]
+    assert findings and all(f["left"] is False for f in findings)  # type: ignore[union-attr]
+
+
 def test_observe_mode_changes_nothing_and_says_what_it_would_do(
     start: Callable[..., Proxy],
 ) -> None:

@@ -535,3 +535,33 @@ def test_a_tls_failure_masks_a_host_label_that_is_personal_data(proxy: Proxy) ->
     proxy.recorder.tls_failed_client(tls_failure(proxy, "11010519491231002x.m.taobao.com"))
     (line,) = proxy.lines("tls_failed")
     assert line["host"] == "***.m.taobao.com"
+
+
+def test_what_left_follows_the_actions_applied_and_the_location_grammar() -> None:
+    from shopguard.recorder import what_left
+
+    def finding(location: str) -> dict[str, str]:
+        return {"category": "tracking_id", "location": location}
+
+    findings = [
+        finding("cookie:cna"),
+        finding("body:$.device.imei"),
+        finding("body:$.devices"),
+        finding("set-cookie:cna"),
+    ]
+    actions = [
+        {"action": "strip", "target": "cookie:cna", "applied": True},
+        {"action": "strip", "target": "body:$.device", "applied": True},
+        {"action": "strip", "target": "body:$.devices", "applied": False},
+    ]
+    marked = {
+        f["location"]: f.get("left", f.get("received")) for f in what_left(findings, actions, True)
+    }
+    assert marked == {
+        "cookie:cna": False,
+        "body:$.device.imei": False,  # inside what was stripped
+        "body:$.devices": True,  # not applied (observe): it left
+        "set-cookie:cna": True,  # (received, not sent)
+    }
+    assert "left" not in what_left(findings, actions, True)[3]
+    assert all(not f.get("left", False) for f in what_left(findings, [], sent=False))
