@@ -8,6 +8,7 @@ that were not 200 or 204, and the log's lines; asserts nothing. Loopback only.
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import socket
@@ -24,6 +25,11 @@ from proxy import BIN, _free_port, _proxy, _requests, _Upstream
 FLOWS = 50_000
 CHECKPOINTS = (1_000, 20_000, 50_000)
 PER_CONNECTION = 2_500  # (a browser opens new connections now and then, too)
+
+
+def rotated(log: Path) -> list[Path]:
+    """The log's rotated files (compressed by then: the proxy waits for it when it stops)."""
+    return sorted(log.parent.glob(log.name + ".*.gz"))
 
 
 def _rss_mib(pid: int) -> float:
@@ -82,7 +88,8 @@ def main() -> None:
                 connection.close()
         events: dict[str, int] = {}
         unparsed = 0
-        for line in log.read_text(encoding="utf-8").splitlines():
+        text = "".join(gzip.decompress(p.read_bytes()).decode("utf-8") for p in rotated(log))
+        for line in (text + log.read_text(encoding="utf-8")).splitlines():
             try:
                 event = json.loads(line)["event"]
             except (ValueError, KeyError):
