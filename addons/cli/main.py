@@ -92,6 +92,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 1 when one of these categories is found (e.g. phone,email)",
     )
 
+    report = commands.add_parser(
+        "report", help="what each site learnt about you, from shopguard's own log"
+    )
+    report.add_argument(
+        "logs",
+        nargs="*",
+        type=Path,
+        metavar="LOG",
+        help="flow logs, plain or .gz (default: the configured log and its rotations)",
+    )
+    report.add_argument("--since", metavar="WHEN", help="e.g. 2h, 7d, 2026-11-26 (local time)")
+    report.add_argument("--until", metavar="WHEN", help="as --since; end in Z for UTC")
+    report.add_argument("--site", metavar="NAME", help="only this site")
+    report.add_argument(
+        "--session", choices=("last", "all"), default="all", help="the last proxy run, or all"
+    )
+    report.add_argument(
+        "--format", choices=("table", "markdown", "json"), default="table", help="default: table"
+    )
+    report.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here")
+    _config_arg(report)
+
     policy = commands.add_parser("policy", help="check, explain and test the site policies")
     policy_commands = policy.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
     check = policy_commands.add_parser("check", help="validate config files and list the sites")
@@ -176,6 +198,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from shopguard.cli.scan import scan
 
         return scan(args)
+    if args.command == "report":
+        from shopguard.cli.report import report_command
+
+        return report_command(args)
     if args.command == "policy":
         from shopguard.cli import policy, policy_import
 

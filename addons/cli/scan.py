@@ -115,6 +115,11 @@ def read_capture(path: Path, body_cap: int) -> Iterator[Entry]:
         head = path.open("rb").read(64).lstrip()
     except OSError as exc:
         raise CaptureError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    if head.startswith(b'{"schema"') or (head.startswith(b"\x1f\x8b") and ".jsonl" in path.name):
+        raise CaptureError(
+            f"{path}: this is shopguard's own log, not a capture: read it with "
+            f"`shopguard report {path}`"
+        )
     if head.startswith(b"{"):
         try:
             data = json.loads(path.read_bytes())

@@ -1,0 +1,568 @@
+"""`shopguard report`: what each site learnt about you, from shopguard's own flow logs.
+
+The logs are read as a stream (the live file, its rotations, gzip-compressed or not) into
+aggregates whose size grows with the sites, hosts and values seen, not with the lines: a year
+of browsing reports in the memory of an afternoon's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from shopguard import paths
+from shopguard.cli.common import load_or_report
+from shopguard.cli.exits import EXIT_OK, EXIT_USAGE, guarded
+from shopguard.engine.location import LocationError, innermost_name, parse, within
+
+SCHEMAS = (1,)  # the log schemas this report reads (every one the project has written)
+PERSONAL = ("phone", "email", "name", "address", "postcode", "id_number", "payment_card", "geo")
+IDENTIFIERS = ("device_id", "tracking_id", "ip_address")
+_RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_STRIPPABLE = {"query": "strip_params", "header": "strip_headers"}
+_FIELD_KINDS = ("body", "body.form", "ws")
+
+
+class ReportError(Exception):
+    """Input or options the report cannot use: the message names the file (and line)."""
+
+
+def parse_when(text: str, now: datetime | None = None) -> datetime:
+    """`2h`, `30m`, `7d` ago; or an ISO date or date and time, local unless it ends in `Z`."""
+    now = now or datetime.now(UTC)
+    relative = _RELATIVE.match(text.strip().lower())
+    if relative:
+        return now - timedelta(seconds=int(relative.group(1)) * _UNITS[relative.group(2)])
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise ReportError(
+            f"not a time: {text!r} (expected e.g. 2h, 7d, 2026-11-26 or 2026-11-26T14:00)"
+        ) from exc
+    return when.astimezone(UTC)  # (a naive time is taken as local)
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+def log_files(path: Path) -> list[Path]:
+    """A log with its rotations, oldest first: `name.<UTC time>.gz`, `name.<UTC time>` (moved
+    aside, not compressed yet), then the live file."""
+    rotated = re.compile(re.escape(path.name) + r"\.\d{8}T\d{12}Z(?:\.gz)?")
+    older = [p for p in path.parent.glob(path.name + ".*") if rotated.fullmatch(p.name)]
+    stamp = len(path.name) + 1
+    files = sorted(older, key=lambda p: p.name[stamp : stamp + 21])
+    return [*files, path] if path.exists() else files
+
+
+def _open(path: Path) -> IO[str]:
+    try:
+        with path.open("rb") as probe:
+            magic = probe.read(2)
+        if magic == b"\x1f\x8b":
+            return gzip.open(path, "rt", encoding="utf-8", errors="replace")
+        return path.open(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise ReportError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+
+
+@dataclass
+class Problems:
+    """Bad input, counted and reported, never fatal."""
+
+    garbage: int = 0  # lines that are no JSON object
+    truncated: int = 0  # a last line cut short (a proxy killed while writing)
+    other_schema: int = 0  # lines of a schema this version does not read
+    where: list[str] = field(default_factory=list)  # the first few, as file:line
+
+    def add(self, kind: str, file: Path, number: int) -> None:
+        setattr(self, kind, getattr(self, kind) + 1)
+        if len(self.where) < 5:
+            self.where.append(f"{file}:{number}")
+
+    @property
+    def total(self) -> int:
+        return self.garbage + self.truncated + self.other_schema
+
+
+def read_lines(files: Iterable[Path], problems: Problems) -> Iterator[dict[str, Any]]:
+    for path in files:
+        with _open(path) as stream:
+            previous: tuple[int, str] | None = None
+            for number, text in enumerate(stream, 1):
+                if previous is not None:
+                    yield from _parsed(path, *previous, problems, last=False)
+                previous = (number, text)
+            if previous is not None:
+                yield from _parsed(path, *previous, problems, last=True)
+
+
+def _parsed(
+    path: Path, number: int, text: str, problems: Problems, *, last: bool
+) -> Iterator[dict[str, Any]]:
+    if not text.strip():
+        return
+    try:
+        line = json.loads(text)
+    except (ValueError, RecursionError):
+        problems.add("truncated" if last and not text.endswith("\n") else "garbage", path, number)
+        return
+    if not isinstance(line, dict) or not isinstance(line.get("event"), str):
+        problems.add("garbage", path, number)
+    elif line.get("schema") not in SCHEMAS:
+        problems.add("other_schema", path, number)
+    else:
+        yield line
+
+
+# -- aggregating -------------------------------------------------------------------------------
+
+
+@dataclass
+class Seen:
+    """How often something was seen, when first and last, and how it was written."""
+
+    count: int = 0
+    stopped: int = 0  # of them, how many did not leave (blocked, stripped, replaced)
+    first: str = ""
+    last: str = ""
+    ways: set[str] = field(default_factory=set)  # "in clear", or the transform
+
+    def add(self, when: str, left: bool, way: str) -> None:
+        self.count += 1
+        self.stopped += not left
+        self.first = min(self.first, when) if self.first else when
+        self.last = max(self.last, when)
+        self.ways.add(way)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "sent": self.count - self.stopped,
+            "stopped": self.stopped,
+            "first": self.first,
+            "last": self.last,
+            "how": sorted(self.ways),
+        }
+
+
+@dataclass
+class OwnValue:
+    """One of the user's own values (a profile finding), followed by its fingerprint."""
+
+    category: str
+    preview: str
+    hosts: dict[str, Seen] = field(default_factory=dict)
+
+
+@dataclass
+class SiteReport:
+    requests: int = 0
+    with_data: int = 0
+    blocked: int = 0
+    sent: dict[tuple[str, str, bool], Seen] = field(default_factory=dict)  # category, host, 3rd
+    own: dict[str, OwnValue] = field(default_factory=dict)  # fingerprint -> value
+    linked: dict[tuple[str, str, str], int] = field(default_factory=dict)  # from, host, category
+    actions: dict[tuple[str, str, str, bool], int] = field(default_factory=dict)
+    unhandled: dict[tuple[str, str, bool, str], Seen] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    sites: dict[str, SiteReport] = field(default_factory=dict)
+    problems: Problems = field(default_factory=Problems)
+    files: list[str] = field(default_factory=list)
+    sessions: int = 0
+    first: str = ""
+    last: str = ""
+
+    def site(self, name: str) -> SiteReport:
+        return self.sites.setdefault(name, SiteReport())
+
+
+def _way(finding: dict[str, Any]) -> str:
+    return finding.get("transform") or "in clear"
+
+
+def _acted_on(location: str, actions: list[dict[str, Any]]) -> bool:
+    """Whether a rule acts on the value at `location` (applied or, in observe mode, not)."""
+    for action in actions:
+        target = action.get("target", "")
+        if action.get("action") == "block" or (target and within(location, target)):
+            return True
+    return False
+
+
+def add_flow(report: Report, line: dict[str, Any]) -> None:
+    site = report.site(str(line.get("site")))
+    site.requests += 1
+    when = str(line.get("timestamp", ""))
+    host = str(line.get("host", ""))
+    third = bool(line.get("third_party"))
+    actions = [a for a in line.get("actions") or [] if isinstance(a, dict)]
+    findings = [f for f in line.get("findings") or [] if isinstance(f, dict)]
+    if any(a.get("action") == "block" and a.get("applied") for a in actions):
+        site.blocked += 1
+    for action in actions:
+        key = (
+            str(action.get("action")),
+            str(action.get("target", "request")),
+            str(action.get("rule", "")),
+            bool(action.get("applied", True)),
+        )
+        site.actions[key] = site.actions.get(key, 0) + 1
+    sent = [f for f in findings if not f.get("received")]
+    site.with_data += bool(sent)
+    for finding in sent:
+        category, location = str(finding.get("category")), str(finding.get("location"))
+        left = finding.get("left", True) is not False  # (lines written before `left`: as sent)
+        site.sent.setdefault((category, host, third), Seen()).add(when, left, _way(finding))
+        if finding.get("detector") == "profile":
+            fingerprint = str(finding.get("fingerprint"))
+            own = site.own.setdefault(
+                fingerprint, OwnValue(category, str(finding.get("preview", "")))
+            )
+            own.hosts.setdefault(host, Seen()).add(when, left, _way(finding))
+        if finding.get("linked_from"):
+            link = (str(finding["linked_from"]), host, category)
+            site.linked[link] = site.linked.get(link, 0) + 1
+        if left and not _acted_on(location, actions):
+            unhandled = site.unhandled.setdefault((category, host, third, location), Seen())
+            unhandled.add(when, left, _way(finding))
+
+
+@dataclass
+class Filters:
+    since: datetime | None = None
+    until: datetime | None = None
+    site: str | None = None
+    last_session: bool = False
+
+    def keeps(self, line: dict[str, Any]) -> bool:
+        if self.since is None and self.until is None:
+            return True
+        try:
+            when = datetime.fromisoformat(str(line.get("timestamp")))
+        except ValueError:
+            return False
+        return (self.since is None or when >= self.since) and (
+            self.until is None or when <= self.until
+        )
+
+
+def build(lines: Iterable[dict[str, Any]], filters: Filters) -> Report:
+    report = Report()
+    for line in lines:
+        event = line["event"]
+        if event == "proxy_started":
+            report.sessions += 1
+            if filters.last_session:  # a new session: what came before is not the last one
+                report.sites.clear()
+                report.first = report.last = ""
+        if event != "flow" or not filters.keeps(line):
+            continue
+        if filters.site is not None and line.get("site") != filters.site:
+            continue
+        when = str(line.get("timestamp", ""))
+        report.first = min(report.first, when) if report.first else when
+        report.last = max(report.last, when)
+        add_flow(report, line)
+    return report
+
+
+# -- what to do about it -----------------------------------------------------------------------
+
+
+def rank(category: str, third_party: bool) -> int:
+    """Personal data to a third party first, then identifiers to one, then what the shop itself
+    receives."""
+    personal = category in PERSONAL
+    return (0 if personal else 1) if third_party else (2 if personal else 3)
+
+
+def suggestion(category: str, location: str, host: str) -> str:
+    """The site-file rule that would handle a value sent at `location` to `host`."""
+    if category in PERSONAL:
+        return f"fields: {{{category}: {{action: strip, hosts: [{json.dumps(host)}]}}}}"
+    try:
+        kind = parse(location).kind
+    except LocationError:
+        kind = ""
+    name = json.dumps(innermost_name(location))
+    if kind == "cookie":
+        return f"trackers: {{strip_cookies: {{{json.dumps(host)}: [{name}]}}}}"
+    if kind in _STRIPPABLE:
+        return f"trackers: {{{_STRIPPABLE[kind]}: [{name}]}}"
+    if kind in _FIELD_KINDS:
+        return f"trackers: {{strip_fields: [{name}]}}"
+    return f"trackers: {{block: [{json.dumps(host)}]}}"
+
+
+def unhandled(report: Report) -> list[dict[str, Any]]:
+    rows = [
+        {
+            "site": name,
+            "category": category,
+            "host": host,
+            "third_party": third,
+            "location": location,
+            **seen.to_dict(),
+            "rule_to_add": suggestion(category, location, host),
+        }
+        for name, site in report.sites.items()
+        for (category, host, third, location), seen in site.unhandled.items()
+    ]
+    return sorted(rows, key=lambda r: (rank(r["category"], r["third_party"]), -r["count"]))
+
+
+def to_json(report: Report) -> dict[str, Any]:
+    """The report as data (its schema is in the README, *Reviewing what was sent*)."""
+    sites = {}
+    for name, site in sorted(report.sites.items()):
+        sites[name] = {
+            "requests": site.requests,
+            "requests_with_personal_data": site.with_data,
+            "blocked": site.blocked,
+            "sent": [
+                {"category": c, "host": h, "third_party": t, **seen.to_dict()}
+                for (c, h, t), seen in sorted(site.sent.items(), key=lambda i: -i[1].count)
+            ],
+            "your_values": [
+                {
+                    "category": own.category,
+                    "preview": own.preview,
+                    "fingerprint": fingerprint,
+                    "hosts": [
+                        {"host": h, **seen.to_dict()}
+                        for h, seen in sorted(own.hosts.items(), key=lambda i: -i[1].count)
+                    ],
+                }
+                for fingerprint, own in site.own.items()
+            ],
+            "linked": [
+                {"from": origin, "to": host, "category": category, "count": count}
+                for (origin, host, category), count in sorted(site.linked.items())
+            ],
+            "actions": [
+                {"action": a, "target": t, "rule": r, "applied": ap, "count": count}
+                for (a, t, r, ap), count in sorted(site.actions.items())
+            ],
+        }
+    problems = report.problems
+    return {
+        "report": 1,
+        "files": report.files,
+        "sessions": report.sessions,
+        "first": report.first,
+        "last": report.last,
+        "unhandled": unhandled(report),
+        "sites": sites,
+        "bad_input": {
+            "garbage": problems.garbage,
+            "truncated": problems.truncated,
+            "other_schema": problems.other_schema,
+            "where": problems.where,
+        },
+    }
+
+
+# -- writing -----------------------------------------------------------------------------------
+
+
+def _hosts_text(own: dict[str, Any]) -> str:
+    parts = []
+    for entry in own["hosts"]:
+        hashed = [w for w in entry["how"] if w != "in clear"]
+        how = f" ({', '.join(hashed)})" if hashed else ""
+        stopped = f", {entry['stopped']} stopped" if entry["stopped"] else ""
+        parts.append(f"{entry['host']} {entry['count']}×{how}{stopped}")
+    return "; ".join(parts)
+
+
+def _sections(data: dict[str, Any]) -> Iterator[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows) of each table, in the order a reader needs them."""
+    rows = [
+        [
+            r["site"],
+            r["category"],
+            r["host"],
+            "third party" if r["third_party"] else "the shop",
+            r["location"],
+            str(r["count"]),
+            r["rule_to_add"],
+        ]
+        for r in data["unhandled"]
+    ]
+    yield (
+        "Sent with no rule acting on it (most serious first)",
+        ["site", "what", "to host", "who", "where", "times", "rule that would stop it"],
+        rows,
+    )
+    for name, site in data["sites"].items():
+        head = (
+            f"{name}: {site['requests']} requests, {site['requests_with_personal_data']} with "
+            f"personal data, {site['blocked']} blocked"
+        )
+        yield (
+            f"{head} — your own values",
+            ["what", "value", "sent to"],
+            [[v["category"], v["preview"], _hosts_text(v)] for v in site["your_values"]],
+        )
+        yield (
+            f"{name} — what was sent, by category and host",
+            ["what", "to host", "who", "sent", "stopped", "how", "first", "last"],
+            [
+                [
+                    s["category"],
+                    s["host"],
+                    "third party" if s["third_party"] else "the shop",
+                    str(s["sent"]),
+                    str(s["stopped"]),
+                    ", ".join(s["how"]),
+                    s["first"][:19].replace("T", " "),
+                    s["last"][:19].replace("T", " "),
+                ]
+                for s in site["sent"]
+            ],
+        )
+        if site["linked"]:
+            yield (
+                f"{name} — identifiers that travelled to another host",
+                ["identifier", "first seen", "then sent to", "times"],
+                [[x["category"], x["from"], x["to"], str(x["count"])] for x in site["linked"]],
+            )
+        yield (
+            f"{name} — what the policy did",
+            ["action", "on", "rule", "applied", "times"],
+            [
+                [
+                    a["action"],
+                    a["target"],
+                    a["rule"],
+                    "yes" if a["applied"] else "no (observe)",
+                    str(a["count"]),
+                ]
+                for a in site["actions"]
+            ],
+        )
+
+
+def _summary(data: dict[str, Any]) -> list[str]:
+    bad = data["bad_input"]
+    lines = [
+        f"{sum(s['requests'] for s in data['sites'].values())} requests to {len(data['sites'])} "
+        f"sites from {data['first'][:19] or '-'} to {data['last'][:19] or '-'} "
+        f"({data['sessions']} proxy session{'s' * (data['sessions'] != 1)}, "
+        f"{len(data['files'])} file{'s' * (len(data['files']) != 1)})"
+    ]
+    skipped = bad["garbage"] + bad["truncated"] + bad["other_schema"]
+    if skipped:
+        lines.append(
+            f"skipped {skipped} lines: {bad['garbage']} unreadable, {bad['truncated']} cut short, "
+            f"{bad['other_schema']} of another schema (first: {', '.join(bad['where'])})"
+        )
+    return lines
+
+
+def write_markdown(data: dict[str, Any], out: IO[str]) -> None:
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    print("# What the shops learnt — shopguard report\n", file=out)
+    for line in _summary(data):
+        print(f"{line}  ", file=out)
+    for title, header, rows in _sections(data):
+        print(f"\n## {cell(title)}\n", file=out)
+        if not rows:
+            print("nothing\n", file=out)
+            continue
+        print("| " + " | ".join(header) + " |", file=out)
+        print("|" + "---|" * len(header), file=out)
+        for row in rows:
+            print("| " + " | ".join(cell(c) for c in row) + " |", file=out)
+
+
+def write_table(data: dict[str, Any], out: IO[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(file=out, highlight=False, width=None if out.isatty() else 160)
+    for line in _summary(data):
+        console.print(Text(line))
+    for title, header, rows in _sections(data):
+        table = Table(title=Text(title), title_justify="left", expand=False)
+        for name in header:
+            table.add_column(Text(name), overflow="fold")
+        for row in rows:
+            table.add_row(*(Text(c) for c in row))
+        if not rows:
+            console.print(Text(f"\n{title}: nothing"))
+        else:
+            console.print(table)
+
+
+# -- the command -------------------------------------------------------------------------------
+
+
+def _inputs(args: argparse.Namespace) -> list[Path]:
+    if args.logs:
+        missing = [p for p in args.logs if not p.exists()]
+        if missing:
+            raise ReportError(f"{missing[0]}: no such file")
+        return list(args.logs)
+    config = load_or_report(args.config)
+    if config is None:
+        raise ReportError("the configuration has errors (above)")
+    path = config.settings.log.path or paths.default_log_path()
+    files = log_files(path)
+    if not files:
+        raise ReportError(f"{path}: no log yet (run `shopguard run` and browse first)")
+    return files
+
+
+@guarded
+def report_command(args: argparse.Namespace) -> int:
+    try:
+        filters = Filters(
+            since=parse_when(args.since) if args.since else None,
+            until=parse_when(args.until) if args.until else None,
+            site=args.site,
+            last_session=args.session == "last",
+        )
+        files = _inputs(args)
+        problems = Problems()
+        report = build(read_lines(files, problems), filters)
+    except ReportError as exc:
+        print(f"shopguard: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    report.problems = problems
+    report.files = [str(f) for f in files]
+    data = to_json(report)
+    out: IO[str] = sys.stdout
+    try:
+        if args.output is not None:
+            out = args.output.open("w", encoding="utf-8")
+        if args.format == "json":
+            json.dump(data, out, ensure_ascii=False, indent=2)
+            print(file=out)
+        elif args.format == "markdown":
+            write_markdown(data, out)
+        else:
+            write_table(data, out)
+    except OSError as exc:
+        print(f"shopguard: {args.output}: cannot write: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return EXIT_OK
