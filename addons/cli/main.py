@@ -109,7 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--session", choices=("last", "all"), default="all", help="the last proxy run, or all"
     )
     report.add_argument(
-        "--format", choices=("table", "markdown", "json"), default="table", help="default: table"
+        "--format",
+        choices=("table", "markdown", "json", "html"),
+        default="table",
+        help="default: table; html: one page that opens offline",
     )
     report.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here")
     _config_arg(report)

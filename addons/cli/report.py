@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import re
 import sys
 from collections.abc import Iterable, Iterator
@@ -179,6 +180,7 @@ class SiteReport:
 @dataclass
 class Report:
     sites: dict[str, SiteReport] = field(default_factory=dict)
+    hours: dict[str, int] = field(default_factory=dict)  # UTC hour -> requests with data
     problems: Problems = field(default_factory=Problems)
     files: list[str] = field(default_factory=list)
     sessions: int = 0
@@ -222,6 +224,9 @@ def add_flow(report: Report, line: dict[str, Any]) -> None:
         site.actions[key] = site.actions.get(key, 0) + 1
     sent = [f for f in findings if not f.get("received")]
     site.with_data += bool(sent)
+    if sent:
+        hour = when[:13]
+        report.hours[hour] = report.hours.get(hour, 0) + 1
     for finding in sent:
         category, location = str(finding.get("category")), str(finding.get("location"))
         left = finding.get("left", True) is not False  # (lines written before `left`: as sent)
@@ -267,6 +272,7 @@ def build(lines: Iterable[dict[str, Any]], filters: Filters) -> Report:
             report.sessions += 1
             if filters.last_session:  # a new session: what came before is not the last one
                 report.sites.clear()
+                report.hours.clear()
                 report.first = report.last = ""
         if event != "flow" or not filters.keeps(line):
             continue
@@ -365,6 +371,7 @@ def to_json(report: Report) -> dict[str, Any]:
         "first": report.first,
         "last": report.last,
         "unhandled": unhandled(report),
+        "timeline": [{"hour": h, "requests": n} for h, n in sorted(report.hours.items())],
         "sites": sites,
         "bad_input": {
             "garbage": problems.garbage,
@@ -550,9 +557,14 @@ def report_command(args: argparse.Namespace) -> int:
     data = to_json(report)
     out: IO[str] = sys.stdout
     try:
-        if args.output is not None:
-            out = args.output.open("w", encoding="utf-8")
-        if args.format == "json":
+        if args.output is not None:  # (private: a report is a shopping history too)
+            fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            out = os.fdopen(fd, "w", encoding="utf-8")
+        if args.format == "html":
+            from shopguard.cli.report_html import write_html
+
+            write_html(data, out)
+        elif args.format == "json":
             json.dump(data, out, ensure_ascii=False, indent=2)
             print(file=out)
         elif args.format == "markdown":
