@@ -205,7 +205,9 @@ def _acted_on(location: str, actions: list[dict[str, Any]]) -> bool:
 
 
 def add_flow(report: Report, line: dict[str, Any]) -> None:
-    site = report.site(str(line.get("site")))
+    # an ad pixel is reported with the shop whose page fired it (`via`): what that shop's
+    # visit gave away
+    site = report.site(str(line.get("via") or line.get("site")))
     site.requests += 1
     when = str(line.get("timestamp", ""))
     host = str(line.get("host", ""))
@@ -276,7 +278,7 @@ def build(lines: Iterable[dict[str, Any]], filters: Filters) -> Report:
                 report.first = report.last = ""
         if event != "flow" or not filters.keeps(line):
             continue
-        if filters.site is not None and line.get("site") != filters.site:
+        if filters.site is not None and filters.site not in (line.get("site"), line.get("via")):
             continue
         when = str(line.get("timestamp", ""))
         report.first = min(report.first, when) if report.first else when
