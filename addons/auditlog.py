@@ -18,8 +18,10 @@ from typing import Any
 import structlog
 
 try:
+    import fcntl
     import resource
 except ImportError:  # (not on Windows)
+    fcntl = None  # type: ignore[assignment]
     resource = None  # type: ignore[assignment]
 
 from shopguard.paths import private_dir
@@ -218,10 +220,33 @@ def _mtime(path: Path) -> float:
         return float("inf")
 
 
+def lock_path(log: Path) -> Path:
+    return log.with_name(log.name + ".lock")
+
+
+def hold_lock(log: Path) -> int | None:
+    """A shared lock on `<log>.lock`, held while a proxy writes the log: `shopguard purge`
+    (which takes it exclusively) refuses to rewrite a log in use. None where locks do not exist
+    or the lock file cannot be made (the log works without)."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(lock_path(log), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # (waits for a purge under way: it is brief)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
 class AuditLog:
     """shopguard's JSON-lines log. `write` raises OSError when the line could not be written."""
 
     def __init__(self, path: Path, rotate_bytes: int, keep: int, max_age_days: int) -> None:
+        self._lock: int | None = None
         self.path = path
         self.file = RotatingFile(path, rotate_bytes, keep, max_age_days)
         self._logger = structlog.wrap_logger(
@@ -238,9 +263,13 @@ class AuditLog:
 
     def open(self) -> None:
         self.file.open()
+        self._lock = hold_lock(self.path)
 
     def close(self) -> None:
         self.file.close()
+        if self._lock is not None:
+            os.close(self._lock)  # (which releases the lock)
+            self._lock = None
 
     def room(self) -> int | None:
         return self.file.room()

@@ -117,6 +117,19 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here")
     _config_arg(report)
 
+    purge = commands.add_parser("purge", help="remove old lines from shopguard's log")
+    purge.add_argument(
+        "logs",
+        nargs="*",
+        type=Path,
+        metavar="LOG",
+        help="default: the configured log, rotations too",
+    )
+    purge.add_argument("--older-than", metavar="AGE", help="e.g. 30d, 12h, or a date (local time)")
+    purge.add_argument("--site", metavar="NAME", help="only that site's lines")
+    purge.add_argument("--dry-run", action="store_true", help="say what would go; change nothing")
+    _config_arg(purge)
+
     policy = commands.add_parser("policy", help="check, explain and test the site policies")
     policy_commands = policy.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
     check = policy_commands.add_parser("check", help="validate config files and list the sites")
@@ -205,6 +218,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from shopguard.cli.report import report_command
 
         return report_command(args)
+    if args.command == "purge":
+        from shopguard.cli.purge import purge_command
+
+        return purge_command(args)
     if args.command == "policy":
         from shopguard.cli import policy, policy_import
 
