@@ -161,6 +161,25 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("site", nargs="*", help="only these sites")
     test.add_argument("-v", "--verbose", action="store_true", help="list passing examples too")
     _config_arg(test)
+    suggest = policy_commands.add_parser(
+        "suggest", help="rules that would stop what the log shows leaving unhandled"
+    )
+    suggest.add_argument(
+        "logs",
+        nargs="*",
+        type=Path,
+        metavar="LOG",
+        help="default: the configured log, rotations too",
+    )
+    suggest.add_argument("--site", metavar="NAME", help="only this site")
+    suggest.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the patch here")
+    suggest.add_argument(
+        "--apply", action="store_true", help="write the rules into your site files"
+    )
+    suggest.add_argument(
+        "--fail-if-any", action="store_true", help="exit 1 when there is something to suggest"
+    )
+    _config_arg(suggest)
     imports = policy_commands.add_parser(
         "import", help="turn a ClearURLs or Adblock-syntax list into a site's policy file"
     )
@@ -223,13 +242,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return purge_command(args)
     if args.command == "policy":
-        from shopguard.cli import policy, policy_import
+        from shopguard.cli import policy, policy_import, suggest
 
         actions = {
             "check": policy.check,
             "explain": policy.explain,
             "test": policy.test,
             "import": policy_import.import_rules,
+            "suggest": suggest.suggest_command,
         }
         return actions[args.policy_command](args)
     if args.command == "ca":

@@ -44,6 +44,7 @@ SITE_KEYS = (
     "tracking_ids",
     "device_ids",
     "not_identifiers",
+    "protect",
     "packed_ips",
     "trackers",
     "fields",
@@ -87,6 +88,7 @@ class Site:
     device_ids: TrackerNames = field(default_factory=TrackerNames)
     not_identifiers: TrackerNames = field(default_factory=TrackerNames)
     packed_ips: tuple[tuple[str, int], ...] = ()  # (name, byte offset of an IPv4 address)
+    protect: TrackerNames = field(default_factory=TrackerNames)  # never suggested for stripping
 
     @cached_property
     def identifiers(self) -> Identifiers:
@@ -117,6 +119,7 @@ class Site:
             not_identifiers=self.not_identifiers.merged(other.not_identifiers),
             packed_ips=self.packed_ips
             + tuple(p for p in other.packed_ips if p not in self.packed_ips),
+            protect=self.protect.merged(other.protect),
         )
 
 
@@ -252,7 +255,7 @@ def _read_site(doc: Located, check: Checker, stem: str, extends: bool = False) -
     line = entries["hosts"].key_line if "hosts" in entries else doc.line
     names = {
         key: _read_trackers(entries[key], check) if key in entries else None
-        for key in ("tracking_ids", "device_ids", "not_identifiers")
+        for key in ("tracking_ids", "device_ids", "not_identifiers", "protect")
     }
     referred_only = False
     if "referred_only" in entries:
@@ -271,6 +274,7 @@ def _read_site(doc: Located, check: Checker, stem: str, extends: bool = False) -
         names["device_ids"] or TrackerNames(),
         names["not_identifiers"] or TrackerNames(),
         _read_packed(entries["packed_ips"], check) if "packed_ips" in entries else (),
+        names["protect"] or TrackerNames(),
     )
 
 

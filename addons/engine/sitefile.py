@@ -237,3 +237,33 @@ def _insert(text: str, at: int, fragment: str, newline: str) -> str:
     if at > 0 and not text[:at].endswith("\n"):
         fragment = newline + fragment
     return text[:at] + fragment + text[at:]
+
+
+def add_field_rule(text: str, category: str, hosts: Sequence[str], comment: str = "") -> str:
+    """`text` with `fields: {category: {action: strip, hosts: [...]}}`: the hosts added to that
+    category's rule when it is a mapping with hosts, the rule created when there is none. A rule
+    the user wrote otherwise (`email: log`, or one for every host) is left as it is."""
+    try:
+        root = _yaml().compose(text)
+    except YAMLError as exc:
+        raise SiteFileError(f"not YAML: {_one_line(str(exc))}") from exc
+    fields = _child(root, "fields")
+    rule = _child(fields, category)
+    if rule is not None:
+        if isinstance(rule, MappingNode) and _child(rule, "hosts") is not None:
+            return add_entries(text, ("fields", category, "hosts"), hosts, comment)
+        return text  # the user's own rule for this category
+    added = add_entries(text, ("fields", category, "hosts"), hosts, comment)
+    node = _child(_child(_yaml().compose(added), "fields"), category)
+    assert isinstance(node, MappingNode)
+    first = node.value[0][0].start_mark  # its `hosts:` key: `action` goes on the line before
+    newline = "\r\n" if "\r\n" in text else "\n"
+    column: int = first.column
+    at: int = first.index - column
+    return added[:at] + " " * column + "action: strip" + newline + added[at:]
+
+
+def _child(node: Node | None, key: str) -> Node | None:
+    if not isinstance(node, MappingNode):
+        return None
+    return next((v for k, v in node.value if k.value == key), None)

@@ -212,7 +212,7 @@ def test_parse_size(text: object, expected: int | None) -> None:
 
 SITE_KEYS = (
     "site, extends, enabled, hosts, first_party, mode, referred_only, tracking_ids, device_ids, "
-    "not_identifiers, packed_ips, trackers, "
+    "not_identifiers, protect, packed_ips, trackers, "
     "fields, allow, on_uninspected, examples"
 )
 
