@@ -31,6 +31,16 @@ def _profile_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _logs_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "logs",
+        nargs="*",
+        type=Path,
+        metavar="LOG",
+        help="flow logs, plain or .gz (default: the configured log and its rotations)",
+    )
+
+
 def _confidence(text: str) -> float:
     try:
         value = float(text)
@@ -95,13 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser(
         "report", help="what each site learnt about you, from shopguard's own log"
     )
-    report.add_argument(
-        "logs",
-        nargs="*",
-        type=Path,
-        metavar="LOG",
-        help="flow logs, plain or .gz (default: the configured log and its rotations)",
-    )
+    _logs_arg(report)
     report.add_argument("--since", metavar="WHEN", help="e.g. 2h, 7d, 2026-11-26 (local time)")
     report.add_argument("--until", metavar="WHEN", help="as --since; end in Z for UTC")
     report.add_argument("--site", metavar="NAME", help="only this site")
@@ -118,13 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(report)
 
     purge = commands.add_parser("purge", help="remove old lines from shopguard's log")
-    purge.add_argument(
-        "logs",
-        nargs="*",
-        type=Path,
-        metavar="LOG",
-        help="default: the configured log, rotations too",
-    )
+    _logs_arg(purge)
     purge.add_argument("--older-than", metavar="AGE", help="e.g. 30d, 12h, or a date (local time)")
     purge.add_argument("--site", metavar="NAME", help="only that site's lines")
     purge.add_argument("--dry-run", action="store_true", help="say what would go; change nothing")
@@ -164,13 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     suggest = policy_commands.add_parser(
         "suggest", help="rules that would stop what the log shows leaving unhandled"
     )
-    suggest.add_argument(
-        "logs",
-        nargs="*",
-        type=Path,
-        metavar="LOG",
-        help="default: the configured log, rotations too",
-    )
+    _logs_arg(suggest)
     suggest.add_argument("--site", metavar="NAME", help="only this site")
     suggest.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the patch here")
     suggest.add_argument(
