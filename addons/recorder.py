@@ -11,7 +11,7 @@ from mitmproxy import ctx, exceptions, http, tls
 from shopguard import __version__, paths, terminal
 from shopguard.adapt import url_text
 from shopguard.auditlog import AuditLog
-from shopguard.engine.location import segment_index, within
+from shopguard.engine.location import segment_index
 from shopguard.engine.masking import (
     host_labels,
     mask_host,
@@ -20,6 +20,7 @@ from shopguard.engine.masking import (
     mask_path,
 )
 from shopguard.engine.pipeline import shown_host
+from shopguard.lines import unhandled, what_left
 from shopguard.runtime import Runtime, guarded, local_response
 from shopguard.state import FlowState
 
@@ -27,29 +28,6 @@ TLS_HINT = (
     "the client refused shopguard's certificate: either it does not trust shopguard's CA "
     "(see `shopguard ca`) or the app pins its certificates and cannot be inspected"
 )
-
-
-def what_left(
-    findings: list[dict[str, Any]], actions: list[dict[str, Any]], sent: bool
-) -> list[dict[str, Any]]:
-    """The findings, each saying whether its value reached the site (`left`): not when the
-    request was blocked or never sent, nor when an applied strip or replace took it out; a
-    value the site sent (`set-cookie:`) was `received` instead."""
-    stopped = [
-        a["target"]
-        for a in actions
-        if a.get("applied") and a["action"] in ("block", "strip", "replace")
-    ]
-    whole = not sent or "request" in stopped or "message" in stopped
-    marked = []
-    for finding in findings:
-        location = finding["location"]
-        if location.startswith("set-cookie:"):
-            marked.append({**finding, "received": True})
-            continue
-        left = not whole and not any(within(location, target) for target in stopped)
-        marked.append({**finding, "left": left})
-    return marked
 
 
 class Recorder:
@@ -183,8 +161,10 @@ class Recorder:
         if "inspection_notes" in state:
             line["inspection_notes"] = state["inspection_notes"]
         sent = flow.server_conn.timestamp_tcp_setup is not None or flow.response is not None
+        findings = what_left(state["findings"], state["actions"], sent)
+        _mark(flow, findings, state["actions"])
         line.update(
-            findings=what_left(state["findings"], state["actions"], sent),
+            findings=findings,
             actions=state["actions"],
             duration_ms=round((time.time() - state["started"]) * 1000, 1),
         )
@@ -221,3 +201,24 @@ def _path_findings(state: FlowState) -> set[int]:
     """Indexes of the path segments that carry a finding (`path:N`)."""
     found = (segment_index(f["location"]) for f in state["findings"])
     return {index for index in found if index is not None}
+
+
+def _mark(
+    flow: http.HTTPFlow, findings: list[dict[str, Any]], actions: list[dict[str, Any]]
+) -> None:
+    """Under mitmweb: what the flow carried and what became of each value, in its comment; ⚠
+    where a value left with no rule acting on it, ✔ where every value is handled."""
+    if not findings:
+        return
+    fates = []
+    for finding in findings:
+        if finding.get("received"):
+            fate = "received"
+        elif finding.get("left") is False:
+            fate = "stopped"
+        else:
+            fate = "sent, no rule" if unhandled(finding, actions) else "sent"
+        fates.append(f"{finding['category']} at {finding['location']}: {fate}")
+    flow.comment = "shopguard: " + "; ".join(fates)
+    leaks = any(unhandled(f, actions) for f in findings)
+    flow.marked = ":warning:" if leaks else ":heavy_check_mark:"

@@ -48,6 +48,7 @@ class Runtime:
         self._context: Context | None = None
         self.run = os.urandom(6).hex()  # marks the flows this process tagged (not saved ones)
         self._pending: list[tuple[str, dict[str, Any]]] = []
+        self.observers: list[Callable[[str, dict[str, Any]], None]] = []  # of written lines
         self._held = False  # lines wait in `_pending` until the proxy listens (`hold_lines`)
 
     def state(self, flow: Any) -> FlowState | None:
@@ -186,6 +187,8 @@ class Runtime:
         except OSError as exc:
             self._log_failed(str(exc))
             return False
+        for observer in self.observers:  # (the live status line of `shopguard run`)
+            observer(event, fields)
         if self.log_error is not None:
             print(
                 f"shopguard: writing the log {self.audit.path} again", file=sys.stderr, flush=True

@@ -22,7 +22,8 @@ from typing import IO, Any
 from shopguard import paths
 from shopguard.cli.common import load_or_report
 from shopguard.cli.exits import EXIT_OK, EXIT_USAGE, guarded
-from shopguard.engine.location import LocationError, innermost_name, parse, within
+from shopguard.engine.location import LocationError, innermost_name, parse
+from shopguard.lines import acted_on
 
 SCHEMAS = (1,)  # the log schemas this report reads (every one the project has written)
 PERSONAL = ("phone", "email", "name", "address", "postcode", "id_number", "payment_card", "geo")
@@ -195,15 +196,6 @@ def _way(finding: dict[str, Any]) -> str:
     return finding.get("transform") or "in clear"
 
 
-def _acted_on(location: str, actions: list[dict[str, Any]]) -> bool:
-    """Whether a rule acts on the value at `location` (applied or, in observe mode, not)."""
-    for action in actions:
-        target = action.get("target", "")
-        if action.get("action") == "block" or (target and within(location, target)):
-            return True
-    return False
-
-
 def add_flow(report: Report, line: dict[str, Any]) -> None:
     # an ad pixel is reported with the shop whose page fired it (`via`): what that shop's
     # visit gave away
@@ -242,7 +234,7 @@ def add_flow(report: Report, line: dict[str, Any]) -> None:
         if finding.get("linked_from"):
             link = (str(finding["linked_from"]), host, category)
             site.linked[link] = site.linked.get(link, 0) + 1
-        if left and not _acted_on(location, actions):
+        if left and not acted_on(location, actions):
             unhandled = site.unhandled.setdefault((category, host, third, location), Seen())
             unhandled.add(when, left, _way(finding))
 

@@ -8,6 +8,7 @@ import errno
 import gc
 import ipaddress
 import logging
+import shutil
 import signal
 import stat
 import sys
@@ -15,7 +16,7 @@ import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from mitmproxy import ctx, exceptions, options
 from mitmproxy.master import Master
@@ -34,6 +35,7 @@ from shopguard.chain import make_addons
 from shopguard.cli.ca import prepare_ca
 from shopguard.cli.common import load_or_report
 from shopguard.cli.exits import EXIT_OK, EXIT_USAGE
+from shopguard.lines import unhandled
 from shopguard.runtime import Runtime
 
 # the options that say where the proxy (or mitmweb's interface) listens, and who may use it
@@ -193,6 +195,51 @@ def user_path(path: Path) -> str:
     return f"~/{path.relative_to(home)}" if path.is_relative_to(home) else str(path)
 
 
+class LiveStatus:
+    """On a terminal, one status line on stderr, rewritten in place (at most twice a second):
+    per site its flows, those with personal data, those blocked, and values that left with no
+    rule acting on them. Nothing when stderr is not a terminal."""
+
+    EVERY = 0.5  # seconds between two redraws
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+        self.counts: dict[str, list[int]] = {}  # site -> flows, with data, blocked, unhandled
+        self.drawn = 0.0
+
+    def __call__(self, event: str, fields: dict[str, Any]) -> None:
+        if event != "flow":
+            return
+        site = str(fields.get("via") or fields.get("site"))
+        counts = self.counts.setdefault(site, [0, 0, 0, 0])
+        findings, actions = fields.get("findings") or [], fields.get("actions") or []
+        counts[0] += 1
+        counts[1] += bool(findings)
+        counts[2] += any(a.get("action") == "block" and a.get("applied") for a in actions)
+        counts[3] += sum(unhandled(f, actions) for f in findings)
+        now = time.monotonic()
+        if now - self.drawn >= self.EVERY:
+            self.drawn = now
+            self.draw()
+
+    def line(self) -> str:
+        return " | ".join(
+            f"{site} {n} flows, {data} with data, {blocked} blocked, {leaks} unhandled"
+            for site, (n, data, blocked, leaks) in sorted(self.counts.items())
+        )
+
+    def draw(self) -> None:
+        width = shutil.get_terminal_size((100, 20)).columns - 1
+        self.out.write("\r\x1b[2K" + self.line()[:width])
+        self.out.flush()
+
+    def end(self) -> None:
+        if self.counts:
+            self.draw()
+            self.out.write("\n")
+            self.out.flush()
+
+
 class Session:
     """`shopguard run` from the moment it listens to its stop: the log's first lines (held
     until then, so that a proxy that never listens writes nothing), the banner, the key files'
@@ -204,6 +251,7 @@ class Session:
         self.exit_code = EXIT_OK
         self.started: float | None = None
         self.reason = "shutdown"
+        self.status: LiveStatus | None = None
 
     def stop(self, reason: str) -> None:
         self.reason = reason
@@ -233,10 +281,15 @@ class Session:
         paths.protect_keys(Path(self.master.options.confdir))  # (WireGuard's, written now)
         self.started = time.monotonic()
         print("\n".join(self.banner()), flush=True)
+        if sys.stderr.isatty():
+            self.status = LiveStatus(sys.stderr)
+            self.rt.observers.append(self.status)
         if warning := log_dir_warning(audit):
             print(warning, file=sys.stderr, flush=True)
 
     def done(self) -> None:
+        if self.status is not None:
+            self.status.end()
         if self.started is None:
             return
         uptime = round(time.monotonic() - self.started, 3)

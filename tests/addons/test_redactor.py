@@ -134,6 +134,7 @@ def test_a_blocked_request_sent_nothing(start: Callable[..., Proxy]) -> None:
     proxy.run(flow)
     findings = flow_line(proxy)["findings"]
     assert findings and all(f["left"] is False for f in findings)  # type: ignore[union-attr]
+    assert flow.marked == ":heavy_check_mark:" and ": stopped" in flow.comment  # (mitmweb)
 
 
 def test_observe_mode_changes_nothing_and_says_what_it_would_do(
