@@ -8,12 +8,14 @@ of browsing reports in the memory of an afternoon's.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -96,8 +98,12 @@ class Problems:
         return self.garbage + self.truncated + self.other_schema
 
 
-def read_lines(files: Iterable[Path], problems: Problems) -> Iterator[dict[str, Any]]:
+def read_lines(
+    files: Iterable[Path], problems: Problems, progress: Callable[[Path], None] | None = None
+) -> Iterator[dict[str, Any]]:
     for path in files:
+        if progress is not None:
+            progress(path)
         with _open(path) as stream:
             previous: tuple[int, str] | None = None
             for number, text in enumerate(stream, 1):
@@ -531,6 +537,38 @@ def _inputs(args: argparse.Namespace) -> list[Path]:
     return files
 
 
+class Progress:
+    """On a terminal (stderr), which file is being read and how far; then the rate. Nothing
+    when stderr is not a terminal."""
+
+    def __init__(self, files: list[Path]) -> None:
+        self.files = files
+        self.shown = sys.stderr.isatty()
+        self.started = time.monotonic()
+        self.bytes = 0
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def file(self, path: Path) -> None:
+        with contextlib.suppress(OSError):
+            self.bytes += path.stat().st_size
+        if self.shown:
+            done = self.files.index(path) if path in self.files else 0
+            sys.stderr.write(f"\r\x1b[2Kreading {done + 1}/{len(self.files)}: {path.name}")
+            sys.stderr.flush()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.shown:
+            seconds = max(time.monotonic() - self.started, 1e-6)
+            rate = self.bytes / seconds / 2**20
+            sys.stderr.write(
+                f"\r\x1b[2Kread {len(self.files)} files, {self.bytes / 2**20:.1f} MiB on disk, "
+                f"in {seconds:.1f} s ({rate:.1f} MiB/s)\n"
+            )
+            sys.stderr.flush()
+
+
 @guarded
 def report_command(args: argparse.Namespace) -> int:
     try:
@@ -542,7 +580,8 @@ def report_command(args: argparse.Namespace) -> int:
         )
         files = _inputs(args)
         problems = Problems()
-        report = build(read_lines(files, problems), filters)
+        with Progress(files) as progress:
+            report = build(read_lines(files, problems, progress.file), filters)
     except ReportError as exc:
         print(f"shopguard: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -263,13 +263,16 @@ def scan(args: argparse.Namespace) -> int:
 
 
 def _with_progress(results: Iterator[Result], args: argparse.Namespace) -> Iterator[Result]:
-    if args.format != "table" or not sys.stderr.isatty():
+    """On a terminal, how many requests are scanned so far, on stderr (whatever the format:
+    the results go to stdout); nothing when stderr is not a terminal."""
+    if not sys.stderr.isatty():
         yield from results
         return
+    from rich.console import Console
     from rich.progress import Progress
 
-    with Progress(transient=True) as progress:
-        task = progress.add_task("scanning", total=None)
+    with Progress(transient=True, console=Console(stderr=True)) as progress:
+        task = progress.add_task(f"scanning {len(args.files)} files", total=None)
         for result in results:
             progress.advance(task)
             yield result
