@@ -271,7 +271,9 @@ def _with_progress(results: Iterator[Result], args: argparse.Namespace) -> Itera
     from rich.console import Console
     from rich.progress import Progress
 
-    with Progress(transient=True, console=Console(stderr=True)) as progress:
+    with Progress(
+        transient=True, console=Console(stderr=True), redirect_stdout=False, redirect_stderr=False
+    ) as progress:
         task = progress.add_task(f"scanning {len(args.files)} files", total=None)
         for result in results:
             progress.advance(task)
