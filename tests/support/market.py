@@ -238,3 +238,108 @@ class FakeMarket(LoopbackServers):
     @property
     def routes(self) -> dict[str, Any]:
         return {**super().routes, "hosts": HOSTS}
+
+
+def _read_chunked(rfile: Any, limit: int) -> bytes:
+    """A chunked request body (the fake market's own handler reads only Content-Length ones)."""
+    body = bytearray()
+    for _ in range(1_000_000):  # bounded: one chunk per round
+        size_line = rfile.readline(1024)
+        size = int(size_line.split(b";")[0].strip() or b"0", 16)
+        if size == 0:
+            while rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+            break
+        body += rfile.read(size)
+        rfile.readline(8)
+        if len(body) > limit:
+            break
+    return bytes(body)
+
+
+def _hostile_handler(recorder: Recorder, scheme: str) -> type[BaseHTTPRequestHandler]:
+    """The fake market's handler that also reads chunked bodies and speaks WebSocket: every
+    message a client sends over it is recorded (method `WS`, the message as the body)."""
+
+    class Handler(_handler(recorder, scheme)):  # type: ignore[misc]
+        def _serve(self) -> None:
+            host = (self.headers.get("host") or "").split(":")[0].lower()
+            if (self.headers.get("upgrade") or "").lower() == "websocket":
+                self._websocket(host)
+                return
+            if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
+                body = _read_chunked(self.rfile, 64 * 1024 * 1024)
+            else:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+            recorder.add(Received(scheme, host, self.command, self.path, dict(self.headers), body))
+            lowered = {k.lower(): v for k, v in self.headers.items()}
+            status, headers, content = _respond(host, self.path, lowered, body)
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("content-length", str(len(content)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(content)
+
+        def _websocket(self, host: str) -> None:
+            from wsproto import ConnectionType, WSConnection
+            from wsproto.events import (
+                AcceptConnection,
+                BytesMessage,
+                CloseConnection,
+                Message,
+                Request,
+                TextMessage,
+            )
+
+            recorder.add(Received(scheme, host, "GET", self.path, dict(self.headers), b""))
+            connection = WSConnection(ConnectionType.SERVER)
+            fields = "".join(f"{k}: {v}\r\n" for k, v in self.headers.items())
+            connection.receive_data(f"{self.requestline}\r\n{fields}\r\n".encode("latin-1"))
+            parts: dict[bool, bytearray] = {True: bytearray(), False: bytearray()}
+            self.close_connection = True
+            self.connection.settimeout(10)
+            for _ in range(100_000):  # bounded: one read per round
+                for event in connection.events():
+                    if isinstance(event, Request):
+                        self.wfile.write(connection.send(AcceptConnection()))
+                    elif isinstance(event, Message):
+                        text = isinstance(event, TextMessage)
+                        data = event.data.encode() if isinstance(event, TextMessage) else event.data
+                        parts[text] += data
+                        if event.message_finished:
+                            payload = bytes(parts[text])
+                            parts[text].clear()
+                            recorder.add(Received(scheme, host, "WS", self.path, {}, payload))
+                            reply = TextMessage(data="ok") if text else BytesMessage(data=b"ok")
+                            self.wfile.write(connection.send(reply))
+                    elif isinstance(event, CloseConnection):
+                        self.wfile.write(connection.send(event.response()))
+                        return
+                self.wfile.flush()
+                try:
+                    data = self.connection.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                connection.receive_data(data)
+
+        do_GET = do_POST = do_HEAD = do_PUT = do_OPTIONS = do_DELETE = do_PATCH = _serve
+
+    return Handler
+
+
+class HostileMarket(LoopbackServers):
+    """The fake marketplace for hostile clients: every fake host over HTTP and HTTPS, chunked
+    request bodies read and recorded, and a WebSocket echo on every path that asks for one."""
+
+    def __init__(self, pki: UpstreamPKI) -> None:
+        self.recorder = Recorder()
+        super().__init__(pki, lambda scheme: _hostile_handler(self.recorder, scheme))
+
+    @property
+    def routes(self) -> dict[str, Any]:
+        return {**super().routes, "hosts": HOSTS}
