@@ -333,7 +333,13 @@ class Detector:
             hits += tuple(
                 (name, "profile", Hit(v.category, 0.95, name[start:end], v.canonical))
                 for v, start, end in ((m.value, s, e) for m, s, e in self.matcher.find(name))
-                if not v.part and v.category != "postcode"
+                # (a postcode only as the whole name: `{"100083": …}`, not inside a longer one)
+                if not v.part and (v.category != "postcode" or name == v.canonical)
+            )
+        if self.matcher is not None and shaped:  # a hashed value as a key (`{"<md5>": …}`)
+            hits += tuple(
+                (name, "profile", Hit(m.value.category, 0.99, m.value.canonical, m.value.canonical))
+                for m, _ in self.matcher.find_digests(name)
             )
         return hits
 

@@ -20,6 +20,8 @@ def mask_path(
     and so are the parameter names in `names` (a name that is personal data -> its mask).
     """
     base, sep, query = path.partition("?")
+    if ";" in base:  # path parameters (`/item;jsessionid=1;mobile=…`): their values are masked
+        base = _PATH_PARAM.sub(lambda m: f"{m.group(1)}{MASK}" if m.group(2) else m.group(1), base)
     if segments:
         parts = base.split("/")
         index = -1
@@ -41,6 +43,8 @@ def mask_path(
         parts.append(f"{name}{eq}{MASK if value else ''}")
     return f"{base}?{'&'.join(parts)}"
 
+
+_PATH_PARAM = re.compile(r"(;[^;=/]*=)([^;/]*)")
 
 # A name that may itself be a value: an @, a run of five digits, another script, or long
 _NAME_VALUE = re.compile(r"@|\d{5}|[^\x00-\x7f]|.{65}")

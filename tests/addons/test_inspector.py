@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -18,6 +19,7 @@ from shopguard.runtime import Runtime
 from shopguard.state import META
 
 PROFILE = Path(__file__).resolve().parents[1] / "fixtures" / "corpus" / "profile.yaml"
+MD5_EMAIL = hashlib.md5(b"wang.xiaoming@example.com").hexdigest()
 
 
 @pytest.fixture
@@ -231,6 +233,15 @@ def test_websocket_message_with_findings_gets_its_own_line(env: dict[str, Any]) 
         ("GET", "s.taobao.com", "/search?13800138000=1", {}, b"", "phone"),
         ("GET", "s.taobao.com", "/search?wang.xiaoming@example.com", {}, b"", "email"),
         ("WANG13800138000", "s.taobao.com", "/p", {}, b"", None),
+        ("GET", "s.taobao.com", "/p/;jsessionid=1;mobile=13800138000", {}, b"", None),
+        (
+            "POST",
+            "s.taobao.com",
+            "/p",
+            {"content-type": "application/json"},
+            b'{"' + MD5_EMAIL.encode() + b'": {"100083": 1}}',
+            "email",
+        ),
         ("GET", "王小明.taobao.com", "/p", {}, b"", None),
         ("GET", "s.taobao.com:13800138000", "/p", {}, b"", None),
     ],
@@ -256,7 +267,7 @@ def test_personal_data_in_names_methods_and_hosts_never_reaches_the_log(
     if category is not None:
         assert category in {f["category"] for f in line["findings"]}
     text = env["log"].read_text(encoding="utf-8")
-    for raw in ("王小明", "13800138000", "wang.xiaoming@example.com", "WANG"):
+    for raw in ("王小明", "13800138000", "wang.xiaoming@example.com", "WANG", MD5_EMAIL, "100083"):
         assert raw not in text
 
 
