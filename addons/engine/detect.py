@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -532,12 +532,16 @@ class Detector:
     ) -> None:
         assert self.matcher is not None
         spans = sorted(self.matcher.find(text, folded), key=lambda s: (s[1], -(s[2] - s[1])))
-        kept: list[tuple[int, int]] = []
+        # a shorter match inside a longer one (a name part inside the e-mail) is not its own.
+        # Matches come by start, the longest first: one kept before covers this one if it ends
+        # later, or where this one ends but starts before it (`reach`, and the first start of
+        # the matches kept that end there)
+        reach = reach_start = -1
         for match, start, end in spans:
-            # a shorter match inside a longer one (a name part inside the e-mail) is not its own
-            if any(s <= start and end <= e and (e - s) > (end - start) for s, e in kept):
+            if reach > end or (reach == end and reach_start < start):
                 continue
-            kept.append((start, end))
+            if end > reach:
+                reach, reach_start = end, start
             index = owner(start)
             fld, value = fields[index], match.value
             if value.category == "postcode" and not (
@@ -620,18 +624,21 @@ def _most_specific(findings: list[Finding]) -> list[Finding]:
     seen: dict[tuple[str, str], list[str]] = {}
     for finding in findings:
         seen.setdefault((finding.category, finding.fingerprint), []).append(finding.location)
-    if all(len(v) == 1 for v in seen.values()):
+    outer: set[tuple[str, str, str]] = set()  # (category, fingerprint, location) held deeper
+    for (category, print_), locations in seen.items():
+        if len(locations) < 2:
+            continue
+        ordered = sorted(locations)  # the locations inside one follow it, in this order
+        for location in set(locations):
+            for step in _STEPS:
+                inner = location + step
+                at = bisect_left(ordered, inner)
+                if at < len(ordered) and ordered[at].startswith(inner):
+                    outer.add((category, print_, location))
+                    break
+    if not outer:
         return findings
-    return [
-        f
-        for f in findings
-        if not any(
-            other != f.location
-            and other.startswith(f.location)
-            and other[len(f.location)] in _STEPS
-            for other in seen[(f.category, f.fingerprint)]
-        )
-    ]
+    return [f for f in findings if (f.category, f.fingerprint, f.location) not in outer]
 
 
 def _origin(fld: Field, host: str) -> str:
