@@ -6,7 +6,6 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from itertools import accumulate
 from typing import Any, NamedTuple, cast
 
@@ -17,6 +16,7 @@ from shopguard.engine.extract import Extraction, Field
 from shopguard.engine.findings import Finding, fingerprint, mask
 from shopguard.engine.keys import KeyDictionary, default_dictionary, words
 from shopguard.engine.known_values import KnownMatcher, fold
+from shopguard.engine.memory import Memory, remembered, size_of
 from shopguard.engine.patterns import (
     TEXT_IP,
     Hit,
@@ -37,30 +37,40 @@ from shopguard.engine.trackers import (
 )
 
 DEFAULT_MIN_CONFIDENCE = 0.5
-_REMEMBERED = 20_000  # keys, values, hits, findings remembered per detector, then forgotten
+_MIB = 1024 * 1024
+# what a detector remembers of recurring keys, values, hits, findings and field layouts, in
+# bytes (each memory is forgotten whole when full): MEMORY_BYTES in all
+_VALUES_BYTES, _CONTEXT_BYTES, _FINDINGS_BYTES, _ROLES_BYTES, _NAMES_BYTES = (
+    2 * _MIB,
+    _MIB,
+    2 * _MIB,
+    _MIB,
+    _MIB,
+)
+_LAYOUT_BYTES = 2 * _MIB  # names and locations of the field layouts remembered (one per
+# endpoint and site, nearly), and as much for the roles of their keys
+MEMORY_BYTES = sum(
+    (_VALUES_BYTES, _CONTEXT_BYTES, _FINDINGS_BYTES, _ROLES_BYTES, _NAMES_BYTES, 2 * _LAYOUT_BYTES)
+)
 _REMEMBER_MAX = 4096  # longer values are scanned each time
 _REMEMBER_FIELDS = 500  # values of requests with more fields are not remembered
-_LAYOUT_CHARS = 2 * 1024 * 1024  # names and locations of the field layouts remembered (one per
-# endpoint and site, nearly), then all forgotten: a bound in characters, not in layouts
 _NONE: frozenset[str] = frozenset()
 _Named = tuple[tuple[str, str, Hit], ...]  # (name, detector, hit): names that are values
 _Role = tuple[frozenset[str], str | None, _Named]  # what a key says: categories, coordinate
 _PLAIN: _Role = (_NONE, None, ())  # role, and whether it or its parent is personal data itself
 
 
-class _Layouts(dict[tuple[Any, ...], Any]):
-    """Facts worked out per field layout, kept within `_LAYOUT_CHARS` characters of keys."""
+class _Layouts(Memory):
+    """Facts worked out per field layout, kept within `_LAYOUT_BYTES` of names."""
 
-    chars = 0
+    def __init__(self) -> None:
+        super().__init__(_LAYOUT_BYTES)
 
-    def keep(self, memo: tuple[Any, ...], names: Iterable[tuple[str, ...]], facts: Any) -> None:
-        size = sum(sum(map(len, column)) + 8 * len(column) for column in names)
-        if self.chars + size > _LAYOUT_CHARS:
-            self.clear()
-            self.chars = 0
-        if size <= _LAYOUT_CHARS // 8:  # (a request of huge names is worked out every time)
-            self[memo] = facts
-            self.chars += size
+    def keep_layout(
+        self, memo: tuple[Any, ...], names: Iterable[tuple[str, ...]], facts: Any
+    ) -> None:
+        # (a request of huge names, over a sixteenth of the bytes, is worked out every time)
+        self.keep(memo, facts, sum(size_of(*column) + 8 * len(column) for column in names))
 
 
 class _Layout(NamedTuple):
@@ -112,13 +122,13 @@ class Detector:
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
     keep_values: bool = False  # `log.values: raw`
     # what recurring keys and values were found to be (a browsing session repeats most of them)
-    _roles: dict[tuple[str, str], _Role] = field(default_factory=dict, init=False, repr=False)
-    _values: dict[str, list[Any]] = field(default_factory=dict, init=False, repr=False)
-    _context: dict[tuple[str, frozenset[str]], list[Hit]] = field(
-        default_factory=dict, init=False, repr=False
+    _roles: Memory = field(default_factory=lambda: Memory(_ROLES_BYTES), init=False, repr=False)
+    _values: Memory = field(default_factory=lambda: Memory(_VALUES_BYTES), init=False, repr=False)
+    _context: Memory = field(default_factory=lambda: Memory(_CONTEXT_BYTES), init=False, repr=False)
+    _findings: Memory = field(
+        default_factory=lambda: Memory(_FINDINGS_BYTES), init=False, repr=False
     )
-    _findings: dict[tuple[Any, ...], Finding] = field(default_factory=dict, init=False, repr=False)
-    _names: dict[str, _Named] = field(default_factory=dict, init=False, repr=False)
+    _names: Memory = field(default_factory=lambda: Memory(_NAMES_BYTES), init=False, repr=False)
     _layouts: _Layouts = field(default_factory=_Layouts, init=False, repr=False)
     _role_lists: _Layouts = field(default_factory=_Layouts, init=False, repr=False)
 
@@ -187,9 +197,7 @@ class Detector:
                     value=hit.value if self.keep_values else None,
                     name=named or None,
                 )
-                if len(made) > _REMEMBERED:
-                    made.clear()
-                made[key] = finding
+                made.keep(key, finding, _finding_size(key, finding))
             found[slot] = finding
             if hit.category in IDENTIFIERS:
                 made_by[slot] = (fld, detector, hit, transform, linked, named)
@@ -237,9 +245,8 @@ class Detector:
                 hits = context.get((fld.value, cats))
                 if hits is None:
                     hits = context_hits(fld, cats, self.region)
-                    if len(context) > _REMEMBERED:
-                        context.clear()
-                    context[(fld.value, cats)] = hits
+                    size = size_of(fld.value, *(t for h in hits for t in (h.value, h.canonical)))
+                    context.keep((fld.value, cats), hits, size)
                 for hit in hits:
                     add(fld, "pattern", hit)
             if geo_role:
@@ -368,7 +375,7 @@ class Detector:
                 )
         agent = locations.index("header:user-agent") if "header:user-agent" in locations else -1
         layout = _Layout(trackers, tracked, tuple(named), tuple(packed), ignored, agent)
-        self._layouts.keep(memo, (locations, keys), layout)
+        self._layouts.keep_layout(memo, (locations, keys), layout)
         return layout
 
     def _roles_of(
@@ -383,21 +390,21 @@ class Detector:
             return known
         found = self._roles_by_key(keys, parents)
         known = (found, [i for i, role in enumerate(found) if role is not _PLAIN])
-        self._role_lists.keep(memo, memo, known)
+        self._role_lists.keep_layout(memo, memo, known)
         return known
 
     def _roles_by_key(self, keys: tuple[str, ...], parents: tuple[str, ...]) -> list[_Role]:
         roles = self._roles
         found = list(map(roles.get, zip(keys, parents, strict=True)))
         if None in found:
-            if len(roles) > _REMEMBERED:
-                roles.clear()
             new = [i for i, role in enumerate(found) if role is None]
-            names = self._names
-            if len(names) > _REMEMBERED:
-                names.clear()
-            for name in {keys[i] for i in new}.union(parents[i] for i in new) - names.keys():
-                names[name] = self._name_hits(name)
+            memory, names = self._names, {}
+            for name in {keys[i] for i in new}.union(parents[i] for i in new):
+                hits = memory.get(name)
+                if hits is None:
+                    hits = self._name_hits(name)
+                    memory.keep(name, hits, size_of(name) * (1 + 2 * len(hits)))
+                names[name] = hits
             for index in new:
                 key, parent = keys[index], parents[index]
                 cats = self.keys.categories_of(key, parent)
@@ -407,7 +414,8 @@ class Detector:
                 if key and self.keys.postcode_near_address(key):
                     cats |= _NEAR
                 role = (cats, self.keys.geo_role(key) if key else None, names[key] + names[parent])
-                found[index] = roles[(key, parent)] = _PLAIN if role == _PLAIN else role
+                found[index] = role = _PLAIN if role == _PLAIN else role
+                roles.keep((key, parent), role, size_of(key, parent) * (1 + 2 * len(role[2])))
         return cast(list[_Role], found)
 
     def _entries(self, values: tuple[str, ...], remember: bool) -> list[list[Any] | None]:
@@ -429,9 +437,7 @@ class Detector:
                 # generation), sighted at (session, party)]
                 entry = found[index] = [False, inner_tokens(value), None, None]
                 if remember and size <= _REMEMBER_MAX:
-                    if len(memory) > _REMEMBERED:
-                        memory.clear()
-                    memory[value] = entry
+                    memory.keep(value, entry, size_of(value, *entry[1]))
         return found
 
     def _link(
@@ -557,6 +563,13 @@ class Detector:
             add(fields[owner(start)], "profile", hit, transform=match.transform)
 
 
+def _finding_size(key: tuple[Any, ...], finding: Finding) -> int:
+    """The bytes of a remembered finding and its key (a hit, its location, transforms, names)."""
+    hit = key[0]
+    strings = (hit.value, hit.canonical, *key[1:], finding.preview, finding.fingerprint)
+    return size_of(*strings, finding.value)
+
+
 def preview(hit: Hit, region: str) -> str:
     """The masked preview of a hit, the same for one value however it was written: a phone
     from its number (national form in the user's region, `138****8000`, else international),
@@ -568,7 +581,7 @@ def preview(hit: Hit, region: str) -> str:
     return mask(hit.category, hit.value)
 
 
-@lru_cache(maxsize=4096)
+@remembered(1024)
 def _phone_display(e164: str, region: str) -> str:
     try:
         number = phonenumbers.parse(e164, None)
@@ -588,7 +601,7 @@ def _ip_by_value(fld: Field, keys: KeyDictionary) -> bool:
     return keys.ip_context_ok(fld.key, fld.parent)
 
 
-@lru_cache(maxsize=8192)
+@remembered(2048)
 def placeholder(value: str) -> bool:
     """A value that stands for "no identifier": empty, `-1`, `0`, `NOT_INIT`, `null`, all zeros
     (`00000000-0000-…`), one character repeated."""

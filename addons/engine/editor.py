@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import cached_property
 from typing import Any
-from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, urlunsplit
 
 from shopguard.engine import composite, decode, jsonpath
 from shopguard.engine import location as loc
 from shopguard.engine.body import FORM, JSON, MULTIPART, Body, Multipart
 from shopguard.engine.findings import Finding
 from shopguard.engine.location import DOCUMENT, FRAGMENT, INDEX, NAME, PART, LocationError, Step
+from shopguard.engine.memory import urlsplit
 from shopguard.engine.policy import NameIndex, NameRule
 from shopguard.engine.request import PlainRequest
 

@@ -29,6 +29,8 @@ import re
 from collections.abc import Mapping
 from typing import NamedTuple
 
+from shopguard.engine.memory import Memory, size_of
+
 KINDS = frozenset(
     {
         "query",
@@ -53,7 +55,8 @@ _RESERVED = re.compile(r"[%.:$\[\]@#{}/\s\x00-\x1f\x7f\ud800-\udfff]")
 _ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}(?:%[0-9A-Fa-f]{2})*")
 _DELIMITERS = re.compile(r"[.#/\[]")
 _RAW = re.compile(r"[:$\[\]@{}/\s\x00-\x1f\x7f]")  # what a name holds only escaped
-escaped_names: dict[str, str] = {}  # name -> as written (names recur request after request)
+NAMES_BYTES = 2 * 1024 * 1024  # the names remembered as written, in bytes (see `memory`)
+escaped_names = Memory(NAMES_BYTES)  # name -> as written (names recur request after request)
 
 
 class LocationError(ValueError):
@@ -90,7 +93,7 @@ class Location(NamedTuple):
 
 def escape(name: str) -> str:
     """`name` as written in a location: reserved characters as `%XX`."""
-    done = escaped_names.get(name)
+    done: str | None = escaped_names.get(name)
     if done is not None:
         return done
     if _RESERVED.search(name) is None:
@@ -100,9 +103,7 @@ def escape(name: str) -> str:
             lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8", "surrogatepass")),
             name,
         )
-    if len(escaped_names) > 20_000:
-        escaped_names.clear()
-    escaped_names[name] = done
+    escaped_names.keep(name, done, size_of(name) if done is name else size_of(name, done))
     return done
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from urllib.parse import urlsplit
 
 import ahocorasick  # type: ignore[import-not-found,unused-ignore]
 
@@ -30,6 +29,7 @@ from shopguard.engine.hosts import normalize_host, registrable_domain
 from shopguard.engine.hosts import route as route_host
 from shopguard.engine.location import escape, masked, with_masks
 from shopguard.engine.masking import host_labels, mask_host
+from shopguard.engine.memory import urlsplit
 from shopguard.engine.redact import Action, Outcome, redact, tracker_block, uninspected_block
 from shopguard.engine.request import PlainRequest
 from shopguard.engine.settings import Config, Site

@@ -12,13 +12,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
 
 from shopguard.engine.body import Body
 from shopguard.engine.editor import Editor
 from shopguard.engine.fakes import replaceable, stand_in
 from shopguard.engine.findings import Finding
 from shopguard.engine.location import innermost_name, top
+from shopguard.engine.memory import urlsplit
 from shopguard.engine.mtop import NO_TOKEN, resign
 from shopguard.engine.policy import Policy
 from shopguard.engine.request import PlainRequest
