@@ -6,7 +6,8 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from itertools import accumulate
+from itertools import accumulate, chain
+from sys import getsizeof
 from typing import Any, NamedTuple, cast
 
 import phonenumbers
@@ -398,24 +399,24 @@ class Detector:
         found = list(map(roles.get, zip(keys, parents, strict=True)))
         if None in found:
             new = [i for i, role in enumerate(found) if role is None]
-            memory, names = self._names, {}
-            for name in {keys[i] for i in new}.union(parents[i] for i in new):
-                hits = memory.get(name)
-                if hits is None:
-                    hits = self._name_hits(name)
-                    memory.keep(name, hits, size_of(name) * (1 + 2 * len(hits)))
-                names[name] = hits
+            memory = self._names
+            names = {
+                name: memory.get(name)
+                for name in {keys[i] for i in new}.union(parents[i] for i in new)
+            }
+            unnamed = {name: self._name_hits(name) for name, hits in names.items() if hits is None}
+            if unnamed:  # (kept all at once: a request brings many new names, or none)
+                names.update(unnamed)
+                size = sum(map(getsizeof, unnamed)) + sum(map(len, unnamed.values())) * 256
+                memory.keep_all(unnamed, size)
+            named = cast(dict[str, _Named], names)
+            made: dict[tuple[str, str], _Role] = {}
             for index in new:
                 key, parent = keys[index], parents[index]
-                cats = self.keys.categories_of(key, parent)
-                if parent in AGENT_HEADERS and not _BUILD_WORDS.intersection(words(key)):
-                    cats |= _AGENT  # a part of a User-Agent (not its build or version): a device
-                    # ID by its shape
-                if key and self.keys.postcode_near_address(key):
-                    cats |= _NEAR
-                role = (cats, self.keys.geo_role(key) if key else None, names[key] + names[parent])
-                found[index] = role = _PLAIN if role == _PLAIN else role
-                roles.keep((key, parent), role, size_of(key, parent) * (1 + 2 * len(role[2])))
+                role = (*_key_role(self.keys, key, parent), named[key] + named[parent])
+                found[index] = made[(key, parent)] = _PLAIN if role == _PLAIN else role
+            size = sum(map(getsizeof, chain.from_iterable(made)))  # (keys and parents)
+            roles.keep_all(made, size + 256 * sum(len(r[2]) for r in made.values() if r[2]))
         return cast(list[_Role], found)
 
     def _entries(self, values: tuple[str, ...], remember: bool) -> list[list[Any] | None]:
@@ -425,6 +426,7 @@ class Detector:
         memory = self._values
         found = list(map(memory.get, values))
         if None in found:
+            kept: dict[str, list[Any]] = {}
             for index in [i for i, entry in enumerate(found) if entry is None]:
                 value = values[index]
                 size = len(value)
@@ -437,7 +439,10 @@ class Detector:
                 # generation), sighted at (session, party)]
                 entry = found[index] = [False, inner_tokens(value), None, None]
                 if remember and size <= _REMEMBER_MAX:
-                    memory.keep(value, entry, size_of(value, *entry[1]))
+                    kept[value] = entry
+            if kept:  # (the bytes of the values and of their tokens)
+                tokens = sum(sum(map(getsizeof, e[1])) for e in kept.values() if e[1])
+                memory.keep_all(kept, sum(map(getsizeof, kept)) + tokens)
         return found
 
     def _link(
@@ -561,6 +566,18 @@ class Detector:
             value = match.value
             hit = Hit(value.category, 0.99, value.canonical, value.canonical)
             add(fields[owner(start)], "profile", hit, transform=match.transform)
+
+
+@remembered(2048)  # (one call where there were three: keys recur a lot)
+def _key_role(keys: KeyDictionary, key: str, parent: str) -> tuple[frozenset[str], str | None]:
+    """The categories a value under `key` (in `parent`) may be, and its coordinate role."""
+    cats = keys.categories_of(key, parent)
+    if parent in AGENT_HEADERS and not _BUILD_WORDS.intersection(words(key)):
+        cats |= _AGENT  # a part of a User-Agent (not its build or version): a device ID by its
+        # shape
+    if key and keys.postcode_near_address(key):
+        cats |= _NEAR
+    return cats, keys.geo_role(key) if key else None
 
 
 def _finding_size(key: tuple[Any, ...], finding: Finding) -> int:

@@ -14,6 +14,8 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
+from sys import getsizeof
 from typing import Any, NamedTuple
 
 from shopguard.engine import composite, decode
@@ -156,8 +158,8 @@ class _Walker:
             walker = _Walker(self.limits)
             read(walker, location, key, value)
             entry = (tuple(walker.fields), tuple(walker.out.problems))
-            size = size_of(location, key, value, *walker.out.problems)
-            size += sum(size_of(*f) + 64 for f in walker.fields)
+            size = size_of(location, key, value, *walker.out.problems) + 64 * len(walker.fields)
+            size += sum(map(getsizeof, chain.from_iterable(walker.fields)))
             self.memo.keep((location, key, value), entry, size)  # (the oldest forgotten first)
         fields, problems = entry
         if len(fields) > self.max_fields - len(self.fields):

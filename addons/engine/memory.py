@@ -43,9 +43,12 @@ def remembered(
 
         @wraps(function)
         def call(*args: P.args, **kwargs: P.kwargs) -> R:
-            if kwargs or sum(map(getsizeof, args)) > entry_bytes:
-                return function(*args, **kwargs)
-            return cached(*args)
+            if len(args) == 1:  # (most: one text)
+                if getsizeof(args[0]) <= entry_bytes and not kwargs:
+                    return cached(*args)
+            elif not kwargs and sum(map(getsizeof, args)) <= entry_bytes:
+                return cached(*args)
+            return function(*args, **kwargs)
 
         call.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
         call.cache_info = cached.cache_info  # type: ignore[attr-defined]
@@ -89,6 +92,19 @@ class Memory(dict[Any, Any]):
         self.used += size
         if sizes is not None:
             sizes[key] = size
+
+    def keep_all(self, entries: dict[Any, Any], size: int) -> None:
+        """Keep `entries`, of `size` bytes in all (a request's new ones, at once); none of them
+        when they are more than the whole budget."""
+        size += len(entries) * (ENTRY_OVERHEAD // 2)
+        if self._sizes is not None or size > self.budget:
+            for key, value in entries.items():  # (each with its share)
+                self.keep(key, value, size // len(entries) - ENTRY_OVERHEAD // 2)
+            return
+        if self.used + size > self.budget:
+            self.clear()
+        self.update(entries)
+        self.used += size
 
     def clear(self) -> None:
         super().clear()
