@@ -6,6 +6,7 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from itertools import accumulate, chain
 from sys import getsizeof
 from typing import Any, NamedTuple, cast
@@ -598,7 +599,7 @@ def preview(hit: Hit, region: str) -> str:
     return mask(hit.category, hit.value)
 
 
-@remembered(1024)
+@lru_cache(maxsize=1024)  # (E.164 numbers: short)
 def _phone_display(e164: str, region: str) -> str:
     try:
         number = phonenumbers.parse(e164, None)
@@ -657,6 +658,18 @@ def _most_specific(findings: list[Finding]) -> list[Finding]:
     outer: set[tuple[str, str, str]] = set()  # (category, fingerprint, location) held deeper
     for (category, print_), locations in seen.items():
         if len(locations) < 2:
+            continue
+        if len(locations) <= 8:  # (a value found in a few places: compared pairwise)
+            outer.update(
+                (category, print_, location)
+                for location in locations
+                if any(
+                    len(other) > len(location)
+                    and other.startswith(location)
+                    and other[len(location)] in _STEPS
+                    for other in locations
+                )
+            )
             continue
         ordered = sorted(locations)  # the locations inside one follow it, in this order
         for location in set(locations):

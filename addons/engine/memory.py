@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import lru_cache, wraps
 from sys import getsizeof
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 from urllib.parse import SplitResult
 from urllib.parse import urlsplit as _urlsplit
 
@@ -37,22 +37,44 @@ def remembered(
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """`functools.lru_cache(maxsize)` for calls whose arguments take at most `entry_bytes`."""
 
-    def wrap(function: Callable[P, R]) -> Callable[P, R]:
-        cached = lru_cache(maxsize)(function)
+    def wrap(typed: Callable[P, R]) -> Callable[P, R]:
+        function: Callable[..., Any] = typed
+        cached: Any = lru_cache(maxsize)(typed)
         _memos.append((cached, maxsize, entry_bytes))
 
-        @wraps(function)
-        def call(*args: P.args, **kwargs: P.kwargs) -> R:
-            if len(args) == 1:  # (most: one text)
-                if getsizeof(args[0]) <= entry_bytes and not kwargs:
-                    return cached(*args)
-            elif not kwargs and sum(map(getsizeof, args)) <= entry_bytes:
-                return cached(*args)
-            return function(*args, **kwargs)
+        # a wrapper of the same arity where there are no defaults (no packing of arguments)
+        arity = function.__code__.co_argcount if not function.__defaults__ else 0
+        call: Any
+        if arity == 1:
 
-        call.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
-        call.cache_info = cached.cache_info  # type: ignore[attr-defined]
-        return call
+            def call(a: Any) -> Any:
+                return cached(a) if getsizeof(a) <= entry_bytes else function(a)
+
+        elif arity == 2:
+
+            def call(a: Any, b: Any) -> Any:
+                if getsizeof(a) + getsizeof(b) <= entry_bytes:
+                    return cached(a, b)
+                return function(a, b)
+
+        elif arity == 3:
+
+            def call(a: Any, b: Any, c: Any) -> Any:
+                if getsizeof(a) + getsizeof(b) + getsizeof(c) <= entry_bytes:
+                    return cached(a, b, c)
+                return function(a, b, c)
+
+        else:
+
+            def call(*args: Any, **kwargs: Any) -> Any:
+                if not kwargs and sum(map(getsizeof, args)) <= entry_bytes:
+                    return cached(*args)
+                return function(*args, **kwargs)
+
+        call = wraps(function)(call)
+        call.cache_clear = cached.cache_clear
+        call.cache_info = cached.cache_info
+        return cast(Callable[P, R], call)
 
     return wrap
 
@@ -66,6 +88,8 @@ class Memory(dict[Any, Any]):
     """A dictionary that keeps its entries within `budget` bytes (as the caller counts them,
     with `size_of`): an entry larger than a sixteenth of it is not kept; when the next would not
     fit, all are forgotten, or with `oldest_first` the oldest ones until it fits."""
+
+    __slots__ = ("_sizes", "budget", "used")  # (no instance dictionary: lookups stay fast)
 
     def __init__(self, budget: int, oldest_first: bool = False) -> None:
         super().__init__()
