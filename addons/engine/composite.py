@@ -10,8 +10,9 @@ the value as it was. Splitting is bounded: at most `MAX_PARTS` parts, and values
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from typing import NamedTuple
+
+from shopguard.engine.memory import remembered
 
 MAX_PARTS = 64
 MAX_VALUE = 4096
@@ -56,7 +57,7 @@ _BROWSER = re.compile(
 )
 
 
-@lru_cache(maxsize=256)
+@remembered(256, entry_bytes=1024)  # (a User-Agent may be long)
 def browser_agent(text: str) -> bool:
     """Whether a User-Agent is a web browser's (not an app's, its web view's, or a library's):
     a page in a browser can read no hardware or app-install identifier."""

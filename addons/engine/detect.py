@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from itertools import accumulate
+from itertools import accumulate, chain
+from sys import getsizeof
 from typing import Any, NamedTuple, cast
 
 import phonenumbers
@@ -17,6 +18,7 @@ from shopguard.engine.extract import Extraction, Field
 from shopguard.engine.findings import Finding, fingerprint, mask
 from shopguard.engine.keys import KeyDictionary, default_dictionary, words
 from shopguard.engine.known_values import KnownMatcher, fold
+from shopguard.engine.memory import Memory, remembered, size_of
 from shopguard.engine.patterns import (
     TEXT_IP,
     Hit,
@@ -37,30 +39,40 @@ from shopguard.engine.trackers import (
 )
 
 DEFAULT_MIN_CONFIDENCE = 0.5
-_REMEMBERED = 20_000  # keys, values, hits, findings remembered per detector, then forgotten
+_MIB = 1024 * 1024
+# what a detector remembers of recurring keys, values, hits, findings and field layouts, in
+# bytes (each memory is forgotten whole when full): MEMORY_BYTES in all
+_VALUES_BYTES, _CONTEXT_BYTES, _FINDINGS_BYTES, _ROLES_BYTES, _NAMES_BYTES = (
+    2 * _MIB,
+    _MIB,
+    2 * _MIB,
+    _MIB,
+    _MIB,
+)
+_LAYOUT_BYTES = 2 * _MIB  # names and locations of the field layouts remembered (one per
+# endpoint and site, nearly), and as much for the roles of their keys
+MEMORY_BYTES = sum(
+    (_VALUES_BYTES, _CONTEXT_BYTES, _FINDINGS_BYTES, _ROLES_BYTES, _NAMES_BYTES, 2 * _LAYOUT_BYTES)
+)
 _REMEMBER_MAX = 4096  # longer values are scanned each time
 _REMEMBER_FIELDS = 500  # values of requests with more fields are not remembered
-_LAYOUT_CHARS = 2 * 1024 * 1024  # names and locations of the field layouts remembered (one per
-# endpoint and site, nearly), then all forgotten: a bound in characters, not in layouts
 _NONE: frozenset[str] = frozenset()
 _Named = tuple[tuple[str, str, Hit], ...]  # (name, detector, hit): names that are values
 _Role = tuple[frozenset[str], str | None, _Named]  # what a key says: categories, coordinate
 _PLAIN: _Role = (_NONE, None, ())  # role, and whether it or its parent is personal data itself
 
 
-class _Layouts(dict[tuple[Any, ...], Any]):
-    """Facts worked out per field layout, kept within `_LAYOUT_CHARS` characters of keys."""
+class _Layouts(Memory):
+    """Facts worked out per field layout, kept within `_LAYOUT_BYTES` of names."""
 
-    chars = 0
+    def __init__(self) -> None:
+        super().__init__(_LAYOUT_BYTES)
 
-    def keep(self, memo: tuple[Any, ...], names: Iterable[tuple[str, ...]], facts: Any) -> None:
-        size = sum(sum(map(len, column)) + 8 * len(column) for column in names)
-        if self.chars + size > _LAYOUT_CHARS:
-            self.clear()
-            self.chars = 0
-        if size <= _LAYOUT_CHARS // 8:  # (a request of huge names is worked out every time)
-            self[memo] = facts
-            self.chars += size
+    def keep_layout(
+        self, memo: tuple[Any, ...], names: Iterable[tuple[str, ...]], facts: Any
+    ) -> None:
+        # (a request of huge names, over a sixteenth of the bytes, is worked out every time)
+        self.keep(memo, facts, sum(size_of(*column) + 8 * len(column) for column in names))
 
 
 class _Layout(NamedTuple):
@@ -112,13 +124,13 @@ class Detector:
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
     keep_values: bool = False  # `log.values: raw`
     # what recurring keys and values were found to be (a browsing session repeats most of them)
-    _roles: dict[tuple[str, str], _Role] = field(default_factory=dict, init=False, repr=False)
-    _values: dict[str, list[Any]] = field(default_factory=dict, init=False, repr=False)
-    _context: dict[tuple[str, frozenset[str]], list[Hit]] = field(
-        default_factory=dict, init=False, repr=False
+    _roles: Memory = field(default_factory=lambda: Memory(_ROLES_BYTES), init=False, repr=False)
+    _values: Memory = field(default_factory=lambda: Memory(_VALUES_BYTES), init=False, repr=False)
+    _context: Memory = field(default_factory=lambda: Memory(_CONTEXT_BYTES), init=False, repr=False)
+    _findings: Memory = field(
+        default_factory=lambda: Memory(_FINDINGS_BYTES), init=False, repr=False
     )
-    _findings: dict[tuple[Any, ...], Finding] = field(default_factory=dict, init=False, repr=False)
-    _names: dict[str, _Named] = field(default_factory=dict, init=False, repr=False)
+    _names: Memory = field(default_factory=lambda: Memory(_NAMES_BYTES), init=False, repr=False)
     _layouts: _Layouts = field(default_factory=_Layouts, init=False, repr=False)
     _role_lists: _Layouts = field(default_factory=_Layouts, init=False, repr=False)
 
@@ -187,9 +199,7 @@ class Detector:
                     value=hit.value if self.keep_values else None,
                     name=named or None,
                 )
-                if len(made) > _REMEMBERED:
-                    made.clear()
-                made[key] = finding
+                made.keep(key, finding, _finding_size(key, finding))
             found[slot] = finding
             if hit.category in IDENTIFIERS:
                 made_by[slot] = (fld, detector, hit, transform, linked, named)
@@ -237,9 +247,8 @@ class Detector:
                 hits = context.get((fld.value, cats))
                 if hits is None:
                     hits = context_hits(fld, cats, self.region)
-                    if len(context) > _REMEMBERED:
-                        context.clear()
-                    context[(fld.value, cats)] = hits
+                    size = size_of(fld.value, *(t for h in hits for t in (h.value, h.canonical)))
+                    context.keep((fld.value, cats), hits, size)
                 for hit in hits:
                     add(fld, "pattern", hit)
             if geo_role:
@@ -375,7 +384,7 @@ class Detector:
                 )
         agent = locations.index("header:user-agent") if "header:user-agent" in locations else -1
         layout = _Layout(trackers, tracked, tuple(named), tuple(packed), ignored, agent)
-        self._layouts.keep(memo, (locations, keys), layout)
+        self._layouts.keep_layout(memo, (locations, keys), layout)
         return layout
 
     def _roles_of(
@@ -390,31 +399,32 @@ class Detector:
             return known
         found = self._roles_by_key(keys, parents)
         known = (found, [i for i, role in enumerate(found) if role is not _PLAIN])
-        self._role_lists.keep(memo, memo, known)
+        self._role_lists.keep_layout(memo, memo, known)
         return known
 
     def _roles_by_key(self, keys: tuple[str, ...], parents: tuple[str, ...]) -> list[_Role]:
         roles = self._roles
         found = list(map(roles.get, zip(keys, parents, strict=True)))
         if None in found:
-            if len(roles) > _REMEMBERED:
-                roles.clear()
             new = [i for i, role in enumerate(found) if role is None]
-            names = self._names
-            if len(names) > _REMEMBERED:
-                names.clear()
-            for name in {keys[i] for i in new}.union(parents[i] for i in new) - names.keys():
-                names[name] = self._name_hits(name)
+            memory = self._names
+            names = {
+                name: memory.get(name)
+                for name in {keys[i] for i in new}.union(parents[i] for i in new)
+            }
+            unnamed = {name: self._name_hits(name) for name, hits in names.items() if hits is None}
+            if unnamed:  # (kept all at once: a request brings many new names, or none)
+                names.update(unnamed)
+                size = sum(map(getsizeof, unnamed)) + sum(map(len, unnamed.values())) * 256
+                memory.keep_all(unnamed, size)
+            named = cast(dict[str, _Named], names)
+            made: dict[tuple[str, str], _Role] = {}
             for index in new:
                 key, parent = keys[index], parents[index]
-                cats = self.keys.categories_of(key, parent)
-                if parent in AGENT_HEADERS and not _BUILD_WORDS.intersection(words(key)):
-                    cats |= _AGENT  # a part of a User-Agent (not its build or version): a device
-                    # ID by its shape
-                if key and self.keys.postcode_near_address(key):
-                    cats |= _NEAR
-                role = (cats, self.keys.geo_role(key) if key else None, names[key] + names[parent])
-                found[index] = roles[(key, parent)] = _PLAIN if role == _PLAIN else role
+                role = (*_key_role(self.keys, key, parent), named[key] + named[parent])
+                found[index] = made[(key, parent)] = _PLAIN if role == _PLAIN else role
+            size = sum(map(getsizeof, chain.from_iterable(made)))  # (keys and parents)
+            roles.keep_all(made, size + 256 * sum(len(r[2]) for r in made.values() if r[2]))
         return cast(list[_Role], found)
 
     def _entries(self, values: tuple[str, ...], remember: bool) -> list[list[Any] | None]:
@@ -424,6 +434,7 @@ class Detector:
         memory = self._values
         found = list(map(memory.get, values))
         if None in found:
+            kept: dict[str, list[Any]] = {}
             for index in [i for i, entry in enumerate(found) if entry is None]:
                 value = values[index]
                 size = len(value)
@@ -436,9 +447,10 @@ class Detector:
                 # generation), sighted at (session, party)]
                 entry = found[index] = [False, inner_tokens(value), None, None]
                 if remember and size <= _REMEMBER_MAX:
-                    if len(memory) > _REMEMBERED:
-                        memory.clear()
-                    memory[value] = entry
+                    kept[value] = entry
+            if kept:  # (the bytes of the values and of their tokens)
+                tokens = sum(sum(map(getsizeof, e[1])) for e in kept.values() if e[1])
+                memory.keep_all(kept, sum(map(getsizeof, kept)) + tokens)
         return found
 
     def _link(
@@ -539,12 +551,16 @@ class Detector:
     ) -> None:
         assert self.matcher is not None
         spans = sorted(self.matcher.find(text, folded), key=lambda s: (s[1], -(s[2] - s[1])))
-        kept: list[tuple[int, int]] = []
+        # a shorter match inside a longer one (a name part inside the e-mail) is not its own.
+        # Matches come by start, the longest first: one kept before covers this one if it ends
+        # later, or where this one ends but starts before it (`reach`, and the first start of
+        # the matches kept that end there)
+        reach = reach_start = -1
         for match, start, end in spans:
-            # a shorter match inside a longer one (a name part inside the e-mail) is not its own
-            if any(s <= start and end <= e and (e - s) > (end - start) for s, e in kept):
+            if reach > end or (reach == end and reach_start < start):
                 continue
-            kept.append((start, end))
+            if end > reach:
+                reach, reach_start = end, start
             index = owner(start)
             fld, value = fields[index], match.value
             if value.category == "postcode" and not (
@@ -560,6 +576,25 @@ class Detector:
             add(fields[owner(start)], "profile", hit, transform=match.transform)
 
 
+@remembered(2048)  # (one call where there were three: keys recur a lot)
+def _key_role(keys: KeyDictionary, key: str, parent: str) -> tuple[frozenset[str], str | None]:
+    """The categories a value under `key` (in `parent`) may be, and its coordinate role."""
+    cats = keys.categories_of(key, parent)
+    if parent in AGENT_HEADERS and not _BUILD_WORDS.intersection(words(key)):
+        cats |= _AGENT  # a part of a User-Agent (not its build or version): a device ID by its
+        # shape
+    if key and keys.postcode_near_address(key):
+        cats |= _NEAR
+    return cats, keys.geo_role(key) if key else None
+
+
+def _finding_size(key: tuple[Any, ...], finding: Finding) -> int:
+    """The bytes of a remembered finding and its key (a hit, its location, transforms, names)."""
+    hit = key[0]
+    strings = (hit.value, hit.canonical, *key[1:], finding.preview, finding.fingerprint)
+    return size_of(*strings, finding.value)
+
+
 def preview(hit: Hit, region: str) -> str:
     """The masked preview of a hit, the same for one value however it was written: a phone
     from its number (national form in the user's region, `138****8000`, else international),
@@ -571,7 +606,7 @@ def preview(hit: Hit, region: str) -> str:
     return mask(hit.category, hit.value)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)  # (E.164 numbers: short)
 def _phone_display(e164: str, region: str) -> str:
     try:
         number = phonenumbers.parse(e164, None)
@@ -591,7 +626,7 @@ def _ip_by_value(fld: Field, keys: KeyDictionary) -> bool:
     return keys.ip_context_ok(fld.key, fld.parent)
 
 
-@lru_cache(maxsize=8192)
+@remembered(2048)
 def placeholder(value: str) -> bool:
     """A value that stands for "no identifier": empty, `-1`, `0`, `NOT_INIT`, `null`, all zeros
     (`00000000-0000-…`), one character repeated."""
@@ -627,18 +662,33 @@ def _most_specific(findings: list[Finding]) -> list[Finding]:
     seen: dict[tuple[str, str], list[str]] = {}
     for finding in findings:
         seen.setdefault((finding.category, finding.fingerprint), []).append(finding.location)
-    if all(len(v) == 1 for v in seen.values()):
+    outer: set[tuple[str, str, str]] = set()  # (category, fingerprint, location) held deeper
+    for (category, print_), locations in seen.items():
+        if len(locations) < 2:
+            continue
+        if len(locations) <= 8:  # (a value found in a few places: compared pairwise)
+            outer.update(
+                (category, print_, location)
+                for location in locations
+                if any(
+                    len(other) > len(location)
+                    and other.startswith(location)
+                    and other[len(location)] in _STEPS
+                    for other in locations
+                )
+            )
+            continue
+        ordered = sorted(locations)  # the locations inside one follow it, in this order
+        for location in set(locations):
+            for step in _STEPS:
+                inner = location + step
+                at = bisect_left(ordered, inner)
+                if at < len(ordered) and ordered[at].startswith(inner):
+                    outer.add((category, print_, location))
+                    break
+    if not outer:
         return findings
-    return [
-        f
-        for f in findings
-        if not any(
-            other != f.location
-            and other.startswith(f.location)
-            and other[len(f.location)] in _STEPS
-            for other in seen[(f.category, f.fingerprint)]
-        )
-    ]
+    return [f for f in findings if (f.category, f.fingerprint, f.location) not in outer]
 
 
 def _origin(fld: Field, host: str) -> str:

@@ -8,15 +8,17 @@ gap until then), and whatever no rule touched leaves as it came, to the byte.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import cached_property
 from typing import Any
-from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, urlunsplit
 
 from shopguard.engine import composite, decode, jsonpath
 from shopguard.engine import location as loc
 from shopguard.engine.body import FORM, JSON, MULTIPART, Body, Multipart
 from shopguard.engine.findings import Finding
 from shopguard.engine.location import DOCUMENT, FRAGMENT, INDEX, NAME, PART, LocationError, Step
+from shopguard.engine.memory import urlsplit
 from shopguard.engine.policy import NameIndex, NameRule
 from shopguard.engine.request import PlainRequest
 
@@ -24,18 +26,65 @@ ENCODE_SAFE = "-_.!~*'()"  # what JavaScript's encodeURIComponent leaves alone
 PAIRS = ("query", "fragment", "body.form")
 
 
-class Fields:
+class _Named:
+    """Items (lists whose `item[1]` is a name, None for an item without one) found by name
+    through an index made on first use, so that a request of many fields costs one pass, not one
+    per field. A removed name leaves the list when the list is next read whole."""
+
+    def __init__(self) -> None:
+        self._items: list[list[Any]] = []
+        self._index: dict[str, list[list[Any]]] | None = None
+        self._gone: set[str] = set()
+
+    @property
+    def items(self) -> list[list[Any]]:
+        if self._gone:
+            gone, self._gone = self._gone, set()
+            self._items = [item for item in self._items if item[1] not in gone]
+        return self._items
+
+    def matching(self, name: str) -> list[list[Any]]:
+        """The items named `name`, in order."""
+        if self._index is None:
+            index: dict[str, list[list[Any]]] = {}
+            for item in self.items:
+                if item[1] is not None:
+                    index.setdefault(item[1], []).append(item)
+            self._index = index
+        return self._index.get(name, [])
+
+    def unique_names(self) -> list[str]:
+        """Each name once, in the order it first came."""
+        self.matching("")
+        assert self._index is not None
+        return list(self._index)
+
+    def drop(self, name: str) -> bool:
+        """Remove every item named `name`; False when there is none."""
+        if not self.matching(name):
+            return False
+        assert self._index is not None
+        del self._index[name]
+        self._gone.add(name)
+        return True
+
+
+class Fields(_Named):
     """What query strings, forms and multipart bodies share: named items (`item[1]`, None for
     an item that is not a field), read and set one by one, some of which may be removed."""
 
     def __init__(self) -> None:
-        self.items: list[list[Any]] = []
+        super().__init__()
         self.removed = False
 
     def value_of(self, item: list[Any]) -> str:
         raise NotImplementedError
 
-    def set_item(self, item: list[Any], value: str) -> None:
+    def held(self, item: list[Any]) -> str | _Held:
+        """The value of `item` as the editor holds it (parsed, where a rule edits inside it)."""
+        return self.value_of(item)
+
+    def set_item(self, item: list[Any], value: str | _Held) -> None:
         raise NotImplementedError
 
     @property
@@ -52,36 +101,40 @@ class Fields:
         raise NotImplementedError
 
     def __contains__(self, name: str) -> bool:
-        return any(item[1] == name for item in self.items)
+        return bool(self.matching(name))
 
     def names(self) -> list[str]:
         return [item[1] for item in self.items if item[1] is not None]
 
     def get(self, name: str) -> str | None:
-        return next((self.value_of(item) for item in self.items if item[1] == name), None)
+        matching = self.matching(name)
+        return self.value_of(matching[0]) if matching else None
+
+    def slot(self, name: str) -> str | _Held | None:
+        """The first value sent under `name`, as held (see `held`)."""
+        matching = self.matching(name)
+        return self.held(matching[0]) if matching else None
 
     def all(self, name: str) -> list[str]:
         """Every value sent under `name` (a field may be sent more than once)."""
-        return [self.value_of(item) for item in self.items if item[1] == name]
+        return [self.value_of(item) for item in self.matching(name)]
 
-    def set(self, name: str, value: str) -> bool:
-        matching = [item for item in self.items if item[1] == name]
+    def set(self, name: str, value: str | _Held) -> bool:
+        matching = self.matching(name)
         for item in matching:
             self.set_item(item, value)
         return bool(matching)
 
     def set_each(self, name: str, values: list[str | None]) -> None:
         """Set the values sent under `name` one by one; None leaves one as it came."""
-        matching = [item for item in self.items if item[1] == name]
-        for item, value in zip(matching, values, strict=True):
+        for item, value in zip(self.matching(name), values, strict=True):
             if value is not None:
                 self.set_item(item, value)
 
     def remove(self, name: str) -> bool:
-        before = len(self.items)
-        self.items = [item for item in self.items if item[1] != name]
-        self.removed |= len(self.items) != before
-        return len(self.items) != before
+        done = self.drop(name)
+        self.removed |= done
+        return done
 
 
 class Pairs(Fields):
@@ -95,7 +148,7 @@ class Pairs(Fields):
         self.plus = plus
         for raw in text.split("&") if text else []:  # [raw pair, name, value, edited]
             name = raw.partition("=")[0]
-            self.items.append([raw, decode.unquote(name, plus=True), None, False])
+            self._items.append([raw, decode.unquote(name, plus=True), None, False])
 
     @property
     def changed(self) -> bool:
@@ -106,22 +159,27 @@ class Pairs(Fields):
             item[2] = decode.unquote(item[0].partition("=")[2], plus=self.plus)
         return str(item[2])
 
-    def set_item(self, item: list[Any], value: str) -> None:
+    def held(self, item: list[Any]) -> str | _Held:
+        return item[2] if isinstance(item[2], _Held) else self.value_of(item)
+
+    def set_item(self, item: list[Any], value: str | _Held) -> None:
         item[2], item[3] = value, True
 
     def original(self, name: str) -> str | None:
-        raw = next((item[0] for item in self.items if item[1] == name), None)
+        matching = self.matching(name)
+        raw = matching[0][0] if matching else None
         return decode.unquote(raw.partition("=")[2], plus=self.plus) if raw is not None else None
 
     def restore(self, name: str) -> None:
         """Put `name` back as it came (raw), undoing edits."""
-        for item in self.items:
-            if item[1] == name:
-                item[2], item[3] = None, False
+        for item in self.matching(name):
+            item[2], item[3] = None, False
 
     def text(self) -> str:
         return "&".join(
-            f"{quote(i[1], safe=ENCODE_SAFE)}={quote(i[2], safe=ENCODE_SAFE)}" if i[3] else i[0]
+            f"{quote(i[1], safe=ENCODE_SAFE)}={quote(str(i[2]), safe=ENCODE_SAFE)}"
+            if i[3]
+            else i[0]
             for i in self.items
         )
 
@@ -139,7 +197,7 @@ class Parts(Fields):
         self.body = body
         for part in body.parts:  # [part, field name or None, edited value or None]
             text = part.text
-            self.items.append([part, part.disposition[0] if text is not None else None, None])
+            self._items.append([part, part.disposition[0] if text is not None else None, None])
 
     @property
     def changed(self) -> bool:
@@ -148,16 +206,19 @@ class Parts(Fields):
     def value_of(self, item: list[Any]) -> str:
         return str(item[2]) if item[2] is not None else item[0].text or ""
 
-    def set_item(self, item: list[Any], value: str) -> None:
+    def held(self, item: list[Any]) -> str | _Held:
+        return item[2] if isinstance(item[2], _Held) else self.value_of(item)
+
+    def set_item(self, item: list[Any], value: str | _Held) -> None:
         item[2] = value
 
     def original(self, name: str) -> str | None:
-        return next((i[0].text or "" for i in self.items if i[1] == name), None)
+        matching = self.matching(name)
+        return (matching[0][0].text or "") if matching else None
 
     def restore(self, name: str) -> None:
-        for item in self.items:
-            if item[1] == name:
-                item[2] = None
+        for item in self.matching(name):
+            item[2] = None
 
     def encoded(self) -> bytes:
         return self.body.encoded(
@@ -166,59 +227,104 @@ class Parts(Fields):
         )
 
 
-class Cookies:
+class Headers(_Named):
+    """The request's headers, found by their names in lower case: [name, lower-case name,
+    value]."""
+
+    def __init__(self, headers: Iterable[tuple[str, str]]) -> None:
+        super().__init__()
+        self._items = [[name, name.lower(), value] for name, value in headers]
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return [(item[0], str(item[2])) for item in self.items]
+
+
+class Cookies(_Named):
     """The pairs of every Cookie header (HTTP/2 clients send one per cookie), each edited in
     place; parts without `=` stay as they were."""
 
-    def __init__(self, headers: list[list[str]]) -> None:
-        self.parts: list[list[Any]] = []  # [header index, name or None, value or raw part]
-        for index, (name, value) in enumerate(headers):
-            if name.lower() != "cookie":
-                continue
-            for part in value.split(";"):
+    def __init__(self, headers: Headers) -> None:
+        super().__init__()
+        # [the Cookie header, name or None, value or raw part]
+        for header in headers.matching("cookie"):
+            for part in str(header[2]).split(";"):
                 key, eq, content = part.strip().partition("=")
                 if eq and key:
-                    self.parts.append([index, key, content])
+                    self._items.append([header, key, content])
                 elif part.strip():
-                    self.parts.append([index, None, part.strip()])
+                    self._items.append([header, None, part.strip()])
         self.changed = False
 
     def names(self) -> list[str]:
-        return [p[1] for p in self.parts if p[1] is not None]
+        return [p[1] for p in self.items if p[1] is not None]
 
     def get(self, name: str) -> str | None:
-        return next((str(p[2]) for p in self.parts if p[1] == name), None)
+        matching = self.matching(name)
+        return str(matching[0][2]) if matching else None
 
-    def set(self, name: str, value: str) -> bool:
-        found = False
-        for part in self.parts:
-            if part[1] == name:
-                part[2], found = value, True
-        self.changed |= found
-        return found
+    def slot(self, name: str) -> str | _Held | None:
+        matching = self.matching(name)
+        return matching[0][2] if matching else None
+
+    def set(self, name: str, value: str | _Held) -> bool:
+        matching = self.matching(name)
+        for part in matching:
+            part[2] = value
+        self.changed |= bool(matching)
+        return bool(matching)
 
     def remove(self, name: str) -> bool:
-        before = len(self.parts)
-        self.parts = [p for p in self.parts if p[1] != name]
-        self.changed |= before != len(self.parts)
-        return before != len(self.parts)
+        done = self.drop(name)
+        self.changed |= done
+        return done
 
-    def apply(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        """The headers with each Cookie header rewritten from its remaining parts (an emptied
-        Cookie header is dropped)."""
+    def apply(
+        self, headers: list[tuple[str, str]], items: list[list[Any]]
+    ) -> list[tuple[str, str]]:
+        """The headers (`items`, as `headers` holds them) with each Cookie header rewritten from
+        its remaining parts (an emptied Cookie header is dropped)."""
+        kept: dict[int, list[str]] = {}
+        for p in self.items:
+            kept.setdefault(id(p[0]), []).append(
+                f"{p[1]}={p[2]}" if p[1] is not None else str(p[2])
+            )
         out = []
-        for index, (name, value) in enumerate(headers):
-            if name.lower() == "cookie":
-                kept = [
-                    f"{p[1]}={p[2]}" if p[1] is not None else str(p[2])
-                    for p in self.parts
-                    if p[0] == index
-                ]
-                if not kept:
+        for (name, value), item in zip(headers, items, strict=True):
+            if item[1] == "cookie":
+                if id(item) not in kept:
                     continue
-                value = "; ".join(kept)
+                value = "; ".join(kept[id(item)])
             out.append((name, value))
         return out
+
+
+class _Held:
+    """A value whose parameters (`kind` NAME or FRAGMENT) or JSON (DOCUMENT) rules read and edit
+    inside: parsed once, written out when it is read whole, as it came while nothing in it was
+    edited. (Parsing it again for each edit would cost its length for each of its fields.)"""
+
+    __slots__ = ("edited", "inner", "kind", "original", "rebuild", "written")
+
+    def __init__(self, original: str, kind: str, inner: Any, rebuild: Any = None) -> None:
+        self.original = original
+        self.kind = kind
+        self.inner = inner  # Pairs, or the parsed document
+        self.rebuild = rebuild  # the value from its parameters' text
+        self.edited = False
+        self.written: str | None = None
+
+    def touch(self) -> None:
+        self.edited, self.written = True, None
+
+    def __str__(self) -> str:
+        if not self.edited:
+            return self.original
+        if self.written is None:
+            if self.kind == DOCUMENT:
+                self.written = jsonpath.dumps(self.inner)
+            else:
+                self.written = self.rebuild(self.inner.text())
+        return self.written
 
 
 class _Edited:
@@ -239,18 +345,39 @@ class Editor:
         self.request = request
         self.split = split
         self.body = body
-        self.path = split.path
+        self._path = split.path
+        self._segments: list[str] | None = None  # the path split at `/`
+        self._nonempty: list[int] | None = None  # the positions of its non-empty segments
+        self._decoded: dict[int, str] = {}  # non-empty segments decoded, by their index
         self.query = Pairs(split.query, plus=True)
         self.fragment = Pairs(split.fragment, plus=False)
-        self.headers = [list(h) for h in request.headers]
+        self.headers = Headers(request.headers)
         self.problem = ""
         self.body_changed = False
         self.headers_changed = False
         self.path_changed = False
         self.nested: dict[tuple[str, str], Any] = {}  # JSON inside a query or form value
+        self._unwritten: dict[tuple[str, str], None] = {}  # nested JSON edited, not written back
+        self._read: dict[tuple[int, str], tuple[str, _Held | None]] = {}  # values parsed to be
+        # read inside (by the identity of the text: the parts keep theirs)
+
+    @property
+    def path(self) -> str:
+        if self._segments is not None and self.path_changed:
+            self._path = "/".join(self._segments)
+        return self._path
+
+    def segments(self) -> tuple[list[str], list[int]]:
+        """The path's segments (split at `/`) and the positions of the non-empty ones."""
+        if self._segments is None:
+            self._segments = self._path.split("/")
+        if self._nonempty is None:
+            self._nonempty = [i for i, s in enumerate(self._segments) if s]
+        return self._segments, self._nonempty
 
     def header(self, name: str) -> str | None:
-        return next((h[1] for h in self.headers if h[0].lower() == name), None)
+        matching = self.headers.matching(name)
+        return str(matching[0][2]) if matching else None
 
     @cached_property
     def cookies(self) -> Cookies:
@@ -303,9 +430,11 @@ class Editor:
 
     def write_back(self) -> None:
         """Put edited JSON back into its query or form value."""
-        for (kind, name), document in self.nested.items():
+        for key in self._unwritten:
+            document = self.nested.get(key)
             if isinstance(document, _Edited):
-                self.pairs(kind).set(name, jsonpath.dumps(document.value))
+                self.pairs(key[0]).set(key[1], jsonpath.dumps(document.value))
+        self._unwritten.clear()
 
     # -- what the strip rules name --------------------------------------------------------------
     def names(
@@ -319,7 +448,7 @@ class Editor:
         elif kind == "cookie":
             present = self.cookies.names()
         else:
-            present = [h[0].lower() for h in self.headers]
+            present = [h[1] for h in self.headers.items]
         found: dict[str, NameRule] = {}
         for name in present:
             if name not in kept and name not in found and (rule := rules.find(name)):
@@ -338,7 +467,7 @@ class Editor:
         found: list[tuple[str, NameRule]] = []
         for kind in ("query", "body.form"):
             pairs = self.pairs(kind)
-            for name in pairs.names():
+            for name in pairs.unique_names():  # (a name sent twice is one field to strip)
                 rule = rule_for(name) if kind == "body.form" else None
                 field = loc.top(kind, name)
                 if rule is not None:
@@ -398,27 +527,34 @@ class Editor:
         if target is None:
             return None
         kind, steps, first, rest = target
+        read = self._read
         if kind in PAIRS and first.kind in (NAME, DOCUMENT):
             name, rest = (str(first.value), rest) if first.kind == NAME else ("", steps)
             if rest and rest[0].kind == DOCUMENT:
                 document = self.nested_json(kind, name)
                 path, parts = _split_parts(rest[1:])
-                return _inside(jsonpath.scalar(jsonpath.get(_plain(document), path)), parts)
-            return _inside(self.pairs(kind).get(name), rest)
+                return _inside(jsonpath.scalar(jsonpath.get(_plain(document), path)), parts, read)
+            return _inside(self.pairs(kind).slot(name), rest, read)
         if kind == "body" and first.kind == DOCUMENT:
             path, parts = _split_parts(rest)
-            return _inside(jsonpath.scalar(jsonpath.get(self.json, path)), parts)
+            return _inside(jsonpath.scalar(jsonpath.get(self.json, path)), parts, read)
         if kind == "cookie" and first.kind == NAME:
-            return _inside(self.cookies.get(str(first.value)), rest, str(first.value))
+            return _inside(self.cookies.slot(str(first.value)), rest, read, str(first.value))
         if kind == "header" and first.kind == NAME:
-            return _inside(self.header(str(first.value)), rest, str(first.value))
+            return _inside(self._header_slot(str(first.value)), rest, read, str(first.value))
         if kind == "path" and first.kind == INDEX:
-            segments = [s for s in self.path.split("/") if s]
+            segments, nonempty = self.segments()
             index = int(first.value)
-            segment = decode.unquote(segments[index]) if index < len(segments) else None
-            return _inside(segment, rest)
+            segment = self._decoded.get(index)
+            if segment is None and index < len(nonempty):
+                segment = self._decoded[index] = decode.unquote(segments[nonempty[index]])
+            return _inside(segment, rest, read)
         self.problem = f"a value in {kind} cannot be edited in place"
         return None
+
+    def _header_slot(self, name: str) -> str | _Held | None:
+        matching = self.headers.matching(name)
+        return matching[0][2] if matching else None
 
     def _editable(self, kind: str) -> bool:
         if kind not in ("body", "body.form"):
@@ -457,8 +593,9 @@ class Editor:
                     return False
                 if not isinstance(document, _Edited):
                     self.nested[(kind, name)] = _Edited(document)
+                self._unwritten[(kind, name)] = None
                 return True
-            changed = _edit_inside(pairs.get(name), rest, value)
+            changed = _edit_inside(pairs.slot(name), rest, value)
             if changed is None:
                 self.problem = missing
                 return False
@@ -473,7 +610,7 @@ class Editor:
             name = str(first.value)
             if not rest:
                 return self.cookies.remove(name) if value is None else self.cookies.set(name, value)
-            changed = _edit_inside(self.cookies.get(name), rest, value, name)
+            changed = _edit_inside(self.cookies.slot(name), rest, value, name)
             if changed is None:
                 self.problem = missing
                 return False
@@ -481,14 +618,16 @@ class Editor:
         if kind == "header" and first.kind == NAME:
             return self._edit_header(str(first.value), rest, value, missing)
         if kind == "path" and first.kind == INDEX and value is not None and not rest:
-            segments = self.path.split("/")
-            nonempty = [i for i, s in enumerate(segments) if s]
+            segments, nonempty = self.segments()
             index = int(first.value)
             if index >= len(nonempty):
                 self.problem = missing
                 return False
-            segments[nonempty[index]] = quote(value, safe=ENCODE_SAFE)
-            self.path = "/".join(segments)
+            segments[nonempty[index]] = written = quote(value, safe=ENCODE_SAFE)
+            self._decoded.pop(index, None)
+            if not written:  # an emptied segment no longer counts
+                self._nonempty = None
+                self._decoded.clear()
             self.path_changed = True
             return True
         if kind == "path":
@@ -504,25 +643,23 @@ class Editor:
     def _edit_header(
         self, name: str, rest: tuple[Step, ...], value: str | None, missing: str
     ) -> bool:
+        held: str | _Held | None = value
         if rest:
-            changed = _edit_inside(self.header(name), rest, value, name)
-            if changed is None:
+            held = _edit_inside(self._header_slot(name), rest, value, name)
+            if held is None:
                 self.problem = missing
                 return False
-            value = changed
         elif value is None:
-            before = len(self.headers)
-            self.headers = [h for h in self.headers if h[0].lower() != name]
-            self.headers_changed |= len(self.headers) != before
-            return len(self.headers) != before
-        found = False
-        for header in self.headers:
-            if header[0].lower() == name:
-                header[1], found = value, True
-        self.headers_changed |= found
-        if not found:
+            done = self.headers.drop(name)
+            self.headers_changed |= done
+            return done
+        matching = self.headers.matching(name)
+        for header in matching:
+            header[2] = held
+        self.headers_changed |= bool(matching)
+        if not matching:
             self.problem = missing
-        return found
+        return bool(matching)
 
     def result(self) -> tuple[str, list[tuple[str, str]], bytes | None]:
         self.write_back()
@@ -534,9 +671,9 @@ class Editor:
             url += f"#{fragment}" if fragment else ""
         else:
             url = self.request.url  # as it came, to the byte
-        headers = [(k, v) for k, v in self.headers]
+        headers = self.headers.pairs()
         if "cookies" in self.__dict__ and self.cookies.changed:
-            headers = self.cookies.apply(headers)
+            headers = self.cookies.apply(headers, self.headers.items)
         body: bytes | None = None
         if self.body_changed and self.json is not None:
             before, after = self.body.frame
@@ -567,58 +704,115 @@ def _edit_json(document: Any, steps: tuple[Step, ...], new: str | None) -> bool:
         return jsonpath.edit(document, path, new)
     current = jsonpath.get(document, path)
     changed = _edit_inside(current, parts, new) if isinstance(current, str) else None
-    return changed is not None and jsonpath.edit(document, path, changed)
+    return changed is not None and jsonpath.edit(document, path, str(changed))
 
 
-def _inside(value: str | None, steps: tuple[Step, ...], owner: str = "") -> str | None:
+def _inside(
+    value: str | _Held | None,
+    steps: tuple[Step, ...],
+    read: dict[tuple[int, str], tuple[str, _Held | None]],
+    owner: str = "",
+) -> str | None:
     """What is at `steps` inside `value` (the value of the header or cookie `owner`, whose
-    parts `/name` steps name); `value` itself without steps."""
+    parts `/name` steps name); `value` itself without steps. `read`: the values parsed to be
+    read inside, by the identity of their text (a value read again is not parsed again)."""
     if value is None or not steps:
-        return value
+        return None if value is None else str(value)
     step = steps[0]
     if step.kind == PART:
-        part = composite.find(value, owner, step.value)
-        return _inside(value[part.start : part.end], steps[1:]) if part is not None else None
+        text = str(value)
+        part = composite.find(text, owner, step.value)
+        return _inside(text[part.start : part.end], steps[1:], read) if part is not None else None
+    held = value if isinstance(value, _Held) and value.kind == step.kind else None
+    if held is None:
+        text = str(value)
+        known = read.get((id(text), step.kind))
+        if known is None or known[0] is not text:
+            known = read[(id(text), step.kind)] = (text, _held(text, step.kind))
+        held = known[1]
+    if held is None:
+        return None
     if step.kind == DOCUMENT:
-        document = jsonpath.faithful(value)
-        found = jsonpath.scalar(jsonpath.get(document, steps[1:])) if document else None
-        return found
-    pairs = _params(value, step.kind)
-    return _inside(pairs[1].get(str(step.value)), steps[1:]) if pairs is not None else None
+        return jsonpath.scalar(_peek(held.inner, steps[1:])) if held.inner else None
+    return _inside(held.inner.slot(str(step.value)), steps[1:], read)
 
 
 def _edit_inside(
-    value: str | None, steps: tuple[Step, ...], new: str | None, owner: str = ""
-) -> str | None:
+    value: str | _Held | None, steps: tuple[Step, ...], new: str | None, owner: str = ""
+) -> str | _Held | None:
     """`value` with what is at `steps` inside it removed (`new` None) or set; None when that is
-    not there. `owner`: the header or cookie the value is of (for its parts)."""
+    not there. `owner`: the header or cookie the value is of (for its parts). Parameters and
+    JSON inside it are edited in a `_Held` value, parsed once for all edits."""
     if value is None or not steps:
         return None
     step = steps[0]
     if step.kind == PART:
+        text = str(value)
         if len(steps) == 1:
-            return composite.edited(value, owner, step.value, new)
-        part = composite.find(value, owner, step.value)
+            return composite.edited(text, owner, step.value, new)
+        part = composite.find(text, owner, step.value)
         if part is None:
             return None
-        inner = _edit_inside(value[part.start : part.end], steps[1:], new)
-        return None if inner is None else value[: part.start] + inner + value[part.end :]
-    if step.kind == DOCUMENT:
-        document = jsonpath.faithful(value)
-        if document is None or not jsonpath.edit(document, steps[1:], new):
-            return None
-        return jsonpath.dumps(document)
-    found = _params(value, step.kind)
-    if found is None:
+        inner = _edit_inside(text[part.start : part.end], steps[1:], new)
+        return None if inner is None else text[: part.start] + str(inner) + text[part.end :]
+    held = value if isinstance(value, _Held) and value.kind == step.kind else None
+    if held is None:
+        held = _held(str(value), step.kind)
+    if held is None:
         return None
-    rebuild, pairs = found
-    name = str(step.value)
+    if step.kind == DOCUMENT:
+        if not jsonpath.edit(held.inner, steps[1:], new):
+            return None
+        held.touch()
+        return held
+    pairs, name = held.inner, str(step.value)
     if len(steps) == 1:
         done = pairs.remove(name) if new is None else pairs.set(name, new)
     else:
-        inner = _edit_inside(pairs.get(name), steps[1:], new)
+        inner = _edit_inside(pairs.slot(name), steps[1:], new)
         done = inner is not None and pairs.set(name, inner)
-    return rebuild(pairs.text()) if done else None
+    if not done:
+        return None
+    held.touch()
+    return held
+
+
+def _held(value: str, kind: str) -> _Held | None:
+    """`value` parsed to be read or edited inside: its JSON (DOCUMENT), or the parameters of the
+    URL or form it is (see `_params`); None where it is none of these."""
+    if kind == DOCUMENT:
+        document = jsonpath.faithful(value)
+        return _Held(value, kind, document) if document is not None else None
+    found = _params(value, kind)
+    return _Held(value, kind, found[1], found[0]) if found is not None else None
+
+
+def _peek(root: Any, steps: tuple[Step, ...]) -> Any:
+    """What `jsonpath.get` finds at `steps` below `root`, without changing `root` (a JSON
+    string on the way is parsed, not replaced by its document)."""
+    node: Any = root
+    for step in steps:
+        if step.kind == DOCUMENT:
+            if node is root:
+                return None
+            if isinstance(node, jsonpath.Embedded):
+                node = node.value
+            elif isinstance(node, str):
+                node = jsonpath.faithful(node)
+                if node is None:
+                    return None
+            else:
+                return None
+        elif step.kind == INDEX and isinstance(node, list):
+            index = int(step.value)
+            if index >= len(node) or node[index] is jsonpath.REMOVED:
+                return None
+            node = node[index]
+        elif step.kind == NAME and isinstance(node, dict) and step.value in node:
+            node = node[step.value]
+        else:
+            return None
+    return None if node is root else node
 
 
 def _params(value: str, kind: str) -> tuple[Any, Pairs] | None:

@@ -14,9 +14,9 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from itertools import chain
+from sys import getsizeof
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit
 
 from shopguard.engine import composite, decode
 from shopguard.engine import location as loc
@@ -32,6 +32,7 @@ from shopguard.engine.body import (
     looks_like_form,
     read_body,
 )
+from shopguard.engine.memory import Memory, remembered, size_of, urlsplit
 from shopguard.engine.request import PlainRequest
 
 FULL, PARTIAL, NONE = "full", "partial", "none"
@@ -99,9 +100,9 @@ class _Walker:
         self.fields = self.out.fields
         memo = _memos.get(limits)
         if memo is None:
-            if len(_memos) >= 16:
+            if len(_memos) >= _MEMO_LIMITS:
                 _memos.clear()
-            memo = _memos[limits] = {}
+            memo = _memos[limits] = Memory(MEMO_BYTES // _MEMO_LIMITS, oldest_first=True)
         self.memo = memo
 
     # -- emitting and decoding ------------------------------------------------------------
@@ -157,9 +158,9 @@ class _Walker:
             walker = _Walker(self.limits)
             read(walker, location, key, value)
             entry = (tuple(walker.fields), tuple(walker.out.problems))
-            if len(self.memo) >= _MEMO_ENTRIES:
-                del self.memo[next(iter(self.memo))]  # the oldest first
-            self.memo[(location, key, value)] = entry
+            size = size_of(location, key, value, *walker.out.problems) + 64 * len(walker.fields)
+            size += sum(map(getsizeof, chain.from_iterable(walker.fields)))
+            self.memo.keep((location, key, value), entry, size)  # (the oldest forgotten first)
         fields, problems = entry
         if len(fields) > self.max_fields - len(self.fields):
             self.out.cut(f"more than {self.max_fields} fields")
@@ -431,13 +432,13 @@ class _Walker:
 
 
 _MEMO_MAX = 4096  # longer values are decoded each time rather than kept in memory
-_MEMO_ENTRIES = 4096  # remembered decodings per set of limits
-_Memo = dict[tuple[str, str, str], tuple[tuple[Field, ...], tuple[str, ...]]]
+MEMO_BYTES = 4 * 1024 * 1024  # remembered decodings, in bytes (see `memory`)
+_MEMO_LIMITS = 2  # sets of limits remembered for (a process has one, nearly always)
 _Reader = Callable[["_Walker", str, str, str], None]  # (walker, location, key, value)
-_memos: dict[Limits, _Memo] = {}
+_memos: dict[Limits, Memory] = {}
 
 
-@lru_cache(maxsize=1024)
+@remembered(256)
 def _value_labels(netloc: str) -> tuple[tuple[int, str], ...]:
     """(index, label) of a host's labels that may be a value (hosts recur: remembered)."""
     netloc = netloc.rpartition("@")[2]

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
+
+from shopguard.engine.memory import remembered
 
 CATEGORIES = (
     "phone",
@@ -56,7 +57,7 @@ class Finding:
         return data
 
 
-@lru_cache(maxsize=8192)  # the same values recur flow after flow
+@remembered(2048)  # the same values recur flow after flow
 def fingerprint(secret: bytes, category: str, normalised: str) -> str:
     """Keyed BLAKE2: the same value is recognisable across lines without being readable."""
     digest = hashlib.blake2b(

@@ -11,9 +11,10 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from urllib.parse import urlsplit
 
 from publicsuffixlist import PublicSuffixList
+
+from shopguard.engine.memory import remembered, urlsplit
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 
@@ -24,7 +25,7 @@ def suffixes() -> PublicSuffixList:
     return PublicSuffixList()
 
 
-@lru_cache(maxsize=4096)
+@remembered(1024)
 def registrable_domain(host: str) -> str:
     """The registrable domain of `host` (`h5api.m.taobao.com` -> `taobao.com`); the host itself
     where there is none (an IP address, a bare suffix)."""

@@ -11,13 +11,14 @@ from typing import Any
 import yaml
 
 from shopguard.engine.composite import AGENT_HEADERS
+from shopguard.engine.memory import remembered
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _SPLIT = re.compile(r"[^a-z0-9$\u3000-\u9fff\uac00-\ud7af]+")
 _CJK = re.compile(r"[\u3000-\u9fff\uac00-\ud7af]")
 
 
-@lru_cache(maxsize=8192)
+@remembered(2048)
 def words(key: str) -> tuple[str, ...]:
     """`receiverMobileNo` -> ("receiver", "mobile", "no"); `$device_id` -> ("$device", "id")."""
     return tuple(w for w in _SPLIT.split(_CAMEL.sub(" ", key).lower()) if w)
@@ -106,7 +107,7 @@ class KeyDictionary:
         self.longitude = _category({"words": geo.get("longitude", [])})
         self.location = _category({"words": geo.get("location", []), "cjk": geo.get("cjk", [])})
 
-    @lru_cache(maxsize=4096)  # noqa: B019 - one dictionary per process, keys repeat a lot
+    @remembered(2048)  # one dictionary per process, keys repeat a lot
     def categories_of(self, key: str, parent: str = "") -> frozenset[str]:
         """The categories a value under `key` (inside `parent`) is likely to be."""
         if not key:
@@ -127,7 +128,7 @@ class KeyDictionary:
             found.discard("device_id")  # what it is (a fingerprint token, not the device's ID)
         return frozenset(found)
 
-    @lru_cache(maxsize=4096)  # noqa: B019
+    @remembered(1024)
     def ip_context_ok(self, key: str, parent: str) -> bool:
         """Whether an address found by its shape under `key` may be the user's: not under a
         key (or parent) that names a version, a server or another machine."""
@@ -138,12 +139,12 @@ class KeyDictionary:
             return True
         return vetoes.isdisjoint(words(key)) and vetoes.isdisjoint(words(parent))
 
-    @lru_cache(maxsize=4096)  # noqa: B019
+    @remembered(1024)
     def postcode_near_address(self, key: str) -> bool:
         """A short key (`post`) that is a postcode when address fields are beside it."""
         return bool(key) and words(key) in self.near_address.phrases
 
-    @lru_cache(maxsize=4096)  # noqa: B019
+    @remembered(1024)
     def geo_role(self, key: str) -> str | None:
         """ "lat", "lng" or "location" for coordinate keys."""
         key_words = words(key)

@@ -29,6 +29,8 @@ import re
 from collections.abc import Mapping
 from typing import NamedTuple
 
+from shopguard.engine.memory import ENTRY_OVERHEAD, size_of
+
 KINDS = frozenset(
     {
         "query",
@@ -53,7 +55,10 @@ _RESERVED = re.compile(r"[%.:$\[\]@#{}/\s\x00-\x1f\x7f\ud800-\udfff]")
 _ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}(?:%[0-9A-Fa-f]{2})*")
 _DELIMITERS = re.compile(r"[.#/\[]")
 _RAW = re.compile(r"[:$\[\]@{}/\s\x00-\x1f\x7f]")  # what a name holds only escaped
-escaped_names: dict[str, str] = {}  # name -> as written (names recur request after request)
+NAMES_BYTES = 2 * 1024 * 1024  # the names remembered as written, in bytes (see `memory`)
+escaped_names: dict[str, str] = {}  # name -> as written (names recur request after request;
+# a plain dictionary: it is read for every field)
+_escaped_bytes = [0]  # what `escaped_names` holds, as `memory.size_of` counts it
 
 
 class LocationError(ValueError):
@@ -90,7 +95,7 @@ class Location(NamedTuple):
 
 def escape(name: str) -> str:
     """`name` as written in a location: reserved characters as `%XX`."""
-    done = escaped_names.get(name)
+    done: str | None = escaped_names.get(name)
     if done is not None:
         return done
     if _RESERVED.search(name) is None:
@@ -100,10 +105,19 @@ def escape(name: str) -> str:
             lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8", "surrogatepass")),
             name,
         )
-    if len(escaped_names) > 20_000:
-        escaped_names.clear()
-    escaped_names[name] = done
+    size = (size_of(name) if done is name else size_of(name, done)) + ENTRY_OVERHEAD // 2
+    if size <= NAMES_BYTES // 16:  # (a huge name is escaped each time)
+        if _escaped_bytes[0] + size > NAMES_BYTES:
+            escaped_names.clear()
+            _escaped_bytes[0] = 0
+        escaped_names[name] = done
+        _escaped_bytes[0] += size
     return done
+
+
+def escaped_bytes() -> int:
+    """What the names remembered as written hold, in bytes (at most `NAMES_BYTES`)."""
+    return _escaped_bytes[0]
 
 
 def unescape(text: str) -> str:

@@ -13,13 +13,13 @@ import datetime
 import ipaddress
 import re
 from collections.abc import Iterable, Iterator
-from functools import lru_cache
 from typing import NamedTuple
 
 import phonenumbers
 
 from shopguard.engine.extract import Field
 from shopguard.engine.hosts import suffixes
+from shopguard.engine.memory import remembered
 
 
 class Hit(NamedTuple):
@@ -100,13 +100,13 @@ def card_issuer_ok(digits: str) -> bool:
     )
 
 
-@lru_cache(maxsize=4096)
+@remembered(1024)
 def email_ok(domain: str) -> bool:
     """A domain under a real public suffix (`2x.png` has none)."""
     return suffixes().publicsuffix(domain.lower(), accept_unknown=False) is not None
 
 
-@lru_cache(maxsize=8192)  # the same numbers recur in request after request
+@remembered(2048)  # the same numbers recur in request after request
 def parse_phone(text: str, region: str) -> str | None:
     """E.164 of a valid phone number written alone in `text`, else None."""
     if not _DIGITS_ONLY.match(text):
@@ -176,7 +176,7 @@ _IPV4 = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
 _IPV6 = re.compile(r"[0-9A-Fa-f]{1,4}:[0-9A-Fa-f:]{2,37}[0-9A-Fa-f]")
 
 
-@lru_cache(maxsize=4096)
+@remembered(1024)
 def user_ip(text: str) -> str | None:
     """The address, if `text` is an IP address that can be a user's: a public one (or one of
     the documentation ranges). Private, loopback, link-local, shared (CGNAT), multicast and
@@ -200,7 +200,7 @@ TEXT_IP = -1  # a `packed_ips` entry whose value begins with the address written
 _LEADING_IP = re.compile(r"([0-9A-Fa-f:.]{7,39}?)\.1\d{9,12}(?:\.|$)")  # `<address>.<ms time>…`
 
 
-@lru_cache(maxsize=4096)
+@remembered(1024)
 def packed_ip(value: str, offset: int) -> str | None:
     """The user's IP address held as four bytes at `offset` in a base64 value, or written out
     at its start before a time (`TEXT_IP`: `198.51.100.23.1678161716466.4`), as a site file's
@@ -298,7 +298,7 @@ def _stamped(text: str) -> Iterator[tuple[int, str]]:
             yield start, token
 
 
-@lru_cache(maxsize=8192)
+@remembered(2048)
 def device_shaped(value: str) -> bool:
     """A value shaped like a device identifier: a UUID (IDFA, IDFV, OAID) or hex groups joined
     by `-`, 16 to 64 hex digits (Android ID, an SDK's hashed ID), a 15-digit IMEI with its Luhn

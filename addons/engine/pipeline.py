@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from urllib.parse import urlsplit
+
+import ahocorasick  # type: ignore[import-not-found,unused-ignore]
 
 from shopguard.engine.body import JSON, Body, read_body
 from shopguard.engine.detect import Detector
@@ -28,6 +29,7 @@ from shopguard.engine.hosts import normalize_host, registrable_domain
 from shopguard.engine.hosts import route as route_host
 from shopguard.engine.location import escape, masked, with_masks
 from shopguard.engine.masking import host_labels, mask_host
+from shopguard.engine.memory import urlsplit
 from shopguard.engine.redact import Action, Outcome, redact, tracker_block, uninspected_block
 from shopguard.engine.request import PlainRequest
 from shopguard.engine.settings import Config, Site
@@ -282,11 +284,29 @@ def _mask_names(result: Result) -> None:
     result.findings = [
         replace(f, location=with_masks(f.location, masks), name=None) for f in result.findings
     ]
+    quoted = None  # the names, escaped and not, to find those a reason quotes in one pass
     for action in result.outcome.actions:
         action.target = with_masks(action.target, masks)
         if action.reason:  # (reasons quote locations)
-            for name, text in shown.items():
-                action.reason = action.reason.replace(escape(name), text).replace(name, text)
+            if quoted is None:
+                quoted = _needles(shown)
+            reason = action.reason
+            present = {i for _, i in quoted.iter(reason)} if len(quoted) else set()
+            for index, (name, text) in enumerate(shown.items()):
+                if index in present:
+                    reason = reason.replace(escape(name), text).replace(name, text)
+            action.reason = reason
+
+
+def _needles(names: dict[str, str]) -> ahocorasick.Automaton:
+    """An automaton finding each of `names` (as written and escaped): its index in `names`."""
+    automaton = ahocorasick.Automaton()
+    for index, name in enumerate(names):
+        for needle in {name, escape(name)} - {""}:
+            automaton.add_word(needle, index)
+    if len(automaton):
+        automaton.make_automaton()
+    return automaton
 
 
 def _path(url: str) -> str:

@@ -12,13 +12,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
 
 from shopguard.engine.body import Body
 from shopguard.engine.editor import Editor
 from shopguard.engine.fakes import replaceable, stand_in
 from shopguard.engine.findings import Finding
 from shopguard.engine.location import innermost_name, top
+from shopguard.engine.memory import urlsplit
 from shopguard.engine.mtop import NO_TOKEN, resign
 from shopguard.engine.policy import Policy
 from shopguard.engine.request import PlainRequest
@@ -169,9 +169,13 @@ def redact(
     for target, strip_rule in editor.body_fields(policy.strip_rules("fields", host), kept):
         if editor.strip(target):
             outcome.actions.append(Action("strip", target, strip_rule.where, enforce))
-    stripped = [a.target for a in outcome.actions]
+    stripped = {a.target for a in outcome.actions}
+    lengths = sorted({len(s) for s in stripped})
     for location, (action, finding, where) in wanted.items():
-        if any(location == s or location.startswith((f"{s}.", f"{s}[", f"{s}#")) for s in stripped):
+        if location in stripped or any(
+            size < len(location) and location[size] in ".[#" and location[:size] in stripped
+            for size in lengths
+        ):
             continue  # a tracker rule removed it already (or what holds it)
         done = Action(action, location, where, enforce, category=finding.category)
         if action == "strip":

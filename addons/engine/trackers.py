@@ -7,13 +7,14 @@ from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property
 from itertools import accumulate, count
 from typing import Any
 
 import ahocorasick  # type: ignore[import-not-found,unused-ignore]
 
 from shopguard.engine.location import top
+from shopguard.engine.memory import remembered
 
 _TOKENS = re.compile(r"[^\x00&=,;|:/\s\"'{}\[\]]{8,}")  # candidate values, >= MIN_LINK long
 MIN_LINK = 8  # shorter tracking values are too likely to recur by chance
@@ -117,7 +118,7 @@ class Identifiers:
         return _top_field(location) in self.ignored_locations and location not in self.by_location
 
 
-@lru_cache(maxsize=8192)
+@remembered(1024)
 def _top_field(location: str) -> str:
     """The top-level field holding what is at `location` (`cookie:a/b.c` -> `cookie:a`)."""
     match = _TOP.match(location)
@@ -247,7 +248,7 @@ def inner_tokens(value: str) -> frozenset[str]:
 _DELIMITER = re.compile(r"[\x00&=,;|:/\s\"'{}\[\]]")
 
 
-@lru_cache(maxsize=8192)
+@remembered(2048)
 def persistent_candidate(value: str) -> bool:
     """Whether a value can be a persistent identifier (the rule of cookie-syncing research): at
     least 10 characters without spaces or URL parts, varied, mixing letters and digits (or 17

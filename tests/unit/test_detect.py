@@ -205,16 +205,16 @@ def test_one_request_layout_under_two_sites_names_gives_each_sites_findings() ->
         assert found == expected, names
 
 
-def test_field_layouts_are_remembered_within_a_bound_in_characters() -> None:
+def test_field_layouts_are_remembered_within_a_bound_in_bytes() -> None:
     """A stream of requests whose every field name is new (hostile, or a product list) does not
     grow what detection remembers per layout beyond its bound."""
-    from shopguard.engine.detect import _LAYOUT_CHARS
+    from shopguard.engine.detect import _LAYOUT_BYTES
 
     one = Detector(b"k")
     names = Identifiers(TrackerNames(cookies=frozenset({"vid"})))
     for n in range(60):
         query = "&".join(f"{'k' * 900}{n}x{i}=1" for i in range(60))
         one.detect(extract(PlainRequest("GET", f"https://a/?{query}")), "a", names)
-        assert one._layouts.chars <= _LAYOUT_CHARS
-        assert one._role_lists.chars <= _LAYOUT_CHARS
+        assert one._layouts.used <= _LAYOUT_BYTES
+        assert one._role_lists.used <= _LAYOUT_BYTES
     assert 0 < len(one._layouts) < 60
