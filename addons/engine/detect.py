@@ -688,7 +688,13 @@ def _most_specific(findings: list[Finding]) -> list[Finding]:
                     break
     if not outer:
         return findings
-    return [f for f in findings if (f.category, f.fingerprint, f.location) not in outer]
+    # a key that is itself the value (`{"<md5 of the e-mail>": {"email": …}}`) is a place of
+    # its own, not the whole of its member: it stays, and so its name is masked
+    return [
+        f
+        for f in findings
+        if f.name is not None or (f.category, f.fingerprint, f.location) not in outer
+    ]
 
 
 def _origin(fld: Field, host: str) -> str:

@@ -93,6 +93,11 @@ class Location(NamedTuple):
 # -- building ---------------------------------------------------------------------------------
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only (`str.isdigit` holds for `¹` and other scripts' digits too)."""
+    return text.isascii() and text.isdigit()
+
+
 def escape(name: str) -> str:
     """`name` as written in a location: reserved characters as `%XX`."""
     done: str | None = escaped_names.get(name)
@@ -174,7 +179,7 @@ def part(base: str, name: str | int) -> str:
     if isinstance(name, int):
         return f"{base}/{name}"
     token = escape(name)
-    if token.isdigit():  # a name of digits is not a position
+    if _digits(token):  # a name of digits is not a position
         token = f"%{ord(token[0]):02X}{token[1:]}"
     return f"{base}/{token}"
 
@@ -253,11 +258,11 @@ def parse(text: str) -> Location:
             if lead == "/":
                 if not token:
                     raise LocationError(f"empty part in {text!r}")
-                steps.append(Step(PART, int(token) if token.isdigit() else unescape(token)))
+                steps.append(Step(PART, int(token) if _digits(token) else unescape(token)))
             elif token == "$" and lead != "#":
                 steps.append(Step(DOCUMENT))
             elif kind in NUMBERED and not steps:
-                if not token.isdigit():
+                if not _digits(token):
                     raise LocationError(f"a {kind} location takes a number: {text!r}")
                 steps.append(Step(INDEX, int(token)))
             else:
@@ -266,7 +271,7 @@ def parse(text: str) -> Location:
         while rest.startswith("[", position):
             end = rest.find("]", position)
             digits = rest[position + 1 : end] if end > 0 else ""
-            if not digits.isdigit():
+            if not _digits(digits):
                 raise LocationError(f"bad array index in {text!r}")
             steps.append(Step(INDEX, int(digits)))
             position = end + 1
@@ -310,7 +315,7 @@ def segment_index(location: str) -> int | None:
     if not location.startswith("path:"):
         return None
     digits = location[5:].split(".", 1)[0].split("[", 1)[0]
-    return int(digits) if digits.isdigit() else None
+    return int(digits) if _digits(digits) else None
 
 
 def with_masks(location: str, masks: Mapping[str, str]) -> str:

@@ -239,7 +239,7 @@ def test_websocket_message_with_findings_gets_its_own_line(env: dict[str, Any]) 
             "s.taobao.com",
             "/p",
             {"content-type": "application/json"},
-            b'{"' + MD5_EMAIL.encode() + b'": {"100083": 1}}',
+            b'{"' + MD5_EMAIL.encode() + b'": {"100083": 1, "email": "wang.xiaoming@example.com"}}',
             "email",
         ),
         ("GET", "王小明.taobao.com", "/p", {}, b"", None),

@@ -163,3 +163,10 @@ def test_a_lone_surrogate_in_a_name_is_escaped_and_read_back() -> None:
     written = loc.top("body.form", name)
     assert written == "body.form:mobile%ED%A0%80" and written.encode("utf-8")
     assert loc.parse(written).field == name
+
+
+def test_a_part_named_by_a_digit_of_another_script_round_trips() -> None:
+    """`¹` is a digit to `str.isdigit`, not to the grammar: it is a name, written as one."""
+    from shopguard.engine.location import parse, part
+
+    assert parse(part("body:$", "¹")).steps[-1].value == "¹"
