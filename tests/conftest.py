@@ -135,13 +135,7 @@ SECRET_FILES = ("secret.key", "mitmproxy-ca.pem", "mitmproxy-ca.p12")
 CLIENTS = ("chromium", "chrome", "curl", "wget", "openssl", "certutil")
 # Tests (by name) that show a known defect in output they do not own: the check expects their
 # exposure, and fails once it is gone (as a strict xfail would: then remove the entry).
-KNOWN_EXPOSURES = {
-    "tests/integration/test_consistency.py::"
-    "test_explain_alone_finds_what_the_proxy_finds_unlinked": (
-        "`policy explain` prints the request as it would leave with its values in clear, "
-        "without being asked for `--raw`"
-    ),
-}
+KNOWN_EXPOSURES: dict[str, str] = {}  # test id -> a known exposure it shows (none now)
 
 
 class Produced:

@@ -338,7 +338,8 @@ class Detector:
         hits: _Named = ()
         if shaped:
             hits = tuple((name, "pattern", hit) for _, hit in text_hits(name, self.region))
-        if self.matcher is not None and (shaped or not name.isascii()):
+        # (a name of several words, `Wang Xiaoming`, may be the user's own in Latin script)
+        if self.matcher is not None and (shaped or not name.isascii() or " " in name):
             hits += tuple(
                 (name, "profile", Hit(v.category, 0.95, name[start:end], v.canonical))
                 for v, start, end in ((m.value, s, e) for m, s, e in self.matcher.find(name))
