@@ -169,7 +169,6 @@ class Inspector:
         if result.masked_names:
             state["masked_names"] = result.masked_names
         _merge(state, result.findings)
-        _mark(flow, state)
 
     @guarded
     def response(self, flow: http.HTTPFlow) -> None:
@@ -183,7 +182,6 @@ class Inspector:
         if routed is not None:  # only its Set-Cookie: tracking identifiers
             found = pipeline.response_cookies(context, routed, header_pairs(flow.response.headers))
             _merge(state, found)
-            _mark(flow, state)
 
     @guarded
     def websocket_message(self, flow: http.HTTPFlow) -> None:
@@ -225,11 +223,3 @@ def _merge(state: FlowState, found: list[Finding]) -> None:
         if slot not in have:
             have.add(slot)
             state["findings"].append(finding.to_dict())
-
-
-def _mark(flow: http.HTTPFlow, state: FlowState) -> None:
-    """Under mitmweb: the flow's marker and comment list what it carries."""
-    if state["findings"]:
-        categories = sorted({f["category"] for f in state["findings"]})
-        flow.comment = "shopguard: " + ", ".join(categories)
-        flow.marked = ":warning:"

@@ -64,7 +64,8 @@ class Redactor:
         the streaming of a large body, if nothing blocked it."""
         state = self.rt.state(flow)
         request = flow.request
-        size = self._size(request)
+        # (the size matters only when streaming is configured: most runs skip it)
+        size = self._size(request) if self.stream_above is not None else 0
         if state is None:  # not a site's: streamed as mitmproxy would, and chunked uploads too
             if self.stream_above is not None and (size is None or size > self.stream_above):
                 request.stream = True

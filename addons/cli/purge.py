@@ -15,11 +15,10 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from shopguard import paths
 from shopguard.auditlog import lock_path
 from shopguard.cli.common import load_or_report
 from shopguard.cli.exits import EXIT_OK, EXIT_USAGE, guarded
-from shopguard.cli.report import ReportError, log_files, parse_when
+from shopguard.cli.report import ReportError, log_inputs, parse_when
 
 try:
     import fcntl
@@ -74,15 +73,10 @@ def purge_command(args: argparse.Namespace) -> int:
         if not args.older_than:
             raise ReportError("--older-than is required (e.g. 30d)")
         cutoff = parse_when(args.older_than)
-        if args.logs:
-            files = list(args.logs)
-            live = files[-1]
-        else:
-            config = load_or_report(args.config)
-            if config is None:
-                raise ReportError("the configuration has errors (above)")
-            live = config.settings.log.path or paths.default_log_path()
-            files = log_files(live)
+        config = None if args.logs else load_or_report(args.config)
+        if config is None and not args.logs:
+            raise ReportError("the configuration has errors (above)")
+        files, live = log_inputs(args.logs, config)
     except ReportError as exc:
         print(f"shopguard: {exc}", file=sys.stderr)
         return EXIT_USAGE

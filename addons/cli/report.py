@@ -25,6 +25,7 @@ from shopguard import paths
 from shopguard.cli.common import load_or_report
 from shopguard.cli.exits import EXIT_OK, EXIT_USAGE, guarded
 from shopguard.engine.location import LocationError, innermost_name, parse
+from shopguard.engine.settings import Config
 from shopguard.lines import acted_on
 
 SCHEMAS = (1,)  # the log schemas this report reads (every one the project has written)
@@ -521,17 +522,24 @@ def write_table(data: dict[str, Any], out: IO[str]) -> None:
 # -- the command -------------------------------------------------------------------------------
 
 
-def _inputs(args: argparse.Namespace) -> list[Path]:
-    if args.logs:
-        missing = [p for p in args.logs if not p.exists()]
+def log_inputs(logs: list[Path], config: Config | None) -> tuple[list[Path], Path]:
+    """The files to read, and the live log they belong to: the given files (each must exist),
+    else the configured log with its rotations (`config` is needed only then)."""
+    if logs:
+        missing = [p for p in logs if not p.exists()]
         if missing:
             raise ReportError(f"{missing[0]}: no such file")
-        return list(args.logs)
-    config = load_or_report(args.config)
-    if config is None:
-        raise ReportError("the configuration has errors (above)")
+        return list(logs), logs[-1]
+    assert config is not None
     path = config.settings.log.path or paths.default_log_path()
-    files = log_files(path)
+    return log_files(path), path
+
+
+def _inputs(args: argparse.Namespace) -> list[Path]:
+    config = None if args.logs else load_or_report(args.config)
+    if config is None and not args.logs:
+        raise ReportError("the configuration has errors (above)")
+    files, path = log_inputs(args.logs, config)
     if not files:
         raise ReportError(f"{path}: no log yet (run `shopguard run` and browse first)")
     return files

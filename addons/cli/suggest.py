@@ -24,7 +24,7 @@ from shopguard.cli.report import (
     Problems,
     ReportError,
     build,
-    log_files,
+    log_inputs,
     read_lines,
     to_json,
 )
@@ -116,13 +116,7 @@ def suggest_command(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_USAGE
     try:
-        if args.logs:
-            files = list(args.logs)
-            missing = [p for p in files if not p.exists()]
-            if missing:
-                raise ReportError(f"{missing[0]}: no such file")
-        else:
-            files = log_files(config.settings.log.path or paths.default_log_path())
+        files, _ = log_inputs(args.logs, config)
         problems = Problems()
         report = build(read_lines(files, problems), Filters(site=args.site))
     except ReportError as exc:

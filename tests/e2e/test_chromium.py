@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from tests.support.browser import FLAGS
 from tests.support.certs import UpstreamPKI, spki_hash
 from tests.support.market import API, BEACON, CDN, PIXEL, SHOP, FakeMarket
 from tests.support.proxy import Proxy, start_proxy
@@ -41,15 +42,7 @@ def chromium_dump_dom(proxy: Proxy, pki: UpstreamPKI, url: str, profile: Path) -
     result = subprocess.run(
         [
             CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
+            *FLAGS,
             f"--user-data-dir={profile}",
             f"--proxy-server=http://127.0.0.1:{proxy.port}",
             f"--ignore-certificate-errors-spki-list={trusted}",

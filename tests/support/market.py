@@ -120,13 +120,26 @@ def _respond(
     return 404, {"content-type": "text/plain"}, b"unknown host\n"
 
 
+def _answer(
+    handler: BaseHTTPRequestHandler, status: int, headers: dict[str, str], content: bytes
+) -> None:
+    """The fake market's answer, with its length (and no body to a HEAD)."""
+    handler.send_response(status)
+    for name, value in headers.items():
+        handler.send_header(name, value)
+    handler.send_header("content-length", str(len(content)))
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(content)
+
+
 def _handler(recorder: Recorder, scheme: str) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def _serve(self) -> None:
             if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
-                body = self._chunked()
+                body = _read_chunked(self.rfile, 64 * 1024 * 1024)
             else:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
@@ -141,26 +154,7 @@ def _handler(recorder: Recorder, scheme: str) -> type[BaseHTTPRequestHandler]:
             if self.path.startswith("/big/"):  # a download of that many bytes
                 self._big(int(self.path.split("?")[0][5:]))
                 return
-            status, headers, content = _respond(host, self.path, lowered, body)
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("content-length", str(len(content)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(content)
-
-        def _chunked(self) -> bytes:
-            """A chunked request body, read whole (at most 64 MiB, in at most 100,000 chunks)."""
-            body = b""
-            for _ in range(100_000):
-                size = int(self.rfile.readline(100).split(b";")[0].strip() or b"0", 16)
-                if size == 0 or len(body) + size > 64 * 2**20:
-                    self.rfile.readline(100)  # (the empty trailer line)
-                    break
-                body += self.rfile.read(size)
-                self.rfile.readline(10)
-            return body
+            _answer(self, *_respond(host, self.path, lowered, body))
 
         def _big(self, size: int) -> None:
             self.send_response(200)
@@ -241,7 +235,7 @@ class FakeMarket(LoopbackServers):
 
 
 def _read_chunked(rfile: Any, limit: int) -> bytes:
-    """A chunked request body (the fake market's own handler reads only Content-Length ones)."""
+    """A chunked request body, read whole (up to about `limit` bytes, trailers skipped)."""
     body = bytearray()
     for _ in range(1_000_000):  # bounded: one chunk per round
         size_line = rfile.readline(1024)
@@ -274,14 +268,7 @@ def _hostile_handler(recorder: Recorder, scheme: str) -> type[BaseHTTPRequestHan
                 body = self.rfile.read(length) if length else b""
             recorder.add(Received(scheme, host, self.command, self.path, dict(self.headers), body))
             lowered = {k.lower(): v for k, v in self.headers.items()}
-            status, headers, content = _respond(host, self.path, lowered, body)
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("content-length", str(len(content)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(content)
+            _answer(self, *_respond(host, self.path, lowered, body))
 
         def _websocket(self, host: str) -> None:
             from wsproto import ConnectionType, WSConnection
