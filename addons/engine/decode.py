@@ -56,6 +56,9 @@ def text_of(data: bytes) -> str | None:
     ideographic or no-break space is not "printable" to Python); None for binary."""
     if not data:
         return ""
+    # the common case, printable ASCII, is found by C loops over the bytes
+    if data.isascii() and len(data.translate(None, _ASCII_CONTROLS)) == len(data):
+        return data.decode("ascii")
     # bytes that are not UTF-8 become lone surrogates instead of raising: most guesses at
     # base64 or hex give random bytes, and an exception costs more than the decoding
     text = data.decode("utf-8", "surrogateescape")
@@ -68,6 +71,7 @@ def text_of(data: bytes) -> str | None:
     return text
 
 
+_ASCII_CONTROLS = bytes(range(32)) + b"\x7f"  # the ASCII characters that are not printable
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 _B64 = re.compile(r"^[A-Za-z0-9+/]{12,}={0,2}$")
 _B64URL = re.compile(r"^[A-Za-z0-9_-]{12,}={0,2}$")

@@ -7,8 +7,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from itertools import accumulate, chain
-from sys import getsizeof
+from itertools import accumulate, chain, compress
 from typing import Any, NamedTuple, cast
 
 import phonenumbers
@@ -18,7 +17,7 @@ from shopguard.engine.extract import Extraction, Field
 from shopguard.engine.findings import Finding, fingerprint, mask
 from shopguard.engine.keys import KeyDictionary, default_dictionary, words
 from shopguard.engine.known_values import KnownMatcher, fold
-from shopguard.engine.memory import Memory, remembered, size_of
+from shopguard.engine.memory import Memory, remembered, size_of, sizes
 from shopguard.engine.patterns import (
     TEXT_IP,
     Hit,
@@ -97,6 +96,9 @@ _AGENT_PART, _NEAR_ADDRESS = "(user-agent part)", "(next to an address)"
 _AGENT, _NEAR = frozenset({_AGENT_PART}), frozenset({_NEAR_ADDRESS})
 _POSTCODE = frozenset({"postcode"})
 _NEVER = ("no candidate",)  # a value the persistent rule never needs to look at
+_SHORT = ("too short",)  # a value too short to hold a remembered identifier without a delimiter
+
+
 _BUILD_WORDS = frozenset({"build", "version", "ver", "sdk", "os", "release", "channel", "model"})
 _PLACEHOLDERS = frozenset(
     {"", "-1", "0", "null", "nil", "none", "undefined", "unknown", "not_init", "notinit",
@@ -253,10 +255,14 @@ class Detector:
                     add(fld, "pattern", hit)
             if geo_role:
                 positions.append((fld, geo_role))
-        entries = self._entries(texts, remember=len(fields) <= _REMEMBER_FIELDS)
-        if linker is not None and len(linker):  # a tracking value seen first in a cookie
-            self._link(fields, texts, entries, tracked, linker, add)
-        unclear = [i for i, entry in enumerate(entries) if entry is not None and not entry[0]]
+        searched = linker.searched if linker is not None and len(linker) else None
+        sighted = linker.sightings_of(party) if linker is not None and party else None
+        entries, unclear, tokened, unsearched, unsighted = self._entries(
+            texts, len(fields) <= _REMEMBER_FIELDS, searched, sighted
+        )
+        if searched is not None:  # a tracking value seen first in a cookie
+            assert linker is not None
+            self._link(fields, texts, entries, tokened, unsearched, tracked, linker, add)
         numbers = self.matcher.numbers if self.matcher is not None else _NONE
         if not numbers.isdisjoint(texts):  # plain numbers are scanned only if they are known
             unclear.extend(i for i, e in enumerate(entries) if e is None and texts[i] in numbers)
@@ -276,8 +282,9 @@ class Detector:
                 if fld.container in addressed:
                     for hit in context_hits(fld, _POSTCODE, self.region):
                         add(fld, "pattern", hit)
-        if linker is not None and party:
-            self._persistent(fields, entries, found, host, party, linker, ignored, add)
+        if sighted is not None:
+            assert linker is not None
+            self._persistent(fields, entries, unsighted, found, host, party, linker, ignored, add)
         if tracked:  # what the site file calls a value wins over what its key suggests
             by_name = {(f.location, f.name) for f in found.values() if f.detector == "tracker"}
             for slot in [s for s, f in found.items() if f.detector == "pattern"]:
@@ -291,6 +298,7 @@ class Detector:
     def _persistent(
         fields: list[Field],
         entries: list[list[Any] | None],
+        todo: list[int],
         found: dict[tuple[str, str, str], Finding],
         host: str,
         party: str,
@@ -301,13 +309,7 @@ class Detector:
         """Identifiers by behaviour: a long, varied value, constant across requests, that has
         reached more than one party is a tracking identifier, named or not (`linked_from` says
         where it was first seen). Values already found to be something are left as they are."""
-        stamp = (linker.serial, party)  # a recurring value seen at this party and no other is
-        todo = [  # not looked up again for this run
-            i
-            for i, e in enumerate(entries)
-            if e is not None and e[3] is not _NEVER and e[3] != stamp
-        ]
-        if not todo:
+        if not todo:  # (the values not looked up for this party yet, and maybe candidates)
             return
         taken = {f.location for f in found.values()}
         for index in todo:
@@ -322,8 +324,8 @@ class Detector:
             ):
                 continue
             first = linker.sighted(fld.value, party, _origin(fld, host))
-            if first is None:
-                entry[3] = stamp
+            if first is None:  # seen at this party and no other: not looked up again for it
+                entry[3] = linker.sightings_of(party)
             else:
                 add(fld, "tracker", Hit("tracking_id", 0.7, fld.value, fld.value), linked=first)
 
@@ -416,7 +418,7 @@ class Detector:
             unnamed = {name: self._name_hits(name) for name, hits in names.items() if hits is None}
             if unnamed:  # (kept all at once: a request brings many new names, or none)
                 names.update(unnamed)
-                size = sum(map(getsizeof, unnamed)) + sum(map(len, unnamed.values())) * 256
+                size = sizes(unnamed) + sum(map(len, unnamed.values())) * 256
                 memory.keep_all(unnamed, size)
             named = cast(dict[str, _Named], names)
             made: dict[tuple[str, str], _Role] = {}
@@ -424,19 +426,34 @@ class Detector:
                 key, parent = keys[index], parents[index]
                 role = (*_key_role(self.keys, key, parent), named[key] + named[parent])
                 found[index] = made[(key, parent)] = _PLAIN if role == _PLAIN else role
-            size = sum(map(getsizeof, chain.from_iterable(made)))  # (keys and parents)
+            size = sizes(chain.from_iterable(made))  # (keys and parents)
             roles.keep_all(made, size + 256 * sum(len(r[2]) for r in made.values() if r[2]))
         return cast(list[_Role], found)
 
-    def _entries(self, values: tuple[str, ...], remember: bool) -> list[list[Any] | None]:
-        """For each value, [known to hold nothing by shape, the link tokens inside it], or None
-        for a plain number. Recurring values are remembered (not those of a product list, where
+    def _entries(
+        self, values: tuple[str, ...], remember: bool, searched: object, sighted: object
+    ) -> tuple[
+        list[list[Any] | None], list[int], list[tuple[int, frozenset[str]]], list[int], list[int]
+    ]:
+        """What is known of each value, and the values each later pass must look at, sorted in
+        one pass (this runs over every value of every request).
+
+        An entry is [known to hold nothing by shape, the link tokens inside it, under which
+        `Linker.searched` it was searched for identifiers inside, under which
+        `Linker.sightings_of` it was looked up], or None for a plain number. Returned: the
+        entries; the indexes of the values not known to hold nothing; (index, tokens) of those
+        with link tokens; the indexes of the values to search under `searched`, and to look up
+        under `sighted`. Recurring values are remembered (not those of a product list, where
         nothing recurs: `remember` False)."""
         memory = self._values
         found = list(map(memory.get, values))
-        if None in found:
-            kept: dict[str, list[Any]] = {}
-            for index in [i for i, entry in enumerate(found) if entry is None]:
+        unclear: list[int] = []
+        tokened: list[tuple[int, frozenset[str]]] = []
+        unsearched: list[int] = []
+        unsighted: list[int] = []
+        kept: dict[str, list[Any]] = {}
+        for index, entry in enumerate(found):
+            if entry is None:
                 value = values[index]
                 size = len(value)
                 if value.isdigit() and size < 22 and size != 18:
@@ -444,21 +461,31 @@ class Detector:
                     # phone by shape needs a key or words around it, an ID has 18 characters,
                     # digests at least 22), so it needs no entry
                     continue
-                # [nothing by shape, link tokens, searched for identifiers inside (session,
-                # generation), sighted at (session, party)]
-                entry = found[index] = [False, inner_tokens(value), None, None]
+                # (a value too short to hold an identifier inside is never searched)
+                entry = [False, inner_tokens(value), _SHORT if size <= MIN_INSIDE else None, None]
+                found[index] = entry
                 if remember and size <= _REMEMBER_MAX:
                     kept[value] = entry
-            if kept:  # (the bytes of the values and of their tokens)
-                tokens = sum(sum(map(getsizeof, e[1])) for e in kept.values() if e[1])
-                memory.keep_all(kept, sum(map(getsizeof, kept)) + tokens)
-        return found
+            if not entry[0]:
+                unclear.append(index)
+            if entry[1]:
+                tokened.append((index, entry[1]))
+            if entry[2] is not searched and entry[2] is not _SHORT:
+                unsearched.append(index)
+            if entry[3] is not sighted and entry[3] is not _NEVER:
+                unsighted.append(index)
+        if kept:  # (the bytes of the values and of their tokens)
+            tokens = sum(sizes(e[1]) for e in kept.values() if e[1])
+            memory.keep_all(kept, sizes(kept) + tokens)
+        return found, unclear, tokened, unsearched, unsighted
 
     def _link(
         self,
         fields: list[Field],
         values: tuple[str, ...],
         entries: list[list[Any] | None],
+        tokened: list[tuple[int, frozenset[str]]],
+        todo: list[int],
         tracked: set[str] | frozenset[str],
         linker: Linker,
         add: Callable[..., None],
@@ -467,17 +494,11 @@ class Detector:
         value, as a token inside one (`…&uid=<cna>&…` in a JSON string), or, when long, inside
         a longer value without a delimiter (`<utdid><timestamp><counter>`)."""
         seen = linker.remembered
-        inner = [entry[1] for entry in entries if entry is not None and entry[1]]
-        inside = frozenset().union(*inner) if inner else _NONE
+        inside = frozenset().union(*(tokens for _, tokens in tokened)) if tokened else _NONE
         within_tokens = seen.keys() & inside  # remembered values inside other values
         linked = seen.keys() & set(values) | within_tokens
-        # values searched since this session's last new identifier are skipped
-        generation = (linker.serial, linker.generation)
-        todo = [
-            i
-            for i, e in enumerate(entries)
-            if e is not None and e[2] != generation and len(values[i]) > MIN_INSIDE
-        ]
+        # `todo`: the values not searched since this session's last new identifier
+        generation = linker.searched
         hits: set[int] = set()
         for position, token in linker.inside(tuple(values[i] for i in todo)):
             index = todo[position]
@@ -492,13 +513,9 @@ class Detector:
                 entry[2] = generation
         if not linked:
             return
-        whole = [i for i, value in enumerate(values) if value in linked]
+        whole = list(compress(range(len(values)), map(linked.__contains__, values)))
         within = (
-            [
-                i
-                for i, e in enumerate(entries)
-                if e is not None and not e[1].isdisjoint(within_tokens)
-            ]
+            [i for i, tokens in tokened if not tokens.isdisjoint(within_tokens)]
             if within_tokens
             else []
         )

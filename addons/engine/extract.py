@@ -15,7 +15,6 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from sys import getsizeof
 from typing import Any, NamedTuple
 
 from shopguard.engine import composite, decode
@@ -32,7 +31,7 @@ from shopguard.engine.body import (
     looks_like_form,
     read_body,
 )
-from shopguard.engine.memory import Memory, remembered, size_of, urlsplit
+from shopguard.engine.memory import Memory, remembered, size_of, sizes, urlsplit
 from shopguard.engine.request import PlainRequest
 
 FULL, PARTIAL, NONE = "full", "partial", "none"
@@ -159,7 +158,7 @@ class _Walker:
             read(walker, location, key, value)
             entry = (tuple(walker.fields), tuple(walker.out.problems))
             size = size_of(location, key, value, *walker.out.problems) + 64 * len(walker.fields)
-            size += sum(map(getsizeof, chain.from_iterable(walker.fields)))
+            size += sizes(chain.from_iterable(walker.fields))
             self.memo.keep((location, key, value), entry, size)  # (the oldest forgotten first)
         fields, problems = entry
         if len(fields) > self.max_fields - len(self.fields):

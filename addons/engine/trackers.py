@@ -8,7 +8,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from itertools import accumulate, count
+from itertools import accumulate
 from typing import Any
 
 import ahocorasick  # type: ignore[import-not-found,unused-ignore]
@@ -128,10 +128,11 @@ def _top_field(location: str) -> str:
 _TOP = re.compile(r"[^:]*:[^.#/\[]*")
 
 
-_SERIALS = count()
 SIGHTINGS_BYTES = 8 * 1024 * 1024  # memory for the values of the persistent-identifier rule
 _SIGHTING_BYTES = 320  # what one remembered value costs: its key, where it was first, parties
 _PARTIES = 4  # parties remembered per value (two are enough to tell)
+_MARKS = 4096  # parties whose sightings mark values as looked up
+_FEW = 8  # remembered long values searched for one by one (a C search each) up to this many
 
 
 class Linker:
@@ -144,12 +145,25 @@ class Linker:
         self._seen: OrderedDict[str, str] = OrderedDict()
         self._categories: dict[str, str] = {}  # device_id or tracking_id, per remembered value
         self._automaton: Any = None  # the long remembered values, to find them inside others
-        self.generation = 0  # how often a new long value was remembered
-        self.serial = next(_SERIALS)  # tells this session from another in shared memories
+        self._long: list[str] = []  # the same, when they are few (then searched one by one)
+        # stands for the long values remembered now, in memories shared by sessions: a new
+        # object when one is added or forgotten (a value searched under it needs no new search)
+        self.searched: object = object()
+        self._sighted: dict[str, object] = {}  # the same for each party's sightings
         # hash(value) -> (the parties it reached, where it was first seen); values as keyed
         # hashes only, least recently seen forgotten first
         self._sightings: OrderedDict[int, tuple[tuple[str, ...], str]] = OrderedDict()
         self.sightings_capacity = max(sightings_bytes // _SIGHTING_BYTES, 1)
+
+    def sightings_of(self, party: str) -> object:
+        """Stands for `party` in this session: a value looked up for it (`sighted`) and found
+        nowhere else need not be looked up again for it."""
+        mark = self._sighted.get(party)
+        if mark is None:
+            if len(self._sighted) >= _MARKS:
+                self._sighted.clear()  # (then values are looked up once more: no harm)
+            mark = self._sighted[party] = object()
+        return mark
 
     def sighted(self, value: str, party: str, origin: str) -> str | None:
         """Record that `value` reached `party` (at `origin`, `location@host`); where it was
@@ -186,7 +200,8 @@ class Linker:
             if len(form) >= MIN_LINK:
                 if form not in self._seen:
                     self._automaton = None  # a new value: the inside-search is built again
-                    self.generation += len(form) >= MIN_INSIDE
+                    if len(form) >= MIN_INSIDE:
+                        self.searched = object()
                 self._seen[form] = origin
                 self._categories[form] = category
                 self._seen.move_to_end(form)
@@ -194,7 +209,7 @@ class Linker:
             gone, _ = self._seen.popitem(last=False)
             self._categories.pop(gone, None)
             self._automaton = None
-            self.generation += 1
+            self.searched = object()
 
     def category_of(self, value: str) -> str:
         return self._categories.get(value, "tracking_id")
@@ -205,16 +220,15 @@ class Linker:
         by a time and a counter, `<utdid>1700000000000…`): one pass over them all."""
         automaton = self._automaton
         if automaton is None:
-            automaton = ahocorasick.Automaton()
-            for form in self._seen:
-                if len(form) >= MIN_INSIDE:
+            self._long = [form for form in self._seen if len(form) >= MIN_INSIDE]
+            automaton = False
+            if len(self._long) > _FEW:
+                automaton = ahocorasick.Automaton()
+                for form in self._long:
                     automaton.add_word(form, form)
-            if len(automaton) == 0:
-                self._automaton = False
-                return []
-            automaton.make_automaton()
+                automaton.make_automaton()
             self._automaton = automaton
-        elif automaton is False:
+        if not self._long:
             return []
         long = [i for i, value in enumerate(values) if len(value) > MIN_INSIDE]
         if not long:
@@ -222,7 +236,11 @@ class Linker:
         text = "\x00".join(values[i] for i in long)
         starts = list(accumulate((len(values[i]) + 1 for i in long[:-1]), initial=0))
         found = set()
-        for end, token in automaton.iter(text):
+        if automaton is False:  # a few: each found by the string search, at each place
+            ends = [(at + len(form) - 1, form) for form in self._long for at in _places(text, form)]
+        else:
+            ends = automaton.iter(text)
+        for end, token in ends:
             index = long[bisect_right(starts, end) - 1]
             if values[index] != token:
                 found.add((index, token))
@@ -235,6 +253,16 @@ class Linker:
     def remembered(self) -> Mapping[str, str]:
         """Remembered tracking values and where each was first seen (`cookie:cna@host`)."""
         return self._seen
+
+
+def _places(text: str, part: str) -> list[int]:
+    """Where `part` starts in `text`, each place (as the automaton finds them)."""
+    places = []
+    at = text.find(part)
+    while at >= 0:
+        places.append(at)
+        at = text.find(part, at + 1)
+    return places
 
 
 def inner_tokens(value: str) -> frozenset[str]:

@@ -264,3 +264,21 @@ def test_large_bodies_leave_the_garbage_collector_as_they_found_it() -> None:
     broken = PlainRequest("POST", "https://a/", [("content-type", "application/json")], body[:-2])
     assert [f.location for f in extract(broken).fields][-1] == "body.text"  # read as text
     assert gc.isenabled()
+
+
+@pytest.mark.parametrize(
+    ("body", "read"),
+    [
+        (b"plain=ascii&text=1", True),
+        (b"tab\tand\r\nnew lines", True),
+        (b"a control\x01 in a short body", False),
+        ("文字 and ascii".encode(), True),
+        (b"\xff\xfe\x00binary", False),
+    ],
+)
+def test_a_text_body_is_read_and_a_binary_one_is_not(body: bytes, read: bool) -> None:
+    request = PlainRequest(
+        "POST", "https://h5api.m.taobao.com/x", [("content-type", "text/plain")], body
+    )
+    fields = extract(request).fields
+    assert any(f.location.startswith("body") for f in fields) is read

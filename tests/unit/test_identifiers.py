@@ -581,3 +581,27 @@ def test_a_field_location_in_a_site_file_must_follow_the_notation(tmp_path: Path
     )
     with pytest.raises(Exception, match=r"shop\.yaml:2: .*expected a field name or a location"):
         load_config(tmp_path, None)
+
+
+@pytest.mark.parametrize("others", [0, 12], ids=["a few remembered", "many remembered"])
+def test_remembered_ids_are_found_inside_longer_values_at_each_place(others: int) -> None:
+    """A few remembered long values are searched for one by one, many by an automaton: both
+    find each one inside a longer value wherever it is, and never a value as the whole of one."""
+    linker = Linker()
+    device, visitor = "WkqY8pLmN2vR7tXc5bHs3dQa", "ZpQ4rT7yU1iO9pAs5dFg8hJk"
+    for n in range(others):
+        linker.remember(f"Other{n:02d}Id8pLmN2vR7tXc5b", f"cookie:o{n}@a.example")
+    linker.remember(device, "header:x-utdid@acs.m.taobao.com", "device_id")
+    linker.remember(visitor, "cookie:cna@www.taobao.com")
+    values = (
+        "short",
+        device,  # the whole of it: not "inside"
+        f"{device}1733011200123000123",
+        f"x{visitor}y{device}z{visitor}",
+        "nothing remembered in this long value at all",
+    )
+    assert linker.inside(values) == [(2, device), (3, device), (3, visitor)]
+    linker.remember("AnotherNewLongId1234567", "cookie:n@b.example")  # (searched afresh)
+    assert linker.inside(("__AnotherNewLongId1234567__", visitor)) == [
+        (0, "AnotherNewLongId1234567")
+    ]
