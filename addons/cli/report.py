@@ -182,7 +182,9 @@ class SiteReport:
     own: dict[str, OwnValue] = field(default_factory=dict)  # fingerprint -> value
     linked: dict[tuple[str, str, str], int] = field(default_factory=dict)  # from, host, category
     actions: dict[tuple[str, str, str, bool], int] = field(default_factory=dict)
-    unhandled: dict[tuple[str, str, bool, str], Seen] = field(default_factory=dict)
+    # category, host, 3rd, location, and the site whose policy handled the request (for an ad
+    # pixel the pixels' site, not the shop whose page fired it): its file is where a rule goes
+    unhandled: dict[tuple[str, str, bool, str, str], Seen] = field(default_factory=dict)
 
 
 @dataclass
@@ -207,6 +209,7 @@ def add_flow(report: Report, line: dict[str, Any]) -> None:
     # an ad pixel is reported with the shop whose page fired it (`via`): what that shop's
     # visit gave away
     site = report.site(str(line.get("via") or line.get("site")))
+    policy_site = str(line.get("site"))
     site.requests += 1
     when = str(line.get("timestamp", ""))
     host = str(line.get("host", ""))
@@ -242,7 +245,9 @@ def add_flow(report: Report, line: dict[str, Any]) -> None:
             link = (str(finding["linked_from"]), host, category)
             site.linked[link] = site.linked.get(link, 0) + 1
         if left and not acted_on(location, actions):
-            unhandled = site.unhandled.setdefault((category, host, third, location), Seen())
+            unhandled = site.unhandled.setdefault(
+                (category, host, third, location, policy_site), Seen()
+            )
             unhandled.add(when, left, _way(finding))
 
 
@@ -324,11 +329,20 @@ def unhandled(report: Report) -> list[dict[str, Any]]:
             "location": location,
             **seen.to_dict(),
             "rule_to_add": suggestion(category, location, host),
+            "rule_site": policy_site,
         }
         for name, site in report.sites.items()
-        for (category, host, third, location), seen in site.unhandled.items()
+        for (category, host, third, location, policy_site), seen in site.unhandled.items()
     ]
     return sorted(rows, key=lambda r: (rank(r["category"], r["third_party"]), -r["count"]))
+
+
+def rule_text(row: dict[str, Any]) -> str:
+    """An unhandled row's rule as a reader needs it: with the file it goes into when that is
+    not the file of the site the row is listed under (an ad pixel's rule, under the shop)."""
+    if row["rule_site"] == row["site"]:
+        return str(row["rule_to_add"])
+    return f"{row['rule_site']}.yaml: {row['rule_to_add']}"
 
 
 def to_json(report: Report) -> dict[str, Any]:
@@ -406,7 +420,7 @@ def _sections(data: dict[str, Any]) -> Iterator[tuple[str, list[str], list[list[
             "third party" if r["third_party"] else "the shop",
             r["location"],
             str(r["count"]),
-            r["rule_to_add"],
+            rule_text(r),
         ]
         for r in data["unhandled"]
     ]
