@@ -19,14 +19,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from shopguard import paths
-from shopguard.cli.common import load_or_report
 from shopguard.cli.exits import EXIT_OK, EXIT_USAGE, guarded
 from shopguard.engine.location import LocationError, innermost_name, parse
-from shopguard.engine.settings import Config
 from shopguard.lines import acted_on
+
+if TYPE_CHECKING:
+    from shopguard.engine.settings import Config
 
 SCHEMAS = (1,)  # the log schemas this report reads (every one the project has written)
 PERSONAL = ("phone", "email", "name", "address", "postcode", "id_number", "payment_card", "geo")
@@ -544,15 +544,21 @@ def log_inputs(logs: list[Path], config: Config | None) -> tuple[list[Path], Pat
         if missing:
             raise ReportError(f"{missing[0]}: no such file")
         return list(logs), logs[-1]
+    from shopguard import paths
+
     assert config is not None
     path = config.settings.log.path or paths.default_log_path()
     return log_files(path), path
 
 
 def _inputs(args: argparse.Namespace) -> list[Path]:
-    config = None if args.logs else load_or_report(args.config)
-    if config is None and not args.logs:
-        raise ReportError("the configuration has errors (above)")
+    config = None
+    if not args.logs:  # (the configuration, and the engine it needs, only to find the log)
+        from shopguard.cli.common import load_or_report
+
+        config = load_or_report(args.config)
+        if config is None:
+            raise ReportError("the configuration has errors (above)")
     files, path = log_inputs(args.logs, config)
     if not files:
         raise ReportError(f"{path}: no log yet (run `shopguard run` and browse first)")
