@@ -19,14 +19,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from shopguard import paths
-from shopguard.cli.common import load_or_report
 from shopguard.cli.exits import EXIT_OK, EXIT_USAGE, guarded
 from shopguard.engine.location import LocationError, innermost_name, parse
-from shopguard.engine.settings import Config
 from shopguard.lines import acted_on
+
+if TYPE_CHECKING:
+    from shopguard.engine.settings import Config
 
 SCHEMAS = (1,)  # the log schemas this report reads (every one the project has written)
 PERSONAL = ("phone", "email", "name", "address", "postcode", "id_number", "payment_card", "geo")
@@ -182,7 +182,9 @@ class SiteReport:
     own: dict[str, OwnValue] = field(default_factory=dict)  # fingerprint -> value
     linked: dict[tuple[str, str, str], int] = field(default_factory=dict)  # from, host, category
     actions: dict[tuple[str, str, str, bool], int] = field(default_factory=dict)
-    unhandled: dict[tuple[str, str, bool, str], Seen] = field(default_factory=dict)
+    # category, host, 3rd, location, and the site whose policy handled the request (for an ad
+    # pixel the pixels' site, not the shop whose page fired it): its file is where a rule goes
+    unhandled: dict[tuple[str, str, bool, str, str], Seen] = field(default_factory=dict)
 
 
 @dataclass
@@ -207,6 +209,7 @@ def add_flow(report: Report, line: dict[str, Any]) -> None:
     # an ad pixel is reported with the shop whose page fired it (`via`): what that shop's
     # visit gave away
     site = report.site(str(line.get("via") or line.get("site")))
+    policy_site = str(line.get("site"))
     site.requests += 1
     when = str(line.get("timestamp", ""))
     host = str(line.get("host", ""))
@@ -242,7 +245,9 @@ def add_flow(report: Report, line: dict[str, Any]) -> None:
             link = (str(finding["linked_from"]), host, category)
             site.linked[link] = site.linked.get(link, 0) + 1
         if left and not acted_on(location, actions):
-            unhandled = site.unhandled.setdefault((category, host, third, location), Seen())
+            unhandled = site.unhandled.setdefault(
+                (category, host, third, location, policy_site), Seen()
+            )
             unhandled.add(when, left, _way(finding))
 
 
@@ -324,11 +329,20 @@ def unhandled(report: Report) -> list[dict[str, Any]]:
             "location": location,
             **seen.to_dict(),
             "rule_to_add": suggestion(category, location, host),
+            "rule_site": policy_site,
         }
         for name, site in report.sites.items()
-        for (category, host, third, location), seen in site.unhandled.items()
+        for (category, host, third, location, policy_site), seen in site.unhandled.items()
     ]
     return sorted(rows, key=lambda r: (rank(r["category"], r["third_party"]), -r["count"]))
+
+
+def rule_text(row: dict[str, Any]) -> str:
+    """An unhandled row's rule as a reader needs it: with the file it goes into when that is
+    not the file of the site the row is listed under (an ad pixel's rule, under the shop)."""
+    if row["rule_site"] == row["site"]:
+        return str(row["rule_to_add"])
+    return f"{row['rule_site']}.yaml: {row['rule_to_add']}"
 
 
 def to_json(report: Report) -> dict[str, Any]:
@@ -406,7 +420,7 @@ def _sections(data: dict[str, Any]) -> Iterator[tuple[str, list[str], list[list[
             "third party" if r["third_party"] else "the shop",
             r["location"],
             str(r["count"]),
-            r["rule_to_add"],
+            rule_text(r),
         ]
         for r in data["unhandled"]
     ]
@@ -530,15 +544,21 @@ def log_inputs(logs: list[Path], config: Config | None) -> tuple[list[Path], Pat
         if missing:
             raise ReportError(f"{missing[0]}: no such file")
         return list(logs), logs[-1]
+    from shopguard import paths
+
     assert config is not None
     path = config.settings.log.path or paths.default_log_path()
     return log_files(path), path
 
 
 def _inputs(args: argparse.Namespace) -> list[Path]:
-    config = None if args.logs else load_or_report(args.config)
-    if config is None and not args.logs:
-        raise ReportError("the configuration has errors (above)")
+    config = None
+    if not args.logs:  # (the configuration, and the engine it needs, only to find the log)
+        from shopguard.cli.common import load_or_report
+
+        config = load_or_report(args.config)
+        if config is None:
+            raise ReportError("the configuration has errors (above)")
     files, path = log_inputs(args.logs, config)
     if not files:
         raise ReportError(f"{path}: no log yet (run `shopguard run` and browse first)")

@@ -15,6 +15,7 @@ from html import escape
 from typing import IO, Any
 
 from shopguard import __version__
+from shopguard.cli.report import rule_text
 
 STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; }
@@ -192,8 +193,9 @@ def write_html(data: dict[str, Any], out: IO[str]) -> None:
         "fetches nothing and sends nothing.</p>",
         "<h2>What to do next: data sent with no rule acting on it</h2>",
         "<p>Most serious first. Add the rule to the site's file in your shopguard config "
-        "(<code>sites/SITE.yaml</code>, with <code>extends: default</code>), then check it with "
-        "<code>shopguard policy check</code>.</p>",
+        "(<code>sites/SITE.yaml</code>, with <code>extends: default</code>) — or to the file it "
+        "names: an ad pixel's rule goes into <code>sites/third-party-pixels.yaml</code> — then "
+        "check it with <code>shopguard policy check</code>.</p>",
         _table(
             ["site", "what", "to host", "who", "where in the request", "times", "rule to add"],
             [
@@ -204,7 +206,7 @@ def write_html(data: dict[str, Any], out: IO[str]) -> None:
                     _party(r["third_party"]),
                     r["location"],
                     r["count"],
-                    r["rule_to_add"],
+                    rule_text(r),
                 ]
                 for r in unhandled
             ],

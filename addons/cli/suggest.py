@@ -60,7 +60,9 @@ def _protected(site: Site, kind: str, name: str) -> bool:
 def suggestions(data: dict[str, object], config: Config) -> list[Suggestion]:
     found: dict[tuple[str, tuple[str, ...], str], Suggestion] = {}
     for row in data["unhandled"]:  # type: ignore[attr-defined]
-        site = config.site(row["site"])
+        # the site whose policy handled the request: for an ad pixel the pixels' site, not the
+        # shop whose page fired it (a rule in the shop's file would never apply to it)
+        site = config.site(row["rule_site"])
         if site is None or row["count"] < MIN_SEEN:
             continue
         evidence = (

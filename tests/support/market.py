@@ -1,5 +1,10 @@
 """A fake marketplace on loopback: shop page, mtop-style API, beacon, CDN, third-party pixel.
 
+The shop page sends what real ones do: an aplus beacon, the Meta pixel's loader and, for a buyer
+signed in (`LOGIN`), Meta's image pixel with the SHA-256 of the buyer's e-mail; the shop sets a
+visitor-ID cookie on a browser's first page view, which the page's script echoes to a tracker
+host; and the page's order call, once it succeeded, marks the page ("order sent").
+
 One HTTP and one HTTPS server answer for every name (virtual hosts by the Host header); each
 records what it receives, so tests can check what actually left the proxy.
 """
@@ -22,32 +27,87 @@ API = "h5api.m.taobao.com"
 BEACON = "gm.mmstat.com"
 CDN = "g.alicdn.com"
 PIXEL = "connect.facebook.net"  # an ad pixel: handled only when a marketplace page fires it
+TRACKER = "ynuf.aliapp.org"  # a tracker host of the shop's that the shipped policy lets through
 LOOKALIKE = "taobao.com.evil.example"  # out of scope despite the name
-HOSTS = [SHOP, API, BEACON, CDN, PIXEL, LOOKALIKE]
+HOSTS = [SHOP, API, BEACON, CDN, PIXEL, TRACKER, LOOKALIKE]
+
+# The signed-in buyer (the fictional one of tests/fixtures/corpus/profile.yaml): the shop page
+# hands the Meta pixel the SHA-256 of the e-mail address, trimmed and lower-cased, as Meta's
+# advanced matching asks (`ud[em]`)
+BUYER_EMAIL = "wang.xiaoming@example.com"
+PIXEL_ID = "1234567890123456"
+LOGIN = "/member/login.jhtml"  # signs the browser in (a session cookie) and sends it to the shop
+SESSION_COOKIE = "cookie2"
+# The visitor ID the shop sets on a browser's first page view (a first-party cookie), which the
+# page's script echoes to TRACKER as a query parameter
+VISITOR_COOKIE = "arms_uid"
+VISITOR_ID = "7c1e4f2a9b3d5e6f8a0b1c2d3e4f5a6b"
+VISITOR_PARAM = "vid"
 
 GIF = (
     b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00"
     b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
 )
 
-SHOP_PAGE = f"""<!doctype html>
+# what a shop page sends for a signed-in buyer: Meta's image pixel with the hashed e-mail, on
+# the page view and once the order went through
+_SIGNED_IN = f"""
+  var matched = "&ud[em]=" + "{hashlib.sha256(BUYER_EMAIL.strip().lower().encode()).hexdigest()}";
+  function pixel(event) {{
+    new Image().src = "https://{PIXEL}/tr/?id={PIXEL_ID}&ev=" + event
+      + "&dl=" + encodeURIComponent(location.href) + "&rl=&if=false&ts=" + Date.now()
+      + "&v=2.9.150&r=stable" + matched;
+  }}
+"""
+_ANONYMOUS = """
+  function pixel(event) {}
+"""
+
+_PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>Fake Taobao</title>
 <script src="https://{CDN}/alilog/mlog/aplus_v2.js"></script>
 <script src="https://{PIXEL}/en_US/fbevents.js"></script>
 </head><body>
 <h1 id="title">shopguard fake shop</h1>
 <img src="https://{BEACON}/v.gif?cna=Zm9vYmFyMTIz&spm=a21bo.1.0" width="1" height="1">
-<script>
+<script>{pixel}
+  var visitor = (document.cookie.match(/(?:^|; ){VISITOR_COOKIE}=([^;]*)/) || [])[1];
+  function track(event) {{  // the shop's visitor ID, echoed to its tracker host
+    if (visitor) fetch("https://{TRACKER}/w/wu.json?{VISITOR_PARAM}=" + visitor + "&ev=" + event,
+                       {{mode: "no-cors", credentials: "omit"}});
+  }}
+  pixel("PageView");
+  track("pv");
   var data = JSON.stringify({{receiverName: "Test Buyer", receiverMobile: "13800138000",
                               receiverAddress: "1 Example Road"}});
   fetch("https://{API}/h5/mtop.trade.order.create/1.0/?appKey=12574478&t=1700000000000"
         + "&data=" + encodeURIComponent(data),
-        {{method: "POST", mode: "no-cors", body: "data=" + encodeURIComponent(data),
+        {{method: "POST", body: "data=" + encodeURIComponent(data),
           headers: {{"content-type": "application/x-www-form-urlencoded"}}}})
-    .then(function () {{ document.getElementById("title").textContent = "order sent"; }});
+    .then(function (response) {{ return response.json(); }})
+    .then(function (answer) {{  // the order call came back from the shop, and succeeded
+      if (!answer.data.ok) return;
+      document.getElementById("title").textContent = "order sent";
+      pixel("Purchase");
+      track("order");
+    }});
 </script>
 </body></html>
 """
+
+
+def shop_page(signed_in: bool = False) -> str:
+    """The shop's home page, for a signed-in buyer or not (no pixel then)."""
+    return _PAGE.format(
+        CDN=CDN,
+        PIXEL=PIXEL,
+        BEACON=BEACON,
+        API=API,
+        TRACKER=TRACKER,
+        VISITOR_COOKIE=VISITOR_COOKIE,
+        VISITOR_PARAM=VISITOR_PARAM,
+        pixel=_SIGNED_IN if signed_in else _ANONYMOUS,
+    )
 
 
 @dataclass
@@ -78,6 +138,14 @@ class Recorder:
             self.requests.clear()
 
 
+_SESSION = f"{SESSION_COOKIE}=1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d; Path=/; Secure; HttpOnly"
+_VISITOR = f"{VISITOR_COOKIE}={VISITOR_ID}; Path=/; Max-Age=31536000; Secure; SameSite=Lax"
+
+
+def _cookies(headers: dict[str, str]) -> dict[str, str]:
+    return dict(part.strip().partition("=")[::2] for part in headers.get("cookie", "").split(";"))
+
+
 def mtop_verdict(path: str, headers: dict[str, str], body: bytes) -> str:
     """What the mtop gateway says of a call: signed calls must carry md5(token&t&appKey&data),
     the token being the part of the `_m_h5_tk` cookie before `_` (public client code)."""
@@ -86,10 +154,7 @@ def mtop_verdict(path: str, headers: dict[str, str], body: bytes) -> str:
         return "SUCCESS::调用成功"  # an unsigned call (the fake shop page sends those)
     form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
     data = query.get("data", form.get("data", ""))
-    cookies = dict(
-        part.strip().partition("=")[::2] for part in headers.get("cookie", "").split(";")
-    )
-    token = cookies.get("_m_h5_tk", "").split("_", 1)[0]
+    token = _cookies(headers).get("_m_h5_tk", "").split("_", 1)[0]
     text = f"{token}&{query.get('t', '')}&{query.get('appKey', '')}&{data}"
     if hashlib.md5(text.encode()).hexdigest() != query["sign"]:
         return "FAIL_SYS_ILLEGAL_ACCESS::非法请求"
@@ -99,8 +164,16 @@ def mtop_verdict(path: str, headers: dict[str, str], body: bytes) -> str:
 def _respond(
     host: str, path: str, headers: dict[str, str], content: bytes
 ) -> tuple[int, dict[str, str], bytes]:
+    if host == SHOP and path.split("?")[0] == LOGIN:
+        return 302, {"location": f"https://{SHOP}/", "set-cookie": _SESSION}, b""
     if host == SHOP and path.split("?")[0] == "/":
-        return 200, {"content-type": "text/html; charset=utf-8"}, SHOP_PAGE.encode()
+        cookies = _cookies(headers)
+        answer = {"content-type": "text/html; charset=utf-8"}
+        # a browser's first page view gets the visitor ID (a test client sends no
+        # Sec-Fetch-Mode, and gets none)
+        if headers.get("sec-fetch-mode") == "navigate" and VISITOR_COOKIE not in cookies:
+            answer["set-cookie"] = _VISITOR
+        return 200, answer, shop_page(SESSION_COOKIE in cookies).encode()
     if host == API and path.startswith("/h5/"):
         verdict = mtop_verdict(path, headers, content)
         body = json.dumps({"ret": [verdict], "data": {"ok": verdict.startswith("SUCCESS")}})

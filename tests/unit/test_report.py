@@ -178,6 +178,31 @@ def test_what_no_rule_handles_comes_first_ranked_with_the_rule_to_add(
     )
 
 
+def pixel(when: str, findings: list[dict[str, Any]], via: str = "taobao") -> dict[str, Any]:
+    """An ad pixel fired by a page of `via`, as the proxy logs it: the pixels' site handles it."""
+    line = flow(when, "connect.facebook.net", findings, site="third-party-pixels", third=True)
+    line["via"] = via
+    validate_line(line)
+    return line
+
+
+def test_a_pixels_rule_goes_into_the_pixels_file_not_the_shops(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the shop whose page fired the pixel is where the report lists it; the rule that stops it
+    # belongs to the site whose policy handles the request: the pixels'
+    hashed = finding(
+        "email", "query:ud%5Bem%5D", FP_MAIL, transform="sha256", left=True, preview="w***"
+    )
+    path = write(tmp_path / "flows.jsonl", [started("10:00:00"), pixel("10:00:01", [hashed])])
+    (row,) = report_json(capsys, str(path))["unhandled"]
+    assert (row["site"], row["rule_site"]) == ("taobao", "third-party-pixels")
+    assert main(["report", str(path), "--format", "markdown"]) == 0
+    assert "third-party-pixels.yaml: fields: {email:" in capsys.readouterr().out
+    (own,) = report_json(capsys, str(write(tmp_path / "shop.jsonl", SESSION[:2])))["unhandled"]
+    assert own["rule_site"] == "taobao"
+
+
 def test_bad_lines_are_counted_not_fatal(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -4,12 +4,13 @@ its comments, and the result passes the check and takes effect."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 
 from shopguard.cli.main import main
-from tests.unit.test_report import finding, flow, write
+from tests.unit.test_report import finding, flow, pixel, write
 
 VISITOR = "a1b2c3d4e5f6a7b8c9d0"
 
@@ -115,3 +116,30 @@ def test_apply_writes_rules_that_pass_the_check_and_take_effect(
     assert main(["policy", "suggest", str(log), "--config", str(config)]) == 0
     # the old lines still show the values leaving; the file now holds the rules for them
     assert "hold these rules already" in capsys.readouterr().out
+
+
+def test_a_pixels_rule_goes_into_the_pixels_file_and_takes_effect_there(
+    tmp_path: Path, config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the Meta pixel a taobao page fires is handled by the pixels' policy: a rule in
+    # taobao.yaml would never apply to it
+    hashed = finding(
+        "email", "query:ud%5Bem%5D", "ffeeddccbbaa99887766", transform="sha256", left=True
+    )
+    log = write(tmp_path / "flows.jsonl", [pixel(f"10:00:0{i}", [hashed]) for i in range(2)])
+    assert main(["policy", "suggest", str(log), "--config", str(config), "--apply"]) == 0
+    assert "third-party-pixels.yaml: 1 rules added" in capsys.readouterr().out
+    assert (config / "sites" / "taobao.yaml").read_text().count("\n") == 3  # untouched
+    written = (config / "sites" / "third-party-pixels.yaml").read_text(encoding="utf-8")
+    assert written.startswith("extends: default\n") and '- "connect.facebook.net"' in written
+    profile = tmp_path / "profile.yaml"
+    profile.write_text('email: ["buyer@example.com"]\n', encoding="utf-8")
+    profile.chmod(0o600)
+    hashed_mail = hashlib.sha256(b"buyer@example.com").hexdigest()
+    url = f"https://connect.facebook.net/tr/?id=1&ev=PageView&ud[em]={hashed_mail}"
+    argv = ["policy", "explain", url, "--header", "Referer: https://www.taobao.com/"]
+    assert main([*argv, "--config", str(config), "--profile", str(profile)]) == 0
+    out = capsys.readouterr().out
+    actions = out.partition("actions")[2].split("request as it would leave")[0]
+    assert "strip" in actions and "query:ud%5Bem%5D" in actions
+    assert "third-party-pixels.yaml:" in actions  # (the rule's file and line)
