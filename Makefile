@@ -49,3 +49,4 @@ bench: $(STAMP)
 	$(PY) bench/run.py
 	$(PY) bench/proxy.py
 	$(PY) bench/soak.py
+	$(PY) bench/report.py
