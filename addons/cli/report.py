@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gzip
 import json
 import os
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from shopguard.cli.exits import EXIT_OK, EXIT_USAGE, guarded
-from shopguard.engine.location import LocationError, innermost_name, parse
+from shopguard.engine.location import DOCUMENT, LocationError, innermost_name, parse
 from shopguard.lines import acted_on
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ PERSONAL = ("phone", "email", "name", "address", "postcode", "id_number", "payme
 IDENTIFIERS = ("device_id", "tracking_id", "ip_address")
 _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_STRIPPABLE = {"query": "strip_params", "header": "strip_headers"}
+_STRIPPABLE = {"query": "strip_params", "header": "strip_headers", "cookie": "strip_cookies"}
 _FIELD_KINDS = ("body", "body.form", "ws")
 
 
@@ -148,9 +149,12 @@ class Seen:
 
     def add(self, when: str, left: bool, way: str) -> None:
         self.count += 1
-        self.stopped += not left
-        self.first = min(self.first, when) if self.first else when
-        self.last = max(self.last, when)
+        if not left:
+            self.stopped += 1
+        if not self.first or when < self.first:
+            self.first = when
+        if when > self.last:
+            self.last = when
         self.ways.add(way)
 
     def to_dict(self) -> dict[str, Any]:
@@ -201,8 +205,19 @@ class Report:
         return self.sites.setdefault(name, SiteReport())
 
 
-def _way(finding: dict[str, Any]) -> str:
-    return finding.get("transform") or "in clear"
+def _seen(table: dict[Any, Seen], key: Any) -> Seen:
+    """The entry of `key`, made on first use (`setdefault` would make one on every call)."""
+    seen = table.get(key)
+    if seen is None:
+        seen = table[key] = Seen()
+    return seen
+
+
+@functools.lru_cache(maxsize=65536)
+def _acted_on(location: str, targets: tuple[tuple[str, str], ...]) -> bool:
+    """`acted_on` for a line's (action, target) pairs: locations and targets recur from line to
+    line, and parsing them is most of its cost."""
+    return acted_on(location, [{"action": a, "target": t} for a, t in targets])
 
 
 def add_flow(report: Report, line: dict[str, Any]) -> None:
@@ -226,6 +241,7 @@ def add_flow(report: Report, line: dict[str, Any]) -> None:
             bool(action.get("applied", True)),
         )
         site.actions[key] = site.actions.get(key, 0) + 1
+    targets = tuple((str(a.get("action")), str(a.get("target", ""))) for a in actions)
     sent = [f for f in findings if not f.get("received")]
     site.with_data += bool(sent)
     if sent:
@@ -234,21 +250,21 @@ def add_flow(report: Report, line: dict[str, Any]) -> None:
     for finding in sent:
         category, location = str(finding.get("category")), str(finding.get("location"))
         left = finding.get("left", True) is not False  # (lines written before `left`: as sent)
-        site.sent.setdefault((category, host, third), Seen()).add(when, left, _way(finding))
+        way = finding.get("transform") or "in clear"
+        _seen(site.sent, (category, host, third)).add(when, left, way)
         if finding.get("detector") == "profile":
             fingerprint = str(finding.get("fingerprint"))
-            own = site.own.setdefault(
-                fingerprint, OwnValue(category, str(finding.get("preview", "")))
-            )
-            own.hosts.setdefault(host, Seen()).add(when, left, _way(finding))
+            own = site.own.get(fingerprint)
+            if own is None:
+                own = site.own[fingerprint] = OwnValue(category, str(finding.get("preview", "")))
+            _seen(own.hosts, host).add(when, left, way)
         if finding.get("linked_from"):
             link = (str(finding["linked_from"]), host, category)
             site.linked[link] = site.linked.get(link, 0) + 1
-        if left and not acted_on(location, actions):
-            unhandled = site.unhandled.setdefault(
-                (category, host, third, location, policy_site), Seen()
+        if left and not (targets and _acted_on(location, targets)):
+            _seen(site.unhandled, (category, host, third, location, policy_site)).add(
+                when, left, way
             )
-            unhandled.add(when, left, _way(finding))
 
 
 @dataclass
@@ -301,21 +317,32 @@ def rank(category: str, third_party: bool) -> int:
     return (0 if personal else 1) if third_party else (2 if personal else 3)
 
 
+def strip_list(location: str) -> str | None:
+    """The `trackers:` list that strips what is at `location` by its name: `strip_params`,
+    `strip_headers` and `strip_cookies` for a whole parameter, header or cookie, `strip_fields`
+    for a body field or a name inside what one of those holds (JSON in a parameter); None when
+    no name reaches it (a path segment, a host label, an unreadable location)."""
+    try:
+        parsed = parse(location)
+    except LocationError:
+        return None
+    if any(step.kind == DOCUMENT for step in parsed.steps):
+        return "strip_fields"
+    if parsed.kind in _STRIPPABLE:
+        return _STRIPPABLE[parsed.kind]
+    return "strip_fields" if parsed.kind in _FIELD_KINDS else None
+
+
 def suggestion(category: str, location: str, host: str) -> str:
     """The site-file rule that would handle a value sent at `location` to `host`."""
     if category in PERSONAL:
         return f"fields: {{{category}: {{action: strip, hosts: [{json.dumps(host)}]}}}}"
-    try:
-        kind = parse(location).kind
-    except LocationError:
-        kind = ""
     name = json.dumps(innermost_name(location))
-    if kind == "cookie":
+    strip = strip_list(location)
+    if strip == "strip_cookies":
         return f"trackers: {{strip_cookies: {{{json.dumps(host)}: [{name}]}}}}"
-    if kind in _STRIPPABLE:
-        return f"trackers: {{{_STRIPPABLE[kind]}: [{name}]}}"
-    if kind in _FIELD_KINDS:
-        return f"trackers: {{strip_fields: [{name}]}}"
+    if strip is not None:
+        return f"trackers: {{{strip}: [{name}]}}"
     return f"trackers: {{block: [{json.dumps(host)}]}}"
 
 

@@ -26,16 +26,15 @@ from shopguard.cli.report import (
     build,
     log_inputs,
     read_lines,
+    strip_list,
     to_json,
 )
 from shopguard.engine.located import ConfigErrors
-from shopguard.engine.location import LocationError, innermost_name, parse
+from shopguard.engine.location import innermost_name, parse
 from shopguard.engine.settings import Config, Site, load_config
 from shopguard.engine.sitefile import SiteFileError, add_entries, add_field_rule
 
 MIN_SEEN = 2  # a value seen once may be chance; twice is a habit
-_LISTS = {"query": "strip_params", "header": "strip_headers", "cookie": "strip_cookies"}
-_FIELDS = ("body", "body.form", "ws")
 
 
 @dataclass(frozen=True)
@@ -80,21 +79,16 @@ def suggestions(data: dict[str, object], config: Config) -> list[Suggestion]:
             continue
         if row["category"] not in IDENTIFIERS:
             continue
-        try:
-            kind = parse(row["location"]).kind
-        except LocationError:
-            continue
+        strip = strip_list(row["location"])
+        if strip is None:
+            continue  # a path segment or host label: nothing to strip it by name
+        kind = parse(row["location"]).kind
         name = innermost_name(row["location"])
         if not name or name.startswith("{") or _protected(site, kind, name):
             continue  # (a name that is itself personal data: no rule can be written for it)
-        if kind in _LISTS:
-            path = ("trackers", _LISTS[kind])
-            if kind == "cookie":
-                path += (row["host"],)
-        elif kind in _FIELDS:
-            path = ("trackers", "strip_fields")
-        else:
-            continue  # a path segment or host label: nothing to strip it by name
+        path = ("trackers", strip)
+        if strip == "strip_cookies":
+            path += (row["host"],)
         found.setdefault((site.name, path, name), Suggestion(site.name, path, name, "", evidence))
     return list(found.values())
 

@@ -351,11 +351,6 @@ def test_report_lists_the_values_as_stopped(trip: RoundTrip) -> None:
     assert ("cookie:cna", True) in stopped and ("header:bx-umidtoken", True) in stopped
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="policy suggest puts an identifier inside a query's JSON (query:data.$.params.$.myCNA) "
-    "into strip_params, which only strips top-level parameters: strip_fields would reach it",
-)
 def test_an_identifier_inside_a_query_json_is_stopped(trip: RoundTrip) -> None:
     searches = [r for r in _mtop(trip.enforce) if "wirelessrecommend" in r.path]
     assert len(searches) == 2
@@ -364,11 +359,6 @@ def test_an_identifier_inside_a_query_json_is_stopped(trip: RoundTrip) -> None:
         assert mtop_verdict(received.path, received.headers, received.body).startswith("SUCCESS")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="policy suggest writes an ad pixel's rule into the file of the shop whose page fired "
-    "it (`via`), whose policy never handles the pixel's requests (third-party-pixels does)",
-)
 def test_a_rule_suggested_for_an_ad_pixel_takes_effect(trip: RoundTrip) -> None:
     assert (trip.config / "sites" / "aliexpress.yaml").exists() or (
         trip.config / "sites" / "third-party-pixels.yaml"

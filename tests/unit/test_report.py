@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from shopguard.cli.main import main
-from shopguard.cli.report import log_files, parse_when
+from shopguard.cli.report import log_files, parse_when, suggestion
 from tests.support.logschema import validate_line
 
 FP_PHONE = "0123456789abcdef0123"
@@ -298,3 +298,19 @@ def test_scan_points_its_own_log_to_report(
     path = write(tmp_path / "flows.jsonl", SESSION)
     assert main(["scan", str(path)]) == 2
     assert f"shopguard report {path}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("location", "rule"),
+    [
+        ("query:cna", 'trackers: {strip_params: ["cna"]}'),
+        ("header:bx-umidtoken", 'trackers: {strip_headers: ["bx-umidtoken"]}'),
+        ("cookie:cna", 'trackers: {strip_cookies: {"h5api.m.taobao.com": ["cna"]}}'),
+        ("body.form:data.$.deviceId", 'trackers: {strip_fields: ["deviceId"]}'),
+        # a name inside the JSON a parameter holds: only strip_fields reaches it
+        ("query:data.$.params.$.myCNA", 'trackers: {strip_fields: ["myCNA"]}'),
+        ("path:3", 'trackers: {block: ["h5api.m.taobao.com"]}'),
+    ],
+)
+def test_the_rule_to_add_reaches_the_value_where_it_was_sent(location: str, rule: str) -> None:
+    assert suggestion("tracking_id", location, "h5api.m.taobao.com") == rule
