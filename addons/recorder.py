@@ -35,6 +35,7 @@ class Recorder:
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self.started: float | None = None  # when the proxy started, for `proxy_stopped`
         self.mask = terminal.MaskMitmproxy(rt.raw_values)
 
     def load(self, loader: Any) -> None:
@@ -67,6 +68,12 @@ class Recorder:
             raise exceptions.OptionsError(f"cannot write the shopguard log {path}: {exc}") from exc
 
     def done(self) -> None:
+        """A clean stop, in `shopguard run` as under a user's own mitmdump or mitmweb: the
+        session's last line."""
+        if self.started is not None:
+            uptime = round(time.monotonic() - self.started, 3)
+            self.rt.emit("proxy_stopped", reason=self.rt.stop_reason, uptime_s=uptime)
+            self.started = None
         terminal.uninstall(self.mask)
 
     def running(self) -> None:
@@ -84,6 +91,7 @@ class Recorder:
             confdir=ctx.options.confdir,
             log=str(self.log_path()),
         )
+        self.started = time.monotonic()
 
     @guarded
     def requestheaders(self, flow: http.HTTPFlow) -> None:

@@ -50,6 +50,7 @@ class Runtime:
         self._pending: list[tuple[str, dict[str, Any]]] = []
         self.observers: list[Callable[[str, dict[str, Any]], None]] = []  # of written lines
         self._held = False  # lines wait in `_pending` until the proxy listens (`hold_lines`)
+        self.stop_reason = "shutdown"  # what `proxy_stopped` says (`shopguard run`: the signal)
 
     def state(self, flow: Any) -> FlowState | None:
         """The state of a flow this proxy tagged; None for flows of no site and for flows read

@@ -243,18 +243,16 @@ class LiveStatus:
 class Session:
     """`shopguard run` from the moment it listens to its stop: the log's first lines (held
     until then, so that a proxy that never listens writes nothing), the banner, the key files'
-    modes, and `proxy_stopped`."""
+    modes, and why it stops (`proxy_stopped`, which the recorder writes, says it)."""
 
     def __init__(self, rt: Runtime, master: Master) -> None:
         self.rt = rt
         self.master = master
         self.exit_code = EXIT_OK
-        self.started: float | None = None
-        self.reason = "shutdown"
         self.status: LiveStatus | None = None
 
     def stop(self, reason: str) -> None:
-        self.reason = reason
+        self.rt.stop_reason = reason
         self.master.shutdown()
 
     def fail(self, message: str) -> None:
@@ -279,7 +277,6 @@ class Session:
             self.fail(f"shopguard: cannot write the shopguard log {audit.path}: {exc}")
             return
         paths.protect_keys(Path(self.master.options.confdir))  # (WireGuard's, written now)
-        self.started = time.monotonic()
         print("\n".join(self.banner()), flush=True)
         if sys.stderr.isatty():
             self.status = LiveStatus(sys.stderr)
@@ -290,10 +287,6 @@ class Session:
     def done(self) -> None:
         if self.status is not None:
             self.status.end()
-        if self.started is None:
-            return
-        uptime = round(time.monotonic() - self.started, 3)
-        self.rt.emit("proxy_stopped", reason=self.reason, uptime_s=uptime)
 
     def banner(self) -> list[str]:
         config = self.rt.config

@@ -127,4 +127,7 @@ def test_mitmdump_loads_all_addons_from_the_entry_script(
         process.terminate()
         process.wait(timeout=10)
     assert os.stat(log).st_mode & 0o777 == 0o600
-    assert validate_file(log) >= 3  # policy_loaded, profile_loaded, the flow: as the schema says
+    assert validate_file(log) >= 4  # policy_loaded, profile_loaded, the flow: as the schema says
+    # a clean stop of the user's own mitmdump ends its session as `shopguard run`'s does
+    events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
+    assert events.count("proxy_started") == 1 and events[-1] == "proxy_stopped", events
