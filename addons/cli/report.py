@@ -505,13 +505,18 @@ def _sections(data: dict[str, Any]) -> Iterator[tuple[str, list[str], list[list[
         )
 
 
+def counted(number: int, thing: str) -> str:
+    """`1 site`, `2 sites`."""
+    return f"{number} {thing}{'s' * (number != 1)}"
+
+
 def _summary(data: dict[str, Any]) -> list[str]:
     bad = data["bad_input"]
+    requests = sum(s["requests"] for s in data["sites"].values())
     lines = [
-        f"{sum(s['requests'] for s in data['sites'].values())} requests to {len(data['sites'])} "
-        f"sites from {data['first'][:19] or '-'} to {data['last'][:19] or '-'} "
-        f"({data['sessions']} proxy session{'s' * (data['sessions'] != 1)}, "
-        f"{len(data['files'])} file{'s' * (len(data['files']) != 1)})"
+        f"{counted(requests, 'request')} to {counted(len(data['sites']), 'site')} "
+        f"from {data['first'][:19] or '-'} to {data['last'][:19] or '-'} "
+        f"({counted(data['sessions'], 'proxy session')}, {counted(len(data['files']), 'file')})"
     ]
     skipped = bad["garbage"] + bad["truncated"] + bad["other_schema"]
     if skipped:

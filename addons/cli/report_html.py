@@ -15,7 +15,7 @@ from html import escape
 from typing import IO, Any
 
 from shopguard import __version__
-from shopguard.cli.report import rule_text
+from shopguard.cli.report import counted, rule_text
 
 STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; }
@@ -179,12 +179,12 @@ def write_html(data: dict[str, Any], out: IO[str]) -> None:
         "<title>What the shops learnt — shopguard report</title>",
         f"<style>{STYLE}</style></head><body>",
         "<h1>What the shops learnt about you</h1>",
-        f'<p class="lead">{requests} requests to {len(sites)} sites, '
+        f'<p class="lead">{counted(requests, "request")} to {counted(len(sites), "site")}, '
         f"{escape(data['first'][:16].replace('T', ' '))} to "
         f"{escape(data['last'][:16].replace('T', ' '))} UTC. "
         + (
-            f'<span class="serious">{len(serious)} kinds of data reached third parties with no '
-            "rule stopping them.</span>"
+            f'<span class="serious">{counted(len(serious), "kind")} of data reached third parties '
+            "with no rule stopping them.</span>"
             if serious
             else "No data reached a third party without a rule acting on it."
         )

@@ -65,6 +65,7 @@ def test_the_html_report_renders_offline_and_fetches_nothing(tmp_path: Path) -> 
     assert os.stat(page).st_mode & 0o777 == 0o600
     text = page.read_text(encoding="utf-8")
     assert "default-src 'none'" in text and 'style="' not in text  # (no inline style attributes)
+    assert "3 requests to 1 site, " in text and "2 kinds of data reached third parties" in text
     recorder = Recorder()
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     ARTEFACTS.mkdir(exist_ok=True)
