@@ -144,8 +144,9 @@ class Detector:
         linker: Linker | None = None,
         party: str = "",
     ) -> list[Finding]:
-        """The findings of one request to `host`; `party`, who receives it (for the
-        persistent-identifier rule: a long value that reaches a second party)."""
+        """The findings of one request to `host`; `party`, who receives it, or sets the
+        cookies of a response (for the persistent-identifier rule: a long value that reaches a
+        second party)."""
         found: dict[tuple[str, str, str], Finding] = {}
         made = self._findings
         fields = extraction.fields
@@ -223,10 +224,19 @@ class Detector:
                 add(fld, "pattern", hit, "" if offset == TEXT_IP else "bytes")
         if extraction.response_cookies:  # a response cookie is a tracking identifier or nothing
             for fld in [f for f in fields if f.location[:11] == "set-cookie:"]:
-                if fld.location not in tracked and stamped_id(fld.value):  # `_ttc=3.<r>.<s>`
+                if fld.location in tracked:
+                    continue
+                if stamped_id(fld.value):  # `_ttc=3.<r>.<s>`
                     add(fld, "pattern", Hit("tracking_id", 0.8, fld.value, fld.value))
                     if linker is not None:
                         linker.remember(fld.value, _origin(fld, host), "tracking_id")
+                elif (  # the persistent rule: a value is seen at the party that sets it (its
+                    linker is not None  # echo to another party is then the one reported)
+                    and party
+                    and fld.location not in ignored
+                    and persistent_candidate(fld.value)
+                ):
+                    linker.sighted(fld.value, party, _origin(fld, host))
             live = [i for i, loc in enumerate(locations) if not loc.startswith("set-cookie:")]
             fields = [fields[i] for i in live]
             if not fields:

@@ -166,11 +166,12 @@ class Linker:
         return mark
 
     def sighted(self, value: str, party: str, origin: str) -> str | None:
-        """Record that `value` reached `party` (at `origin`, `location@host`); where it was
-        first seen when it has now reached more than one party, else None. The sighting that
-        first brings a value to a second party is the first reported: requests before it were
-        logged already. Values are kept as their 64-bit string hash, keyed by the process's
-        random hash seed (SipHash), never as text."""
+        """Record that `value` reached `party` (at `origin`, `location@host`; a cookie the
+        party set, `set-cookie:t@host`, counts as reaching it); where it was first seen when it
+        has now reached more than one party, else None. The sighting that first brings a value
+        to a second party is the first reported: requests before it were logged already.
+        Values are kept as their 64-bit string hash, keyed by the process's random hash seed
+        (SipHash), never as text."""
         key = hash(value)
         entry = self._sightings.get(key)
         if entry is None:

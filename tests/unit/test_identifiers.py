@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import pytest
 
+from shopguard import paths
 from shopguard.engine import composite, pipeline
 from shopguard.engine.detect import Detector
 from shopguard.engine.extract import extract
@@ -348,6 +349,39 @@ def test_a_constant_value_that_reaches_a_second_party_is_a_tracking_id(shop: Con
     )
     later = PlainRequest("GET", f"https://www.shop.example/p?sid2={value}")
     assert [f.category for f in run(shop, later, linker).findings] == ["tracking_id"]
+
+
+def test_a_cookie_the_shop_sets_is_seen_at_the_shop_and_its_echo_to_a_tracker_reported() -> None:
+    """Taobao sets its visitor cookie `t` (a name its site file does not list), the page's
+    script echoes it to ynuf.aliapp.org: the echo is the leak, linked from the Set-Cookie; the
+    cookie going back to the shop is not "linked from the tracker", and a cookie that only goes
+    back to the shop is no finding."""
+    config = load_config(paths.shipped_config_dir(), None)
+    detector, linker = Detector(b"k"), Linker()
+    value, other = "a1f3c9e27b4d5f60718293a4b5c6d7e8", "dBx7Qm2PaZ9kLw4Rt6Yv"
+
+    def detect(request: PlainRequest) -> list[tuple[str, str, str | None]]:
+        routed = pipeline.route(config, request.target, None, None)
+        assert routed is not None
+        party = pipeline.party_of(routed, routed.host)
+        found = detector.detect(
+            extract(request), routed.host, routed.site.identifiers, linker, party
+        )
+        return [(f.category, f.location, f.linked_from) for f in found]
+
+    headers = [
+        ("Set-Cookie", f"t={value}; Domain=.taobao.com; Path=/; Max-Age=7776000"),
+        ("Set-Cookie", f"l={other}; Domain=.taobao.com; Path=/"),
+    ]
+    response = PlainRequest("GET", "", (), b"", False, headers, host="www.taobao.com")
+    assert detect(response) == []  # as before: plain values set by the shop are no finding
+    echo = PlainRequest("GET", f"https://ynuf.aliapp.org/w/wu.json?vid={value}&ev=pv")
+    assert detect(echo) == [("tracking_id", "query:vid", "set-cookie:t@www.taobao.com")]
+    cookies = [("Cookie", f"t={value}; l={other}")]
+    for host in ("s.taobao.com", "h5api.m.taobao.com"):
+        shop = detect(PlainRequest("GET", f"https://{host}/x", cookies))
+        assert {linked for _, _, linked in shop} <= {"set-cookie:t@www.taobao.com"}
+        assert "cookie:l" not in {location for _, location, _ in shop}  # (one party: the shop)
 
 
 @pytest.mark.parametrize(
