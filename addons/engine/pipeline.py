@@ -177,7 +177,8 @@ def response_cookies(ctx: Context, routed: Routed, headers: list[tuple[str, str]
     """The tracking identifiers a response sets (`set-cookie:…`)."""
     request = PlainRequest("GET", "", (), b"", False, headers)
     extraction = extract(request, ctx.limits)
-    return ctx.detector.detect(extraction, routed.host, routed.site.identifiers, ctx.linker)
+    party = party_of(routed, routed.host)  # (where the persistent rule sees the cookie set)
+    return ctx.detector.detect(extraction, routed.host, routed.site.identifiers, ctx.linker, party)
 
 
 def message(

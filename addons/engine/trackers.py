@@ -184,6 +184,8 @@ class Linker:
         if party not in parties and len(parties) < _PARTIES:
             parties = (*parties, party)
             self._sightings[key] = (parties, first)
+            if len(parties) == 2:  # values marked as seen at one party only may no longer be:
+                self._sighted.clear()  # each party's mark is made anew (`sightings_of`)
         return first if len(parties) > 1 else None
 
     def remember(self, value: str, origin: str, category: str = "tracking_id") -> None:

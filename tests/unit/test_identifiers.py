@@ -351,6 +351,24 @@ def test_a_constant_value_that_reaches_a_second_party_is_a_tracking_id(shop: Con
     assert [f.category for f in run(shop, later, linker).findings] == ["tracking_id"]
 
 
+def test_a_value_seen_at_one_party_is_reported_there_too_once_it_reached_another(
+    shop: Config,
+) -> None:
+    """With one detector for the whole run, as in the proxy: the shop's requests before the
+    value reached the pixel are one party's; after it, they carry a cross-party identifier."""
+    ctx = pipeline.Context(shop, Detector(b"k"), Linker(), mode="observe")
+    value = "Qx7Lm2Vz9Rk4Tn8Wp3Ys"
+    at_shop = PlainRequest("GET", f"https://www.shop.example/p?sid2={value}")
+    pixel = PlainRequest(
+        "GET", f"https://t.pixel.example/e?u={value}", [("Referer", "https://www.shop.example/")]
+    )
+    assert not pipeline.run(ctx, at_shop).findings
+    assert not pipeline.run(ctx, at_shop).findings  # (the shop alone, again: marked as such)
+    assert [f.location for f in pipeline.run(ctx, pixel).findings] == ["query:u"]
+    again = pipeline.run(ctx, at_shop).findings
+    assert [(f.category, f.location) for f in again] == [("tracking_id", "query:sid2")]
+
+
 def test_a_cookie_the_shop_sets_is_seen_at_the_shop_and_its_echo_to_a_tracker_reported() -> None:
     """Taobao sets its visitor cookie `t` (a name its site file does not list), the page's
     script echoes it to ynuf.aliapp.org: the echo is the leak, linked from the Set-Cookie; the
@@ -382,6 +400,20 @@ def test_a_cookie_the_shop_sets_is_seen_at_the_shop_and_its_echo_to_a_tracker_re
         shop = detect(PlainRequest("GET", f"https://{host}/x", cookies))
         assert {linked for _, _, linked in shop} <= {"set-cookie:t@www.taobao.com"}
         assert "cookie:l" not in {location for _, location, _ in shop}  # (one party: the shop)
+
+
+def test_the_proxy_sees_a_cookie_set_by_the_shop_at_the_shop() -> None:
+    """The same through the pipeline the proxy runs: the response's cookies, then the echo."""
+    config = load_config(paths.shipped_config_dir(), None)
+    ctx = pipeline.Context(config, Detector(b"k"), Linker(), mode="observe")
+    value = "a1f3c9e27b4d5f60718293a4b5c6d7e8"
+    routed = pipeline.route(config, "www.taobao.com", None, None)
+    assert routed is not None
+    headers = [("Set-Cookie", f"t={value}; Domain=.taobao.com; Path=/")]
+    assert pipeline.response_cookies(ctx, routed, headers) == []
+    echo = PlainRequest("GET", f"https://ynuf.aliapp.org/w/wu.json?vid={value}&ev=pv")
+    found = [(f.location, f.linked_from) for f in pipeline.run(ctx, echo).findings]
+    assert found == [("query:vid", "set-cookie:t@www.taobao.com")]
 
 
 @pytest.mark.parametrize(
