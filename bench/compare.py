@@ -26,9 +26,16 @@ def main() -> int:
         print("usage: compare.py OLD.json NEW.json", file=sys.stderr)
         return 2
     old, new = (json.loads(Path(x).read_text(encoding="utf-8")) for x in sys.argv[1:])
-    print(f"old: {old['date']}  {old['machine']}")
-    print(f"new: {new['date']}  {new['machine']}")
-    if old["machine"] != new["machine"]:
+    same = ("cores", "python", "mitmproxy", "platform")
+    for label, result in (("old", old), ("new", new)):
+        machine = result["machine"]
+        load = machine.get("load_average_before")
+        print(
+            f"{label}: {result['date']}  {machine['cores']} cores, Python {machine['python']},"
+            f" mitmproxy {machine['mitmproxy']}"
+            + (f", load average {load[0]:.1f} before the run" if load else "")
+        )
+    if any(old["machine"].get(k) != new["machine"].get(k) for k in same):
         print("  (different machines or versions: compare ratios, not absolute figures)")
     if old["settings"] != new["settings"]:
         changed = sorted(k for k in new["settings"] if old["settings"].get(k) != new["settings"][k])

@@ -495,6 +495,7 @@ def main() -> None:
     raw: dict[str, dict[str, list[Any]]] = {name: {} for name in PROXIES}
     upstream_connections: dict[str, list[int]] = {name: [] for name in PROXIES}
     began = time.monotonic()
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="shopguard-bench-") as scratch_name:
         scratch = Path(scratch_name)
         pki = make_pki(scratch / "pki", ["upstream.invalid"])
@@ -586,6 +587,7 @@ def main() -> None:
         hosts,
         mix,
         time.monotonic() - began,
+        load_before,
     )
 
 
@@ -602,6 +604,7 @@ def report(
     hosts: list[str],
     mix: list[list[Any]],
     wall: float,
+    load_before: tuple[float, float, float],
 ) -> None:
     import mitmproxy.version
 
@@ -680,7 +683,10 @@ def report(
         blocked = {k: v for k, v in f["https_statuses"].items() if k != "200"}
         if blocked:
             print(f"    answered by the proxy itself (HTTPS, all rounds): {blocked}")
-    print(f"  wall time {wall:.0f} s")
+    print(
+        f"  wall time {wall:.0f} s; load average {load_before[0]:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after (other work on the machine widens the spreads)"
+    )
 
     result = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -689,6 +695,8 @@ def report(
             "python": platform.python_version(),
             "mitmproxy": mitmproxy.version.VERSION,
             "platform": platform.platform(),
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
         },
         "settings": {
             "quick": args.quick,
