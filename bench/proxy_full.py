@@ -405,6 +405,14 @@ class Proxy:
             self.process.kill()
             self.process.wait(timeout=10)
 
+    def flow_lines(self) -> int | None:
+        """shopguard's `flow` lines so far (it did inspect the requests); None for mitmdump."""
+        log = self.home / "flows.jsonl"
+        if not log.exists():
+            return None
+        with log.open(encoding="utf-8") as file:
+            return sum(1 for line in file if '"event": "flow"' in line)
+
     def rss_mib(self) -> float | None:
         try:
             status = Path(f"/proc/{self.process.pid}/status").read_text()  # type: ignore[union-attr]
@@ -572,12 +580,14 @@ def main() -> None:
                         flush=True,
                     )
                 memory = {proxy.name: proxy.rss_mib() for proxy in running}
+                logged = {proxy.name: proxy.flow_lines() for proxy in running}
         finally:
             upstream.stop()
     report(
         raw,
         upstream_connections,
         memory,
+        logged,
         args,
         rounds,
         window,
@@ -595,6 +605,7 @@ def report(
     raw: dict[str, dict[str, list[Any]]],
     upstream_connections: dict[str, list[int]],
     memory: dict[str, float | None],
+    logged: dict[str, int | None],
     args: argparse.Namespace,
     rounds: int,
     window: float,
@@ -646,6 +657,7 @@ def report(
         )
         figures["upstream_connections_per_http_window"] = upstream_connections[name]
         figures["rss_mib_at_end"] = memory.get(name)
+        figures["flow_lines_logged"] = logged.get(name)
         summary[name] = figures
 
     cores = os.cpu_count()
@@ -680,6 +692,8 @@ def report(
             f" repeated {_fmt(f['handshake_repeat_ms'], ' ms', 1)}"
             + ("" if name == "bare mitmdump" else f"; first {_fmt(f['handshake_first_ratio'])}")
         )
+        if f["flow_lines_logged"] is not None:
+            print(f"    {f['flow_lines_logged']} flow lines logged (all phases, warm-up included)")
         blocked = {k: v for k, v in f["https_statuses"].items() if k != "200"}
         if blocked:
             print(f"    answered by the proxy itself (HTTPS, all rounds): {blocked}")
