@@ -50,3 +50,7 @@ bench: $(STAMP)
 	$(PY) bench/proxy.py
 	$(PY) bench/soak.py
 	$(PY) bench/report.py
+
+.PHONY: bench-proxy
+bench-proxy: $(STAMP)
+	$(PY) bench/proxy_full.py $(ARGS)
