@@ -117,6 +117,8 @@ def send_all(proxy: Proxy, cases: list[Case]) -> dict[str, Outcome]:
     """Every case through the proxy, `WORKERS` clients at a time, each with its own
     connections (kept alive between requests, opened again after an error)."""
     local = threading.local()
+    opened: list[H1Client | H2Client] = []
+    lock = threading.Lock()
 
     def one(case: Case) -> tuple[str, Outcome]:
         started = time.monotonic()
@@ -127,12 +129,12 @@ def send_all(proxy: Proxy, cases: list[Case]) -> dict[str, Outcome]:
     def _one(case: Case) -> tuple[str, Outcome]:
         if not hasattr(local, "clients"):
             local.clients = {
-                # (a new connection per request: with the routing script, mitmproxy stalls on a
-                # reused HTTP/1.1 client connection now and then, bare mitmdump too)
-                "h1": H1Client(proxy.port, proxy.ca, tls=False, keep_alive=False),
-                "h1s": H1Client(proxy.port, proxy.ca, tls=True, keep_alive=False),
+                "h1": H1Client(proxy.port, proxy.ca, tls=False),
+                "h1s": H1Client(proxy.port, proxy.ca, tls=True),
                 "h2": H2Client(proxy.port, proxy.ca),
             }
+            with lock:
+                opened.extend(local.clients.values())
         if case.transport == "ws":
             return case.id, send_ws(proxy.port, proxy.ca, case, tls=int(case.id[1:]) % 2 == 0)
         try:
@@ -140,8 +142,12 @@ def send_all(proxy: Proxy, cases: list[Case]) -> dict[str, Outcome]:
         except (OSError, ConnectionError) as exc:
             return case.id, Outcome(None, f"{type(exc).__name__}: {exc}"[:200])
 
-    with ThreadPoolExecutor(WORKERS) as pool:
-        return dict(pool.map(one, cases))
+    try:
+        with ThreadPoolExecutor(WORKERS) as pool:
+            return dict(pool.map(one, cases))
+    finally:
+        for client in opened:
+            client.close()
 
 
 def settle(proxy: Proxy, market: HostileMarket, timeout: float = 20.0) -> list[str]:
