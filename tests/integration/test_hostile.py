@@ -150,9 +150,12 @@ def send_all(proxy: Proxy, cases: list[Case]) -> dict[str, Outcome]:
             client.close()
 
 
-def settle(proxy: Proxy, market: HostileMarket, timeout: float = 20.0) -> list[str]:
-    """The log's lines once every in-scope request the market received has its line (or
-    `timeout` passed: the checks then say which have none)."""
+def settle(
+    proxy: Proxy, market: HostileMarket, in_scope: set[str], timeout: float = 20.0
+) -> list[str]:
+    """The log's lines once every request of `in_scope` (case ids) the market received has its
+    line (or `timeout` passed: the checks then say which have none). Out-of-scope requests are
+    never logged, so they are not waited for."""
     deadline = time.monotonic() + timeout
     while True:
         text = proxy.log.read_text(encoding="utf-8") if proxy.log.exists() else ""
@@ -163,7 +166,7 @@ def settle(proxy: Proxy, market: HostileMarket, timeout: float = 20.0) -> list[s
                 logged.add(case_id(str(json.loads(item).get("path", ""))))
         with market.recorder.lock:
             reached = {case_id(r.path) for r in market.recorder.requests if r.method != "WS"}
-        if reached <= logged | {""} or time.monotonic() > deadline:
+        if reached & in_scope <= logged or time.monotonic() > deadline:
             return raw
         time.sleep(0.2)
 
@@ -200,7 +203,7 @@ def hostile_run(mode: str, proxy: Proxy, market: HostileMarket, cases: list[Case
     """Send every case, wait for the log, and collect what each side saw."""
     started = time.monotonic()
     outcomes = send_all(proxy, cases)
-    raw = settle(proxy, market)
+    raw = settle(proxy, market, {c.id for c in cases if c.in_scope})
     seconds = time.monotonic() - started
     alive = proxy.process.poll() is None
     peak = peak_rss_kb(proxy.process.pid) if alive else 0
