@@ -706,7 +706,7 @@ class H2Client:
 
 def send_ws(port: int, cafile: Path, case: Case, tls: bool) -> Outcome:
     """A WebSocket through the proxy (ws:// as an absolute-form upgrade, wss:// in a CONNECT
-    tunnel): the handshake, one message, the upstream's answer, a close."""
+    tunnel): the handshake, one message and a close, the upstream's answer if any, its close."""
     from wsproto import ConnectionType, WSConnection
     from wsproto.events import AcceptConnection, CloseConnection, Message, RejectConnection, Request
 
@@ -725,7 +725,6 @@ def send_ws(port: int, cafile: Path, case: Case, tls: bool) -> Outcome:
         try:
             sock.sendall(ws.send(Request(host=case.host, target=target)))
             deadline = time.monotonic() + TIMEOUT
-            sent = False
             while time.monotonic() < deadline:
                 data = sock.recv(65536)
                 if not data:
@@ -735,14 +734,18 @@ def send_ws(port: int, cafile: Path, case: Case, tls: bool) -> Outcome:
                     if isinstance(event, AcceptConnection):
                         outcome.status = 101
                         assert case.message is not None
-                        sock.sendall(ws.send(Message(data=case.message)))
-                        sent = True
+                        # the close right behind the message: a message the proxy drops (a
+                        # block) gets no answer, and the proxy relays frames in order, so a
+                        # message it lets through still reaches the upstream before the close
+                        sock.sendall(
+                            ws.send(Message(data=case.message))
+                            + ws.send(CloseConnection(code=1000))
+                        )
                     elif isinstance(event, RejectConnection):
                         outcome.status = event.status_code
                         return outcome
-                    elif isinstance(event, Message) and sent:
+                    elif isinstance(event, Message) and outcome.status == 101:
                         outcome.ws_reply = True
-                        sock.sendall(ws.send(CloseConnection(code=1000)))
                     elif isinstance(event, CloseConnection):
                         return outcome
         except Exception as exc:  # wsproto's own errors have no common base class
