@@ -81,6 +81,7 @@ class Run:
     peak_rss_kb: int
     alive: bool
     seconds: float
+    settle_seconds: float  # of `seconds`: the wait for the lines after the last answer
     unchecked: Counter[str] = field(default_factory=Counter)
 
     def flows(self) -> dict[str, list[dict[str, Any]]]:
@@ -117,6 +118,8 @@ def send_all(proxy: Proxy, cases: list[Case]) -> dict[str, Outcome]:
     """Every case through the proxy, `WORKERS` clients at a time, each with its own
     connections (kept alive between requests, opened again after an error)."""
     local = threading.local()
+    opened: list[H1Client | H2Client] = []
+    lock = threading.Lock()
 
     def one(case: Case) -> tuple[str, Outcome]:
         started = time.monotonic()
@@ -127,12 +130,12 @@ def send_all(proxy: Proxy, cases: list[Case]) -> dict[str, Outcome]:
     def _one(case: Case) -> tuple[str, Outcome]:
         if not hasattr(local, "clients"):
             local.clients = {
-                # (a new connection per request: with the routing script, mitmproxy stalls on a
-                # reused HTTP/1.1 client connection now and then, bare mitmdump too)
-                "h1": H1Client(proxy.port, proxy.ca, tls=False, keep_alive=False),
-                "h1s": H1Client(proxy.port, proxy.ca, tls=True, keep_alive=False),
+                "h1": H1Client(proxy.port, proxy.ca, tls=False),
+                "h1s": H1Client(proxy.port, proxy.ca, tls=True),
                 "h2": H2Client(proxy.port, proxy.ca),
             }
+            with lock:
+                opened.extend(local.clients.values())
         if case.transport == "ws":
             return case.id, send_ws(proxy.port, proxy.ca, case, tls=int(case.id[1:]) % 2 == 0)
         try:
@@ -140,13 +143,20 @@ def send_all(proxy: Proxy, cases: list[Case]) -> dict[str, Outcome]:
         except (OSError, ConnectionError) as exc:
             return case.id, Outcome(None, f"{type(exc).__name__}: {exc}"[:200])
 
-    with ThreadPoolExecutor(WORKERS) as pool:
-        return dict(pool.map(one, cases))
+    try:
+        with ThreadPoolExecutor(WORKERS) as pool:
+            return dict(pool.map(one, cases))
+    finally:
+        for client in opened:
+            client.close()
 
 
-def settle(proxy: Proxy, market: HostileMarket, timeout: float = 20.0) -> list[str]:
-    """The log's lines once every in-scope request the market received has its line (or
-    `timeout` passed: the checks then say which have none)."""
+def settle(
+    proxy: Proxy, market: HostileMarket, in_scope: set[str], timeout: float = 20.0
+) -> list[str]:
+    """The log's lines once every request of `in_scope` (case ids) the market received has its
+    line (or `timeout` passed: the checks then say which have none). Out-of-scope requests are
+    never logged, so they are not waited for."""
     deadline = time.monotonic() + timeout
     while True:
         text = proxy.log.read_text(encoding="utf-8") if proxy.log.exists() else ""
@@ -157,7 +167,7 @@ def settle(proxy: Proxy, market: HostileMarket, timeout: float = 20.0) -> list[s
                 logged.add(case_id(str(json.loads(item).get("path", ""))))
         with market.recorder.lock:
             reached = {case_id(r.path) for r in market.recorder.requests if r.method != "WS"}
-        if reached <= logged | {""} or time.monotonic() > deadline:
+        if reached & in_scope <= logged or time.monotonic() > deadline:
             return raw
         time.sleep(0.2)
 
@@ -194,8 +204,9 @@ def hostile_run(mode: str, proxy: Proxy, market: HostileMarket, cases: list[Case
     """Send every case, wait for the log, and collect what each side saw."""
     started = time.monotonic()
     outcomes = send_all(proxy, cases)
-    raw = settle(proxy, market)
-    seconds = time.monotonic() - started
+    answered = time.monotonic()
+    raw = settle(proxy, market, {c.id for c in cases if c.in_scope})
+    settled = time.monotonic()
     alive = proxy.process.poll() is None
     peak = peak_rss_kb(proxy.process.pid) if alive else 0
     lines = []
@@ -207,7 +218,8 @@ def hostile_run(mode: str, proxy: Proxy, market: HostileMarket, cases: list[Case
         for item in market.recorder.requests:
             received[case_id(item.path)].append(item)
     by_id = {c.id: c for c in cases}
-    return Run(mode, proxy, by_id, outcomes, received, lines, raw, peak, alive, seconds)
+    seconds, waited = settled - started, settled - answered
+    return Run(mode, proxy, by_id, outcomes, received, lines, raw, peak, alive, seconds, waited)
 
 
 def summary(run: Run) -> str:
@@ -216,26 +228,43 @@ def summary(run: Run) -> str:
         (c.transport, "answered" if run.outcomes[c.id].status else "no answer") for c in cases
     )
     errors = Counter(run.outcomes[c.id].error[:40] for c in cases if run.outcomes[c.id].error)
+    slowest = sorted(cases, key=lambda c: run.outcomes[c.id].seconds, reverse=True)[:5]
     return (
-        f"  {run.mode}: {len(cases)} cases in {run.seconds:.1f} s, "
+        f"  {run.mode}: {len(cases)} cases in {run.seconds:.1f} s "
+        f"(the lines {run.settle_seconds:.1f} s after the last answer), "
         f"{sum(1 for c in cases if c.id in run.received)} reached the market, "
         f"{len(run.lines)} log lines, peak RSS {run.peak_rss_kb // 1024} MB\n"
-        f"    {sorted(answered.items())}\n    client errors: {errors.most_common(6)}"
+        f"    {sorted(answered.items())}\n    client errors: {errors.most_common(6)}\n"
+        "    slowest: "
+        + ", ".join(
+            f"{c.id} {c.transport} {c.kind} {run.outcomes[c.id].seconds:.1f} s" for c in slowest
+        )
     )
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory, pki: UpstreamPKI) -> Iterator[dict[str, Run]]:
     """Both modes at once, each its own proxy and market (the machine's cores are shared)."""
-    cases = generate(SEED, COUNT)
     print(f"\nhostile input: seed {SEED} (SHOPGUARD_FUZZ_SEED=N for another), {COUNT} cases a mode")
     markets = {mode: HostileMarket(pki).start() for mode in MODES}
+    homes = {mode: tmp_path_factory.mktemp(f"hostile-{mode}") for mode in MODES}
     proxies: dict[str, Proxy] = {}
     try:
-        for mode in MODES:
-            home = tmp_path_factory.mktemp(f"hostile-{mode}")
-            proxies[mode] = start_hostile_proxy(home, mode, markets[mode], pki)
-            assert h2_works(proxies[mode].port, proxies[mode].ca, API), "no h2 offered"
+        with ThreadPoolExecutor(len(MODES)) as pool:
+            starting = {
+                mode: pool.submit(start_hostile_proxy, homes[mode], mode, markets[mode], pki)
+                for mode in MODES
+            }
+            try:
+                cases = generate(SEED, COUNT)  # while the proxies start (the bombs take seconds)
+            finally:
+                for mode, future in starting.items():
+                    if future.exception() is None:
+                        proxies[mode] = future.result()
+            for future in starting.values():
+                future.result()  # a proxy that did not start fails the run here
+        for proxy in proxies.values():
+            assert h2_works(proxy.port, proxy.ca, API), "no h2 offered"
         with ThreadPoolExecutor(len(MODES)) as pool:
             futures = {
                 mode: pool.submit(hostile_run, mode, proxies[mode], markets[mode], cases)
@@ -246,6 +275,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory, pki: UpstreamPKI) -> Iterator
             print(summary(result))
         yield done
     finally:
+        for proxy in proxies.values():  # both shut down at once; then each is waited for
+            if proxy.process.poll() is None:
+                proxy.process.terminate()
         for proxy in proxies.values():
             proxy.stop()
         for market in markets.values():

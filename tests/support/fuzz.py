@@ -551,28 +551,32 @@ def _head(case: Case, absolute: bool) -> bytes:
 
 
 class H1Client:
-    """HTTP/1.1 through the proxy, one keep-alive connection per host, opened again after an
-    error (plain: absolute-form requests; tls: CONNECT, then TLS)."""
+    """HTTP/1.1 through the proxy, one keep-alive connection per host (as a browser keeps one per
+    origin), opened again after an error or when the response closes it (plain: absolute-form
+    requests; tls: CONNECT, then TLS)."""
 
     def __init__(self, port: int, cafile: Path, tls: bool, keep_alive: bool = True) -> None:
         self.port, self.cafile, self.tls, self.keep_alive = port, cafile, tls, keep_alive
-        self.sock: socket.socket | None = None
-        self.host: str | None = None
+        self.socks: dict[str, socket.socket] = {}
 
     def close(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
-        self.sock = None
+        for sock in self.socks.values():
+            sock.close()
+        self.socks.clear()
+
+    def _drop(self, host: str) -> None:
+        sock = self.socks.pop(host, None)
+        if sock is not None:
+            sock.close()
 
     def send(self, case: Case) -> Outcome:
-        if self.sock is None or (self.tls and self.host != case.host):
-            self.close()
+        sock = self.socks.get(case.host)
+        if sock is None:
             if self.tls:
-                self.sock = _tunnel(self.port, case.host, self.cafile, ["http/1.1"])
+                sock = _tunnel(self.port, case.host, self.cafile, ["http/1.1"])
             else:
-                self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT)
-            self.host = case.host
-        sock = self.sock
+                sock = socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT)
+            self.socks[case.host] = sock
         try:
             sock.sendall(_head(case, absolute=not self.tls))
             if case.body:
@@ -581,27 +585,68 @@ class H1Client:
             response.begin()
             response.read()
             if response.will_close or not self.keep_alive:
-                self.close()
+                self._drop(case.host)
             return Outcome(response.status)
         except (OSError, http.client.HTTPException, ValueError) as exc:
-            self.close()
+            self._drop(case.host)
             return Outcome(None, f"{type(exc).__name__}: {exc}"[:200])
+
+
+class LinearHuffman:
+    """HPACK's Huffman code (the `hpack` package's tables) in linear time: `hpack`'s own encoder
+    shifts one integer as long as the whole value for every byte, so a 240 kB header cost the
+    client 8 s of CPU (and the GIL), stalling every other client of the run."""
+
+    def __init__(self, codes: list[int], lengths: list[int]) -> None:
+        self.codes, self.lengths = codes, lengths
+
+    def encode(self, data: bytes | None) -> bytes:
+        out = bytearray()
+        bits = pending = 0
+        for byte in data or b"":
+            pending = (pending << self.lengths[byte]) | self.codes[byte]
+            bits += self.lengths[byte]
+            while bits >= 8:
+                bits -= 8
+                out.append((pending >> bits) & 0xFF)
+            pending &= (1 << bits) - 1
+        if bits:  # padded with ones to the octet
+            out.append(((pending << (8 - bits)) | ((1 << (8 - bits)) - 1)) & 0xFF)
+        return bytes(out)
 
 
 class H2Client:
     """HTTP/2 inside a CONNECT tunnel (ALPN h2), one stream at a time on one connection per
-    host, opened again after an error."""
+    host (kept open while the client sends to other hosts), opened again after an error."""
 
     def __init__(self, port: int, cafile: Path) -> None:
         self.port, self.cafile = port, cafile
         self.sock: ssl.SSLSocket | None = None
         self.conn: object | None = None
         self.host: str | None = None
+        self.parked: dict[str, tuple[ssl.SSLSocket, object]] = {}  # the other hosts' connections
 
     def close(self) -> None:
+        self._drop()
+        for sock, _ in self.parked.values():
+            sock.close()
+        self.parked.clear()
+
+    def _drop(self) -> None:
         if self.sock is not None:
             self.sock.close()
-        self.sock = self.conn = None
+        self.sock = self.conn = self.host = None
+
+    def _switch(self, host: str) -> None:
+        """Make `host`'s connection the current one (opened if there is none)."""
+        if self.sock is not None and self.host is not None:
+            self.parked[self.host] = (self.sock, self.conn)
+            self.sock = self.conn = self.host = None
+        if host in self.parked:
+            self.sock, self.conn = self.parked.pop(host)
+            self.host = host
+        else:
+            self._open(host)
 
     def _open(self, host: str) -> None:
         import h2.config
@@ -614,6 +659,10 @@ class H2Client:
             client_side=True, header_encoding=None, validate_outbound_headers=False
         )
         conn = h2.connection.H2Connection(config=config)
+        coder = conn.encoder.huffman_coder
+        conn.encoder.huffman_coder = LinearHuffman(
+            coder.huffman_code_list, coder.huffman_code_list_lengths
+        )
         conn.initiate_connection()
         conn.increment_flow_control_window(2**30)
         self.sock.sendall(conn.data_to_send())
@@ -625,8 +674,7 @@ class H2Client:
 
         try:
             if self.conn is None or self.host != case.host:
-                self.close()
-                self._open(case.host)
+                self._switch(case.host)
             assert self.sock is not None
             conn = self.conn
             assert isinstance(conn, h2.connection.H2Connection)
@@ -657,7 +705,7 @@ class H2Client:
                 self.sock.sendall(conn.data_to_send())
                 data = self.sock.recv(65536)
                 if not data:
-                    self.close()
+                    self._drop()
                     return Outcome(status, "connection closed")
                 for event in conn.receive_data(data):
                     if isinstance(event, h2.events.ResponseReceived) and event.stream_id == stream:
@@ -673,19 +721,19 @@ class H2Client:
                         self.sock.sendall(conn.data_to_send())
                         return Outcome(status, f"stream reset {event.error_code}")
                     elif isinstance(event, h2.events.ConnectionTerminated):
-                        self.close()
+                        self._drop()
                         return Outcome(status, f"connection terminated {event.error_code}")
                 self.sock.sendall(conn.data_to_send())
-            self.close()
+            self._drop()
             return Outcome(status, "timed out")
         except (OSError, h2.exceptions.H2Error, ValueError, KeyError) as exc:
-            self.close()
+            self._drop()
             return Outcome(None, f"{type(exc).__name__}: {exc}"[:200])
 
 
 def send_ws(port: int, cafile: Path, case: Case, tls: bool) -> Outcome:
     """A WebSocket through the proxy (ws:// as an absolute-form upgrade, wss:// in a CONNECT
-    tunnel): the handshake, one message, the upstream's answer, a close."""
+    tunnel): the handshake, one message and a close, the upstream's answer if any, its close."""
     from wsproto import ConnectionType, WSConnection
     from wsproto.events import AcceptConnection, CloseConnection, Message, RejectConnection, Request
 
@@ -704,7 +752,6 @@ def send_ws(port: int, cafile: Path, case: Case, tls: bool) -> Outcome:
         try:
             sock.sendall(ws.send(Request(host=case.host, target=target)))
             deadline = time.monotonic() + TIMEOUT
-            sent = False
             while time.monotonic() < deadline:
                 data = sock.recv(65536)
                 if not data:
@@ -714,14 +761,18 @@ def send_ws(port: int, cafile: Path, case: Case, tls: bool) -> Outcome:
                     if isinstance(event, AcceptConnection):
                         outcome.status = 101
                         assert case.message is not None
-                        sock.sendall(ws.send(Message(data=case.message)))
-                        sent = True
+                        # the close right behind the message: a message the proxy drops (a
+                        # block) gets no answer, and the proxy relays frames in order, so a
+                        # message it lets through still reaches the upstream before the close
+                        sock.sendall(
+                            ws.send(Message(data=case.message))
+                            + ws.send(CloseConnection(code=1000))
+                        )
                     elif isinstance(event, RejectConnection):
                         outcome.status = event.status_code
                         return outcome
-                    elif isinstance(event, Message) and sent:
+                    elif isinstance(event, Message) and outcome.status == 101:
                         outcome.ws_reply = True
-                        sock.sendall(ws.send(CloseConnection(code=1000)))
                     elif isinstance(event, CloseConnection):
                         return outcome
         except Exception as exc:  # wsproto's own errors have no common base class

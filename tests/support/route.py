@@ -6,6 +6,13 @@ goes to 127.0.0.1 only (hosts the fake market does not know get its 404), never 
 Routes come from the SHOPGUARD_TEST_ROUTES environment variable: {"http": port, "https": port},
 and optionally "closed": a loopback port nothing listens on, where names beginning with
 `unreachable.` go (a site that is down).
+
+Once open, a connection names the address it was asked for again: mitmproxy reuses a server
+connection only for requests to the address it names, so with the loopback address left in place
+every request on a kept-alive client connection opened one more upstream connection, and since
+mitmproxy lets a client connection hold at most 5 open connections to one address (the loopback
+one, for all of them), the sixth request waited until the client gave up. That limit still
+holds for a client connection that keeps connections to more than 5 hosts open at once.
 """
 
 import json
@@ -42,6 +49,14 @@ class Route:
         named = self.named.get(id(flow.server_conn))
         if named is not None and flow.request.host == "127.0.0.1":
             flow.request.data.host = named[0]
+
+    def server_connected(self, data: ServerConnectionHookData) -> None:
+        named = self.named.get(id(data.server))
+        if named is not None:
+            # past mitmproxy's guard against changing the address of an open connection: the
+            # socket stays connected to the fake market, only the name the reuse check (and a
+            # saved flow) sees changes back
+            object.__setattr__(data.server, "address", named)
 
     def server_disconnected(self, data: ServerConnectionHookData) -> None:
         self.named.pop(id(data.server), None)
