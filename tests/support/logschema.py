@@ -7,7 +7,7 @@ in the line and what the schema says; `problem` returns that message instead (No
 from __future__ import annotations
 
 import json
-from functools import cache
+from functools import cache, lru_cache
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -55,20 +55,27 @@ def validate_line(line: Any) -> None:
         raise LineError(f"{message}\n  line: {json.dumps(line, ensure_ascii=False)[:2000]}")
 
 
+@lru_cache(maxsize=8192)
+def raw_problem(raw: str) -> str | None:
+    """`problem` of a line as written (a JSON error too); remembered by its text: a suite checks
+    the same lines more than once (in a test, then when its proxy stops)."""
+    try:
+        line = json.loads(raw)
+    except ValueError as exc:
+        return f"not JSON ({exc})"
+    message = problem(line)
+    return None if message is None else f"{message}\n  line: {raw[:2000]}"
+
+
 def validate_text(text: str, source: str = "log") -> int:
     """Check every line of a JSON-lines text; returns how many there were."""
     count = 0
     for number, raw in enumerate(text.splitlines(), start=1):
         if not raw:
             continue
-        try:
-            line = json.loads(raw)
-        except ValueError as exc:
-            raise LineError(f"{source}:{number}: not JSON ({exc}): {raw[:200]}") from exc
-        try:
-            validate_line(line)
-        except LineError as exc:
-            raise LineError(f"{source}:{number}: {exc}") from None
+        message = raw_problem(raw)
+        if message is not None:
+            raise LineError(f"{source}:{number}: {message}")
         count += 1
     return count
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.support.logschema import validate_file, validate_line
+from tests.support.logschema import LineError, raw_problem, validate_file
 
 ROUTE_SCRIPT = Path(__file__).with_name("route.py")
 SHOPGUARD = shutil.which("shopguard", path=str(Path(sys.executable).parent)) or "shopguard"
@@ -95,9 +95,11 @@ class Proxy:
         """The log's lines (of `event`), each checked against the schema."""
         if not self.log.exists():
             return []
-        items = [json.loads(x) for x in self.log.read_text(encoding="utf-8").splitlines() if x]
-        for item in items:
-            validate_line(item)
+        raw = [x for x in self.log.read_text(encoding="utf-8").splitlines() if x]
+        for number, text in enumerate(raw, start=1):  # (each line's check is remembered)
+            if (message := raw_problem(text)) is not None:
+                raise LineError(f"{self.log}:{number}: {message}")
+        items = [json.loads(x) for x in raw]
         return [x for x in items if event is None or x["event"] == event]
 
     def wait_for(self, predicate: Any, timeout: float = 10.0) -> list[dict[str, Any]]:
