@@ -35,6 +35,7 @@ from shopguard.chain import make_addons
 from shopguard.cli.ca import prepare_ca
 from shopguard.cli.common import load_or_report
 from shopguard.cli.exits import EXIT_OK, EXIT_USAGE
+from shopguard.dispatch import HookDispatch
 from shopguard.lines import unhandled
 from shopguard.runtime import Runtime
 
@@ -392,6 +393,7 @@ def build_master(args: argparse.Namespace) -> tuple[Master, Runtime, Session]:
     rt.hold_lines()
     session = Session(rt, master)
     master.addons.add(*make_addons(rt), session)
+    HookDispatch.install(master.addons)
     return master, rt, session
 
 
