@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import re
 import shutil
@@ -27,20 +28,24 @@ except ImportError:  # (not on Windows)
 from shopguard.paths import private_dir
 
 SCHEMA = 1
-_FIRST_KEYS = ("schema", "timestamp", "event")
 
 
-def add_schema(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Stamp every line with the log schema version, so readers can tell formats apart."""
-    event_dict["schema"] = SCHEMA
-    return event_dict
+_encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 
-def order_keys(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Put schema, timestamp and event first: the lines stay readable with `less`."""
-    ordered = {k: event_dict.pop(k) for k in _FIRST_KEYS if k in event_dict}
-    ordered.update(event_dict)
-    return ordered
+def render(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> str:
+    """The line as JSON: stamped with the log schema version (so readers can tell formats
+    apart) and the UTC time, and with schema, timestamp and event first (the lines stay
+    readable with `less`). One processor, as it runs for every request."""
+    event_dict.pop("schema", None)
+    event_dict.pop("timestamp", None)
+    line = {
+        "schema": SCHEMA,
+        "timestamp": datetime.now(tz=UTC).isoformat().replace("+00:00", "Z"),
+        "event": event_dict.pop("event", None),
+    }
+    line.update(event_dict)
+    return _encode(line)
 
 
 class RotatingFile:
@@ -251,12 +256,7 @@ class AuditLog:
         self.file = RotatingFile(path, rotate_bytes, keep, max_age_days)
         self._logger = structlog.wrap_logger(
             self.file,
-            processors=[
-                add_schema,
-                structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
-                order_keys,
-                structlog.processors.JSONRenderer(ensure_ascii=False, default=str),
-            ],
+            processors=[render],
             wrapper_class=structlog.make_filtering_bound_logger(0),
             cache_logger_on_first_use=True,
         )

@@ -219,14 +219,16 @@ def _mark(
     if not findings:
         return
     fates = []
+    leaks = False
     for finding in findings:
+        loose = unhandled(finding, actions)
+        leaks = leaks or loose
         if finding.get("received"):
             fate = "received"
         elif finding.get("left") is False:
             fate = "stopped"
         else:
-            fate = "sent, no rule" if unhandled(finding, actions) else "sent"
+            fate = "sent, no rule" if loose else "sent"
         fates.append(f"{finding['category']} at {finding['location']}: {fate}")
     flow.comment = "shopguard: " + "; ".join(fates)
-    leaks = any(unhandled(f, actions) for f in findings)
     flow.marked = ":warning:" if leaks else ":heavy_check_mark:"

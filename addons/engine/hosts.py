@@ -163,17 +163,30 @@ class GlobIndex[T]:
         return found
 
 
+SEEN_HOSTS = 4096
+
+
 class HostIndex:
     """Finds the sites listing a host."""
 
     def __init__(self, sites: Sequence[SiteHosts]) -> None:
         self.sites = tuple(sites)
         self._globs = GlobIndex((glob, site) for site in self.sites for glob in site.hosts)
+        # what was found for the hosts seen last: a browsing session asks the same few again and
+        # again (bounded: names of at most 253 characters, as DNS has them, SEEN_HOSTS of them)
+        self._seen: dict[str, tuple[SiteHosts, ...]] = {}
 
-    def sites_for(self, host: str) -> list[SiteHosts]:
+    def sites_for(self, host: str) -> tuple[SiteHosts, ...]:
         """Every site listing `host`, in configuration order."""
-        found = {id(site): site for _, site in sorted(self._globs.matching(host))}
-        return list(found.values())
+        found = self._seen.get(host)
+        if found is None:
+            matching = sorted(self._globs.matching(host))
+            found = tuple({id(site): site for _, site in matching}.values())
+            if len(host) <= 253:
+                if len(self._seen) >= SEEN_HOSTS:
+                    self._seen.clear()
+                self._seen[host] = found
+        return found
 
     def attribute(self, host: str, *context_urls: str | None) -> SiteHosts | None:
         """The site a request to `host` belongs to.

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from shopguard.engine.hosts import (
+    SEEN_HOSTS,
     GlobError,
     HostIndex,
     SiteHosts,
@@ -232,7 +233,18 @@ def test_sites_for_lists_every_site_in_configuration_order() -> None:
         "aliexpress",
         "taobao",
     ]
-    assert INDEX.sites_for("alicdn.com.evil.example") == []
+    assert INDEX.sites_for("alicdn.com.evil.example") == ()
+
+
+def test_what_sites_for_remembers_is_bounded_and_right() -> None:
+    index = HostIndex([ALIEXPRESS, TAOBAO])
+    for n in range(SEEN_HOSTS + 10):
+        assert [s.name for s in index.sites_for(f"h{n}.alicdn.com")] == ["aliexpress", "taobao"]
+        assert index.sites_for(f"h{n}.example.com") == ()
+        assert len(index._seen) <= SEEN_HOSTS
+    long = "a" * 60 + "." + "b" * 250 + ".alicdn.com"
+    assert [s.name for s in index.sites_for(long)] == ["aliexpress", "taobao"]
+    assert long not in index._seen  # (a name no DNS has is not kept)
 
 
 @pytest.mark.parametrize(
