@@ -261,5 +261,85 @@ def policy_bench(requests: list[PlainRequest], detector: Detector) -> None:
     )
 
 
+def addon_chain() -> None:
+    """CPU time of shopguard's own addons per request of the proxy benchmark's marketplace mix
+    (bench/proxy_full.py: shop pages, assets, mtop calls, a checkout POST, beacons, with their
+    responses), through the four hooks of a request in a real mitmproxy addon context, the log
+    written to a file: what shopguard adds to mitmproxy's own work, without the proxy around it."""
+    import os
+
+    from mitmproxy import http
+    from mitmproxy.test import taddons, tflow
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from proxy_full import _bodies, _kind, request_mix, site_hosts
+
+    from shopguard.chain import make_addons
+    from shopguard.runtime import Runtime
+
+    mix, bodies = request_mix(site_hosts()), _bodies()
+
+    def flows() -> list[tuple[http.HTTPFlow, http.Response]]:
+        made = []
+        for method, host, path, headers, body in mix:
+            flow = tflow.tflow(live=True)
+            flow.request = http.Request.make(
+                method, f"https://{host}{path}", body.encode(), headers
+            )
+            kind, content, gzipped = bodies[_kind(path)]
+            response = http.Response.make(200, b"", {"content-type": kind})
+            if gzipped:
+                response.headers["content-encoding"] = "gzip"
+            response.raw_content = content
+            made.append((flow, response))
+        return made
+
+    hooks = ("requestheaders", "request", "responseheaders", "response")
+    saved = {k: os.environ.get(k) for k in ("XDG_CONFIG_HOME", "XDG_STATE_HOME")}
+    with tempfile.TemporaryDirectory() as home:
+        os.environ.update(XDG_CONFIG_HOME=f"{home}/config", XDG_STATE_HOME=f"{home}/state")
+        (Path(home) / "user" / "sites").mkdir(parents=True)
+        try:
+            figures = []
+            for mode in ("observe", "enforce"):
+                rt = Runtime()
+                addons = make_addons(rt)
+                with taddons.context(*addons) as tctx:
+                    tctx.configure(
+                        addons[0],
+                        shopguard_config=f"{home}/user",
+                        shopguard_log=f"{home}/{mode}.jsonl",
+                        shopguard_mode=mode,
+                    )
+                    calls = [[getattr(a, h) for a in addons if hasattr(a, h)] for h in hooks]
+                    rounds = []
+                    for n in range(4):  # (the first round warms up)
+                        made = flows()
+                        t = time.process_time()
+                        for flow, response in made:
+                            for call in calls[0] + calls[1]:
+                                call(flow)
+                            if flow.response is None:  # (not answered by shopguard itself)
+                                flow.response = response
+                            for call in calls[2] + calls[3]:
+                                call(flow)
+                        if n:
+                            rounds.append((time.process_time() - t) / len(made) * 1e6)
+                    figures.append(f"{mode} {statistics.median(rounds):.0f} us")
+                    if rt.audit is not None:
+                        rt.audit.close()
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+    print(
+        f"shopguard's addons per request of the proxy mix ({len(mix)} requests, shipped sites, "
+        f"log written; CPU time, median of 3 rounds): {', '.join(figures)}"
+    )
+
+
 if __name__ == "__main__":
     main()
+    addon_chain()
