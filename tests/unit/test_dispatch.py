@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from mitmproxy import exceptions, hooks
 from mitmproxy.addonmanager import AddonManager
+from mitmproxy.addons.script import ScriptLoader
 from mitmproxy.proxy.layers.http import HttpRequestHeadersHook
 from mitmproxy.test import taddons, tflow
 
@@ -176,6 +177,95 @@ def test_an_option_error_from_an_addon_reaches_the_caller() -> None:
         manager.add(Refusing())
         with pytest.raises(exceptions.OptionsError):
             manager.master.event_loop.run_until_complete(manager.trigger_event(hooks.RunningHook()))
+
+
+TOGGLING_SCRIPT = """
+calls = []
+
+
+class Toggle:
+    def requestheaders(self, flow):
+        calls.append("v1")
+        self.requestheaders = self.second  # (a script may rebind its hooks)
+
+    def second(self, flow):
+        calls.append("v2")
+
+
+class NotCallable:
+    requestheaders = 1  # (a hook name that is not a hook: mitmproxy logs an error)
+
+"""
+
+
+def _with_script(
+    fast: bool, tmp_path: Any, events: int, addons: str
+) -> tuple[list[str], list[str]]:
+    """A user's script (with `addons`) loaded by mitmproxy's script loader, as
+    `--set scripts=…` does, with an addon after it; what both saw."""
+    script = tmp_path / "toggling.py"
+    script.write_text(f"{TOGGLING_SCRIPT}\naddons = {addons}\n", encoding="utf-8")
+    after: list[str] = []
+    with taddons.context() as tctx:
+        manager = tctx.master.addons
+        if fast:
+            HookDispatch.install(manager)
+        loader = ScriptLoader()
+        manager.add(loader, Recording("after", after))
+
+        async def load() -> None:
+            tctx.master.options.update(scripts=[str(script)])
+            for _ in range(100):  # (the loader reads the file in a task; bounded)
+                if loader.addons and loader.addons[0].ns is not None:
+                    return
+                await asyncio.sleep(0.01)
+
+        tctx.master.event_loop.run_until_complete(load())
+        for _ in range(events):
+            _run(manager, HttpRequestHeadersHook(tflow.tflow()))
+        module = loader.addons[0].ns
+        for running in loader.addons:
+            running.done()
+    return list(module.calls), after
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["mitmproxy", "shopguard"])
+def test_a_users_script_is_looked_up_on_every_event(fast: bool, tmp_path: Any) -> None:
+    calls, after = _with_script(fast, tmp_path, 3, "[Toggle()]")
+    assert calls == ["v1", "v2", "v2"]
+    assert after == ["after.requestheaders"] * 3
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["mitmproxy", "shopguard"])
+def test_a_script_hook_that_is_not_callable_is_logged_and_stops_no_one_after_it(
+    fast: bool, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR)
+    calls, after = _with_script(fast, tmp_path, 3, "[Toggle(), NotCallable()]")
+    assert calls == ["v1", "v2", "v2"]
+    assert after == ["after.requestheaders"] * 3
+    errors = [r.getMessage() for r in caplog.records if "not callable" in r.getMessage()]
+    assert len(errors) == 3
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["mitmproxy", "shopguard"])
+def test_an_addon_whose_hook_is_not_callable_is_logged_and_stops_no_one_after_it(
+    fast: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    class NotCallable:
+        requestheaders = 1
+
+    caplog.set_level(logging.ERROR)
+    after: list[str] = []
+    with taddons.context() as tctx:
+        manager = tctx.master.addons
+        if fast:
+            HookDispatch.install(manager)
+        manager.add(NotCallable(), Recording("after", after))
+        for _ in range(2):
+            _run(manager, HttpRequestHeadersHook(tflow.tflow()))
+    assert after == ["after.requestheaders"] * 2
+    assert len([r for r in caplog.records if "not callable" in r.getMessage()]) == 2
 
 
 def test_shopguard_run_uses_it() -> None:
