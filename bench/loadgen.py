@@ -13,6 +13,9 @@ prints one JSON object of results. Kinds:
   name: it makes a certificate), then again (it has one);
 - "connects": `count` new TLS connections one after the other, each timed from the TCP
   connect to the end of the handshake, with one request on it.
+With `wrk: PATH` (wrk on PATH), "http" is run by wrk instead of threads of this process: a Lua
+script made from the mix sends it as absolute-form proxy requests over `connections`
+keep-alive connections (two wrk threads); its summary becomes the same JSON.
 With `direct: [name, port]` the TLS kinds connect straight to that loopback port, with the
 name as the server name, instead of through CONNECT: the same client without a proxy. The TLS
 kinds report who issued the certificates the client was shown (`issuers`), so that the caller
@@ -26,7 +29,9 @@ import http.client
 import json
 import socket
 import ssl
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import Any
@@ -205,6 +210,70 @@ def throughput(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _lua(data: str) -> str:
+    """A Lua string literal of `data` (its UTF-8 bytes; anything but plain characters escaped)."""
+    plain = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 /._-?=&%:;,()"
+    return '"' + "".join(chr(b) if b in plain else f"\\{b:03d}" for b in data.encode()) + '"'
+
+
+WRK_SCRIPT = """
+local offset = 0
+function setup(thread)
+  thread:set("offset", offset)
+  offset = offset + 7919
+end
+function init(args)
+  n = offset
+end
+function request()
+  n = n + 1
+  local r = mix[n % #mix + 1]
+  return wrk.format(r[1], r[2], r[3], r[4])
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests": %d, "duration_us": %d, "bytes": %d, "connect": %d, "read": %d, "write": %d,'
+    .. ' "status": %d, "timeout": %d}\\n', summary.requests, summary.duration, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout))
+end
+"""
+
+
+def wrk_throughput(spec: dict[str, Any]) -> dict[str, Any]:
+    """The "http" window, sent by wrk (two threads, `connections` keep-alive connections)."""
+    rows = []
+    for method, host, path, headers, body in spec["mix"]:
+        fields = ", ".join(f"[{_lua(k)}] = {_lua(v)}" for k, v in {**headers, "Host": host}.items())
+        target = _lua(f"http://{host}{path}")
+        rows.append(f"{{{_lua(method)}, {target}, {{{fields}}}, {_lua(body) if body else 'nil'}}}")
+    script = "mix = {\n" + ",\n".join(rows) + "\n}\n" + WRK_SCRIPT
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", encoding="utf-8") as file:
+        file.write(script)
+        file.flush()
+        threads = min(2, spec["connections"])
+        command = [spec["wrk"], "-t", str(threads), "-c", str(spec["connections"])]
+        command += ["-d", f"{spec['seconds']:g}s", "--timeout", "30s", "-s", file.name]
+        command.append(f"http://127.0.0.1:{spec['port']}/")
+        done = subprocess.run(
+            command, capture_output=True, timeout=spec["seconds"] + 60, check=True
+        )
+    summary = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    seconds = summary["duration_us"] / 1e6
+    errors = sum(summary[k] for k in ("connect", "read", "write", "timeout"))
+    return {
+        "requests": summary["requests"],
+        "seconds": seconds,
+        "requests_per_s": summary["requests"] / seconds,
+        "mb_per_s": summary["bytes"] / seconds / 1e6,
+        "errors": errors,
+        "statuses": {"< 400": summary["requests"] - summary["status"], ">= 400": summary["status"]},
+        "connects_ms": [],
+        "issuers": {},
+        "client": "wrk",
+    }
+
+
 def latency(spec: dict[str, Any]) -> dict[str, Any]:
     mix: list[Request] = [tuple(x) for x in spec["mix"]]  # type: ignore[misc]
     count = int(spec["seconds"] * spec["rate"])
@@ -320,7 +389,9 @@ def handshake(spec: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     with open(sys.argv[1], encoding="utf-8") as file:
         spec = json.load(file)
-    if spec["kind"] in ("http", "https"):
+    if spec["kind"] == "http" and spec.get("wrk"):
+        result = wrk_throughput(spec)
+    elif spec["kind"] in ("http", "https"):
         result = throughput(spec)
     elif spec["kind"] == "latency":
         result = latency(spec)

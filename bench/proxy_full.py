@@ -29,6 +29,7 @@ import json
 import os
 import random
 import selectors
+import shutil
 import socket
 import ssl
 import statistics
@@ -605,6 +606,7 @@ class Settings:
     connections: int = 4
     handshake_hosts: int = 16
     new_connections: int = 60  # out of scope: new connections timed one after the other
+    wrk: str | None = None  # wrk's path, where installed: it sends the plain-HTTP windows
 
 
 def settings(quick: bool, rounds: int | None) -> Settings:
@@ -618,8 +620,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short windows, 3 rounds")
     parser.add_argument("--rounds", type=int, default=None, help="at least 3")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--no-wrk", action="store_true", help="the project's client even so")
     args = parser.parse_args()
     s = settings(args.quick, max(3, args.rounds) if args.rounds else None)
+    s.wrk = None if args.no_wrk else shutil.which("wrk")
 
     hosts = site_hosts()
     mix = request_mix(hosts)
@@ -733,7 +737,8 @@ def measure_proxy(
     """One round's windows through one proxy: throughput over HTTP and HTTPS, latency over
     HTTP and HTTPS at a fixed rate, first and repeated handshakes."""
     throughput = {"mix": mix, "seconds": s.window, "connections": s.connections}
-    record.setdefault("http", []).append(drive(proxy, scratch, {"kind": "http", **throughput}))
+    spec = {"kind": "http", **throughput, "wrk": s.wrk}
+    record.setdefault("http", []).append(drive(proxy, scratch, spec))
     spec = {"kind": "https", **throughput, "per_connection": PER_CONNECTION}
     record.setdefault("https", []).append(drive(proxy, scratch, spec))
     latency = {"mix": mix, "seconds": s.latency_seconds, "rate": s.rate}
@@ -876,8 +881,9 @@ def report(
     about = machine(load_before)
     print(
         f"proxy comparison ({s.rounds} rounds, {len(hosts)} hosts, {s.connections} connections,"
-        f" {s.window:g} s windows; median (min-max) over rounds, each against bare mitmdump in"
-        f" the same round):"
+        f" {s.window:g} s windows; plain HTTP sent by {'wrk' if s.wrk else 'loadgen.py'}, the"
+        " rest by loadgen.py; median (min-max) over rounds, each against bare mitmdump in the"
+        " same round):"
     )
     for name in PROXIES:
         f = summary[name]
@@ -973,6 +979,7 @@ def report(
             "latency_window_s": s.latency_seconds,
             "latency_rate_per_s": s.rate,
             "connections": s.connections,
+            "http_client": "wrk" if s.wrk else "loadgen.py",
             "requests_per_https_connection": PER_CONNECTION,
             "handshake_hosts": s.handshake_hosts,
             "new_connections": s.new_connections,
