@@ -253,11 +253,12 @@ def wrk_throughput(spec: dict[str, Any]) -> dict[str, Any]:
         file.flush()
         threads = min(2, spec["connections"])
         command = [spec["wrk"], "-t", str(threads), "-c", str(spec["connections"])]
-        command += ["-d", f"{spec['seconds']:g}s", "--timeout", "30s", "-s", file.name]
+        seconds = max(1, round(spec["seconds"]))  # wrk takes whole seconds
+        command += ["-d", f"{seconds}s", "--timeout", "30s", "-s", file.name]
         command.append(f"http://127.0.0.1:{spec['port']}/")
-        done = subprocess.run(
-            command, capture_output=True, timeout=spec["seconds"] + 60, check=True
-        )
+        done = subprocess.run(command, capture_output=True, timeout=seconds + 60, check=False)
+    if done.returncode != 0:
+        sys.exit(f"wrk failed: {(done.stdout + done.stderr).decode()[-2000:]}")
     summary = json.loads(done.stdout.decode().strip().splitlines()[-1])
     seconds = summary["duration_us"] / 1e6
     errors = sum(summary[k] for k in ("connect", "read", "write", "timeout"))
