@@ -5,6 +5,10 @@ Takes two files of `make bench-proxy` (or `make bench`: bench/results/latest.jso
 and the new value — the median where it was measured in rounds, with the new spread — and the
 change in per cent; counts (answers, errors, issuers, imported rules) figure by figure. Then
 whether the two runs were made on comparable machines and settings, and their wall times.
+
+`python bench/compare.py --table PROXY.json SOAK.json` prints instead the tables of README's
+*Performance* section from a `make bench-proxy` and a `make bench-soak` result, each figure
+beside its target, to paste over the old ones.
 """
 
 from __future__ import annotations
@@ -54,9 +58,93 @@ def _machine_line(label: str, result: dict[str, Any]) -> str:
     )
 
 
+def _m(figure: dict[str, Any], unit: str = "", digits: int = 2) -> str:
+    """`median (min–max)` of a figure measured in rounds."""
+    f = f"{{:.{digits}f}}"
+    low, high = f.format(figure["min"]), f.format(figure["max"])
+    return f"{f.format(figure['median'])}{unit} ({low}–{high})"
+
+
+def table(proxy: dict[str, Any], soak: dict[str, Any]) -> None:
+    """README's Performance tables: figures from a bench-proxy and a bench-soak result."""
+    summary = proxy["summary"]
+    names = [n for n in summary if n.startswith("shopguard")]
+    machine = proxy["machine"]
+    print(
+        f"Measured {proxy['date'][:10]} on {machine['cores']} cores ({machine['cpu']}), Python"
+        f" {machine['python']}, mitmproxy {machine['mitmproxy']}, load average"
+        f" {machine['load_average_before'][0]:.1f} at the start; {proxy['settings']['rounds']}"
+        f" rounds, plain HTTP sent by {proxy['settings'].get('http_client', 'loadgen.py')};"
+        f" the run took {proxy['wall_s'] / 60:.1f} minutes. Median over rounds"
+        " (lowest–highest).\n"
+    )
+    print("| figure | " + " | ".join(n.removeprefix("shopguard ") for n in names) + " | target |")
+    print("|---" * (len(names) + 2) + "|")
+    rows = [
+        (
+            "HTTP/1.1 keep-alive throughput, × bare mitmdump",
+            "http_ratio",
+            "×",
+            "≥ 0.90× (5,000 rules: ≥ 0.85×)",
+        ),
+        (
+            "HTTPS (CONNECT, intercepted) throughput, × bare",
+            "https_ratio",
+            "×",
+            "≥ 0.90× (5,000 rules: ≥ 0.85×)",
+        ),
+        ("HTTP latency added at 50/s, p50", "latency_p50_added_ms", " ms", "≤ 0.5 ms"),
+        ("HTTP latency added at 50/s, p99", "latency_p99_added_ms", " ms", "≤ 2 ms"),
+        ("HTTPS latency added at 50/s, p50", "https_latency_p50_added_ms", " ms", "≤ 0.5 ms"),
+        ("HTTPS latency added at 50/s, p99", "https_latency_p99_added_ms", " ms", "≤ 2 ms"),
+        ("first handshake for a host, × bare", "handshake_first_ratio", "×", ""),
+    ]
+    for label, key, unit, target in rows:
+        cells = [_m(summary[n][key], unit) for n in names]
+        print(f"| {label} | " + " | ".join(cells) + f" | {target} |")
+    rss = [f"{summary[n]['rss_mib_at_end']:.0f} MiB" for n in names]
+    bare = summary["bare mitmdump"]["rss_mib_at_end"]
+    print(f"| resident memory at the end (bare: {bare:.0f} MiB) | " + " | ".join(rss) + " | |")
+    tunnel = summary["out of scope: shopguard observe, tunnel"]
+    seen = ", ".join(sorted(tunnel["issuers"]))
+    print(
+        f"\nOut of scope (HTTPS to `{proxy['settings']['out_of_scope_host']}`, no site lists it):\n"
+    )
+    print("| figure | measured | target |\n|---|---|---|")
+    print(
+        "| throughput through shopguard (a tunnel), × bare mitmdump intercepting |"
+        f" {_m(tunnel['https_ratio_to_bare_intercepting'], '×')} | ≥ 1.5× |"
+    )
+    p99 = tunnel["request_p99_added_ms"]["median"]
+    print(
+        "| added per request against no proxy, p50 (p99) |"
+        f" {_m(tunnel['request_p50_added_ms'], ' ms')} ({p99:.2f} ms) | ≤ 0.3 ms |"
+    )
+    print(
+        "| added per new connection against no proxy |"
+        f" {_m(tunnel['new_connection_added_ms'], ' ms')} | ≤ 2 ms |"
+    )
+    verdict = "intercepted!" if proxy.get("out_of_scope_intercepted") else "not intercepted"
+    print(f"| certificates the client was shown | issued by {seen} ({verdict}) | |")
+    figures = soak["summary"]["shopguard enforce (soak)"]
+    print(
+        f"\nMemory (`make bench-soak`, {soak['date'][:10]}, {soak['wall_s'] / 60:.1f} minutes):\n"
+    )
+    print("| after | resident memory | open descriptors |\n|---|---|---|")
+    for flows in (1_000, 20_000, 50_000):
+        print(
+            f"| {flows:,} flows | {figures[f'rss_mib_after_{flows}']:.0f} MiB |"
+            f" {figures[f'open_descriptors_after_{flows}']} |"
+        )
+
+
 def main() -> int:
+    if len(sys.argv) == 4 and sys.argv[1] == "--table":
+        proxy, soak = (json.loads(Path(x).read_text(encoding="utf-8")) for x in sys.argv[2:])
+        table(proxy, soak)
+        return 0
     if len(sys.argv) != 3:
-        print("usage: compare.py OLD.json NEW.json", file=sys.stderr)
+        print("usage: compare.py OLD.json NEW.json | --table PROXY.json SOAK.json", file=sys.stderr)
         return 2
     old, new = (json.loads(Path(x).read_text(encoding="utf-8")) for x in sys.argv[1:])
     same = ("cores", "cpu", "python", "mitmproxy", "platform")

@@ -16,7 +16,8 @@ lists (out of scope): through shopguard, which leaves it an opaque tunnel, again
 intercepting it and against no proxy at all (the client connects straight to the upstream):
 throughput, added latency per request and added time per new connection, and who issued the
 certificate the client saw. Results go to bench/results/latest.json (`bench/compare.py OLD NEW`
-prints the differences). `--quick`: 3 rounds of short windows, for `make bench`. Prints figures;
+prints the differences). `--quick`: 3 rounds of short windows, for `make bench`, into
+bench/results/quick.json. Plain HTTP is sent by wrk where it is installed. Prints figures;
 asserts nothing. Loopback only.
 """
 
@@ -56,6 +57,7 @@ from common import BIN, _free_port, _wait_listening, machine  # noqa: E402
 from tests.support.certs import UpstreamPKI, make_pki, server_context  # noqa: E402
 
 RESULTS = HERE / "results" / "latest.json"
+QUICK_RESULTS = HERE / "results" / "quick.json"  # `make bench` leaves the full run's alone
 RULES = 5_000
 PROXIES = (
     "bare mitmdump",
@@ -523,8 +525,13 @@ class Proxy:
         log = self.home / "flows.jsonl"
         if not log.exists():
             return None
-        with log.open(encoding="utf-8") as file:
-            return sum(1 for line in file if '"event": "flow"' in line)
+        count = 0
+        for path in [log, *sorted(log.parent.glob(log.name + ".*"))]:  # rotated files too
+            with suppress(OSError, EOFError, gzip.BadGzipFile):
+                opener = gzip.open if path.suffix == ".gz" else open
+                with opener(path, "rt", encoding="utf-8") as file:
+                    count += sum(1 for line in file if '"event": "flow"' in line)
+        return count
 
     def rss_mib(self) -> float | None:
         try:
@@ -619,11 +626,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="short windows, 3 rounds")
     parser.add_argument("--rounds", type=int, default=None, help="at least 3")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, help="default bench/results/latest.json (quick.json)")
     parser.add_argument("--no-wrk", action="store_true", help="the project's client even so")
     args = parser.parse_args()
     s = settings(args.quick, max(3, args.rounds) if args.rounds else None)
     s.wrk = None if args.no_wrk else shutil.which("wrk")
+    out: Path = args.out or (QUICK_RESULTS if args.quick else RESULTS)
 
     hosts = site_hosts()
     mix = request_mix(hosts)
@@ -690,7 +698,7 @@ def main() -> None:
         logged,
         imported,
         ca_names,
-        args.out,
+        out,
         s,
         hosts,
         mix,
