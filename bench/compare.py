@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import statistics
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -71,12 +72,16 @@ def table(proxy: dict[str, Any], soak: dict[str, Any]) -> None:
     names = [n for n in summary if n.startswith("shopguard")]
     machine = proxy["machine"]
     print(
-        f"Measured {proxy['date'][:10]} on {machine['cores']} cores ({machine['cpu']}), Python"
-        f" {machine['python']}, mitmproxy {machine['mitmproxy']}, load average"
-        f" {machine['load_average_before'][0]:.1f} at the start; {proxy['settings']['rounds']}"
-        f" rounds, plain HTTP sent by {proxy['settings'].get('http_client', 'loadgen.py')};"
-        f" the run took {proxy['wall_s'] / 60:.1f} minutes. Median over rounds"
-        " (lowest–highest).\n"
+        textwrap.fill(
+            f"Measured {proxy['date'][:10]} on {machine['cores']} cores ({machine['cpu']}), Python"
+            f" {machine['python']}, mitmproxy {machine['mitmproxy']}, load average"
+            f" {machine['load_average_before'][0]:.1f} at the start; {proxy['settings']['rounds']}"
+            f" rounds, plain HTTP sent by {proxy['settings'].get('http_client', 'loadgen.py')};"
+            f" the run took {proxy['wall_s'] / 60:.1f} minutes. Median over rounds"
+            " (lowest–highest).",
+            width=96,
+        )
+        + "\n"
     )
     print("| figure | " + " | ".join(n.removeprefix("shopguard ") for n in names) + " | target |")
     print("|---" * (len(names) + 2) + "|")

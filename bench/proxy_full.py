@@ -347,7 +347,7 @@ def request_mix(hosts: list[str], per_host: int = 40) -> list[list[Any]]:
 # --- the imported block list --------------------------------------------------------------------
 
 
-def block_list(count: int = RULES) -> tuple[str, int]:
+def block_list(mix: list[list[Any]], count: int = RULES) -> tuple[str, int]:
     """A synthetic Adblock-syntax list of `count` rules about the shipped sites' domains, in the
     shapes real filter lists use (`||host^` anchors, path patterns, `$third-party`, `$script`,
     `$image`, `$removeparam=`, a few `@@` exceptions), with comments and a tenth as many lines
@@ -371,14 +371,14 @@ def block_list(count: int = RULES) -> tuple[str, int]:
     own = [d for d, sites in listed.items() if sites == 1 and d in first]
     other = [d for d, sites in listed.items() if sites == 1 and d not in first]
     words = ["ad", "track", "pixel", "stat", "log", "beacon", "collect", "metrics", "tag", "sdk"]
-    matching = [
-        "||g.ltwebstatic.com/static/app.3.js",
-        "||g.lazcdn.com/img/7.jpg_220x220.jpg$image",
+    matching = [  # one request of the mix each (its path without the query), as lists name them
         "||gm.net.daraz.com/aplus.gif",
-        "||g.pddpic.com/static/main.11.css$third-party",
         "||analytics.tiktok.com/v.gif$image,third-party",
-        "||g.360buyimg.com/static/app.5.js$script",
     ]
+    for host in ("g.ltwebstatic.com", "g.lazcdn.com", "g.pddpic.com", "g.360buyimg.com"):
+        path = next(m[2] for m in mix if m[1] == host).split("?")[0]
+        option = {".js": "$script", ".jpg": "$image"}.get(path[path.rfind(".") :], "")
+        matching.append(f"||{host}{path}{option}")
     lines = ["[Adblock Plus 2.0]", "! Title: shopguard benchmark list (synthetic)", *matching]
     rules = len(matching)
     while rules < count:
@@ -492,8 +492,10 @@ class Proxy:
         self.imported: dict[str, Any] | None = None
         if name.endswith(" rules"):
             list_path = home / "blocklist.txt"
-            list_path.write_text(block_list()[0], encoding="utf-8")
+            text, matching = block_list(request_mix(site_hosts()))
+            list_path.write_text(text, encoding="utf-8")
             self.imported = import_block_list(home, self.env, list_path)
+            self.imported["rules_matching_the_mix"] = matching
 
     def start(self) -> None:
         stderr = (self.home / "stderr.txt").open("wb")
@@ -899,7 +901,8 @@ def report(
         if "imported" in f:
             print(
                 f"    {f['imported']['rules_imported']:,} rules imported with `shopguard policy"
-                f" import abp` from a {RULES:,}-rule list (synthetic; a handful match the mix)"
+                f" import abp` from a {RULES:,}-rule list (synthetic;"
+                f" {f['imported']['rules_matching_the_mix']} match requests of the mix)"
             )
         for transport, label in (("http", "HTTP/1.1 keep-alive"), ("https", "HTTPS via CONNECT")):
             line = (
