@@ -120,10 +120,13 @@ def table(proxy: dict[str, Any], soak: dict[str, Any]) -> None:
         "| throughput through shopguard (a tunnel), × bare mitmdump intercepting |"
         f" {_m(tunnel['https_ratio_to_bare_intercepting'], '×')} | ≥ 1.5× |"
     )
-    p99 = tunnel["request_p99_added_ms"]["median"]
     print(
-        "| added per request against no proxy, p50 (p99) |"
-        f" {_m(tunnel['request_p50_added_ms'], ' ms')} ({p99:.2f} ms) | ≤ 0.3 ms |"
+        "| added per request against no proxy, p50 |"
+        f" {_m(tunnel['request_p50_added_ms'], ' ms')} | ≤ 0.3 ms |"
+    )
+    print(
+        "| added per request against no proxy, p99 |"
+        f" {_m(tunnel['request_p99_added_ms'], ' ms')} | |"
     )
     print(
         "| added per new connection against no proxy |"
