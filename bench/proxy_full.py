@@ -1,16 +1,24 @@
 """Full proxy comparison (`make bench-proxy`): shopguard against bare mitmdump, as a user feels it.
 
-Three proxies run side by side on loopback, each with the same benchmark-only resolving script
+Four proxies run side by side on loopback, each with the same benchmark-only resolving script
 (bench/resolve_addon.py) and the same trusted test CA for the upstream: bare `mitmdump`,
-`shopguard run --mode observe` and `shopguard run --mode enforce` (shipped sites and policies).
-A separate load-generator process (bench/loadgen.py) drives one proxy at a time, in rounds
-(A B C, then C B A, ...), each for a fixed time window; every figure is a ratio to (or a
-difference from) bare mitmdump measured in the same round, and the median over rounds decides,
-with the spread (min-max) beside it. Measured: throughput over keep-alive HTTP/1.1 and over
-HTTPS through CONNECT with interception (a new connection every 20 requests), added latency at a
-fixed unsaturated rate on one connection, and the first CONNECT + TLS handshake per host (the
-proxy makes a certificate) against a repeated one. Results go to bench/results/latest.json
-(`bench/compare.py OLD NEW` prints the differences). Prints figures; asserts nothing.
+`shopguard run --mode observe`, `--mode enforce` (shipped sites and policies) and enforce with a
+5,000-rule Adblock-syntax list imported into its own configuration with `shopguard policy
+import abp` (synthetic, generated here in the shapes of real lists). A separate load-generator
+process (bench/loadgen.py) drives one proxy at a time, in rounds (A B C D, then D C B A, ...),
+each for a fixed time window; every figure is a ratio to (or a difference from) bare mitmdump
+measured in the same round, and the median over rounds decides, with the spread (min-max)
+beside it. Measured: throughput over keep-alive HTTP/1.1 and over HTTPS through CONNECT with
+interception (a new connection every 20 requests), added latency at a fixed unsaturated rate
+over HTTP and over HTTPS (keep-alive tunnels), and the first CONNECT + TLS handshake per host
+(the proxy makes a certificate) against a repeated one. Then, per round, HTTPS to a host no site
+lists (out of scope): through shopguard, which leaves it an opaque tunnel, against bare mitmdump
+intercepting it and against no proxy at all (the client connects straight to the upstream):
+throughput, added latency per request and added time per new connection, and who issued the
+certificate the client saw. Results go to bench/results/latest.json (`bench/compare.py OLD NEW`
+prints the differences). `--quick`: 3 rounds of short windows, for `make bench`, into
+bench/results/quick.json. Plain HTTP is sent by wrk where it is installed. Prints figures;
+asserts nothing. Loopback only.
 """
 
 from __future__ import annotations
@@ -20,9 +28,9 @@ import datetime
 import gzip
 import json
 import os
-import platform
 import random
 import selectors
+import shutil
 import socket
 import ssl
 import statistics
@@ -33,6 +41,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -43,14 +52,22 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from proxy import _free_port, _wait_listening  # noqa: E402
+from common import BIN, _free_port, _wait_listening, machine  # noqa: E402
 
 from tests.support.certs import UpstreamPKI, make_pki, server_context  # noqa: E402
 
-BIN = Path(sys.executable).parent
 RESULTS = HERE / "results" / "latest.json"
-PROXIES = ("bare mitmdump", "shopguard observe", "shopguard enforce")
+QUICK_RESULTS = HERE / "results" / "quick.json"  # `make bench` leaves the full run's alone
+RULES = 5_000
+PROXIES = (
+    "bare mitmdump",
+    "shopguard observe",
+    "shopguard enforce",
+    f"shopguard enforce, {RULES:,} rules",
+)
 PER_CONNECTION = 20  # HTTPS: requests per CONNECT tunnel
+OUT_OF_SCOPE = "www.example-shop.test"  # a shop no site file lists
+ROUTES = ("bare mitmdump, intercepting", "shopguard observe, tunnel", "no proxy")
 
 CDN = ("alicdn", "360buyimg", "lazcdn", "slatic", "pddpic", "ltwebstatic", "kwcdn", "media")
 BEACON = ("mmstat", "facebook", "tiktok", "doubleclick", "googleadservices", "bing", "pinterest")
@@ -327,6 +344,99 @@ def request_mix(hosts: list[str], per_host: int = 40) -> list[list[Any]]:
     return [mix[k] for k in order]
 
 
+# --- the imported block list --------------------------------------------------------------------
+
+
+def block_list(mix: list[list[Any]], count: int = RULES) -> tuple[str, int]:
+    """A synthetic Adblock-syntax list of `count` rules about the shipped sites' domains, in the
+    shapes real filter lists use (`||host^` anchors, path patterns, `$third-party`, `$script`,
+    `$image`, `$removeparam=`, a few `@@` exceptions), with comments and a tenth as many lines
+    about hosts no site lists (an importer skips those). A handful match requests of the mix,
+    as a real list matches a shop's trackers; the rest name hosts and paths the mix never
+    visits. Returns the text and how many rules match the mix."""
+    import yaml
+
+    rng = random.Random(29)
+    listed: dict[str, int] = {}
+    first: set[str] = set()
+    for path in sorted((ROOT / "config" / "sites").glob("*.yaml")):
+        site = yaml.safe_load(path.read_text(encoding="utf-8"))
+        first |= {str(g).removeprefix("*.") for g in site.get("first_party") or []}
+        for glob in site.get("hosts", []):
+            if str(glob).startswith("*."):  # a site's domain, with every host below it
+                domain = str(glob)[2:]
+                listed[domain] = listed.get(domain, 0) + 1
+    # domains only one site lists, so that each rule is imported once; no $third-party on a
+    # domain its site calls its own (first party), where it would never apply
+    own = [d for d, sites in listed.items() if sites == 1 and d in first]
+    other = [d for d, sites in listed.items() if sites == 1 and d not in first]
+    words = ["ad", "track", "pixel", "stat", "log", "beacon", "collect", "metrics", "tag", "sdk"]
+    matching = [  # one request of the mix each (its path without the query), as lists name them
+        "||gm.net.daraz.com/aplus.gif",
+        "||analytics.tiktok.com/v.gif$image,third-party",
+    ]
+    for host in ("g.ltwebstatic.com", "g.lazcdn.com", "g.pddpic.com", "g.360buyimg.com"):
+        path = next(m[2] for m in mix if m[1] == host).split("?")[0]
+        option = {".js": "$script", ".jpg": "$image"}.get(path[path.rfind(".") :], "")
+        matching.append(f"||{host}{path}{option}")
+    lines = ["[Adblock Plus 2.0]", "! Title: shopguard benchmark list (synthetic)", *matching]
+    rules = len(matching)
+    while rules < count:
+        n = rules
+        word = words[n % len(words)]
+        domain = (own + other)[rng.randrange(len(own) + len(other))]
+        shape = n % 20
+        if shape < 8:
+            rule = f"||{word}{n}.{domain}^"
+        elif shape < 12:
+            rule = f"||{domain}/{word}/{n}/{rng.choice(words)}.js"
+        elif shape < 14:
+            rule = f"||{domain}/{word}{n}/*/{rng.choice(words)}.gif$image"
+        elif shape < 17:
+            domain = other[n % len(other)]
+            rule = f"||{domain}/{word}-{n}^$third-party"
+        elif shape < 18:
+            domain = other[n % len(other)]
+            rule = f"||{word}{n}.{domain}^$script,third-party"
+        elif shape < 19:
+            rule = f"||{domain}^$removeparam={word}_{n}"
+        else:
+            rule = f"@@||{domain}/{word}{n}/*"
+        lines.append(rule)
+        rules += 1
+        if n % 10 == 0:
+            lines.append(f"||{word}{n}.adnet{n % 97}.invalid^$third-party")
+        if n % 500 == 0:
+            lines.append(f"! section {n // 500}")
+    return "\n".join(lines) + "\n", len(matching)
+
+
+def import_block_list(home: Path, env: dict[str, str], list_path: Path) -> dict[str, Any]:
+    """`shopguard policy import abp LIST --site NAME -o …/sites/NAME.yaml` for every shipped
+    site, into this proxy's own configuration directory, as a user would do it."""
+    sites = home / "config" / "shopguard" / "sites"
+    sites.mkdir(parents=True, exist_ok=True)
+    imported = 0
+    summaries = {}
+    for path in sorted((ROOT / "config" / "sites").glob("*.yaml")):
+        name = path.stem
+        command = [str(BIN / "shopguard"), "policy", "import", "abp", str(list_path)]
+        command += ["--site", name, "-o", str(sites / f"{name}.yaml")]
+        done = subprocess.run(
+            command,
+            env=env,
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        last = done.stderr.decode().strip().splitlines()[-1:] or [""]
+        if done.returncode != 0:
+            raise RuntimeError(f"policy import for {name} failed: {last[0]}")
+        summaries[name] = last[0].split(": ", 1)[-1]
+        imported += int(last[0].split(": ", 1)[-1].split()[0])
+    return {"rules_imported": imported, "per_site": summaries}
+
+
 # --- the proxies ---------------------------------------------------------------------------------
 
 
@@ -359,7 +469,7 @@ class Proxy:
             ]
             self.ca = confdir / "mitmproxy-ca-cert.pem"
         else:
-            mode = name.split()[1]
+            mode = "observe" if "observe" in name else "enforce"
             self.command = [
                 str(BIN / "shopguard"),
                 "run",
@@ -379,6 +489,13 @@ class Proxy:
         for variable in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy"):
             self.env.pop(variable, None)
         self.process: subprocess.Popen[bytes] | None = None
+        self.imported: dict[str, Any] | None = None
+        if name.endswith(" rules"):
+            list_path = home / "blocklist.txt"
+            text, matching = block_list(request_mix(site_hosts()))
+            list_path.write_text(text, encoding="utf-8")
+            self.imported = import_block_list(home, self.env, list_path)
+            self.imported["rules_matching_the_mix"] = matching
 
     def start(self) -> None:
         stderr = (self.home / "stderr.txt").open("wb")
@@ -410,8 +527,13 @@ class Proxy:
         log = self.home / "flows.jsonl"
         if not log.exists():
             return None
-        with log.open(encoding="utf-8") as file:
-            return sum(1 for line in file if '"event": "flow"' in line)
+        count = 0
+        for path in [log, *sorted(log.parent.glob(log.name + ".*"))]:  # rotated files too
+            with suppress(OSError, EOFError, gzip.BadGzipFile):
+                opener = gzip.open if path.suffix == ".gz" else open
+                with opener(path, "rt", encoding="utf-8") as file:
+                    count += sum(1 for line in file if '"event": "flow"' in line)
+        return count
 
     def rss_mib(self) -> float | None:
         try:
@@ -437,9 +559,13 @@ def proxies(scratch: Path, upstream: Upstream, pki: UpstreamPKI) -> Iterator[lis
 
 
 def drive(proxy: Proxy, scratch: Path, spec: dict[str, Any]) -> dict[str, Any]:
-    """One window of load from a separate load-generator process."""
+    """One window of load through `proxy` from a separate load-generator process."""
+    return loadgen(proxy.name, scratch, {"port": proxy.port, "ca": str(proxy.ca), **spec})
+
+
+def loadgen(label: str, scratch: Path, spec: dict[str, Any]) -> dict[str, Any]:
     path = scratch / "spec.json"
-    path.write_text(json.dumps({**spec, "port": proxy.port, "ca": str(proxy.ca)}), "utf-8")
+    path.write_text(json.dumps(spec), "utf-8")
     budget = spec.get("seconds", 0) * 2 + 120
     done = subprocess.run(
         [sys.executable, str(HERE / "loadgen.py"), str(path)],
@@ -448,7 +574,7 @@ def drive(proxy: Proxy, scratch: Path, spec: dict[str, Any]) -> dict[str, Any]:
         check=False,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"load generator failed on {proxy.name}: {done.stderr.decode()[-2000:]}")
+        raise RuntimeError(f"load generator failed on {label}: {done.stderr.decode()[-2000:]}")
     result: dict[str, Any] = json.loads(done.stdout)
     return result
 
@@ -479,28 +605,45 @@ def _fmt(figure: dict[str, Any], unit: str = "x", digits: int = 2) -> str:
     )
 
 
+@dataclass
+class Settings:
+    quick: bool
+    rounds: int
+    window: float  # seconds per throughput window
+    latency_seconds: float  # seconds per fixed-rate latency window
+    rate: float = 50.0  # requests per second in the latency windows: far from saturation
+    connections: int = 4
+    handshake_hosts: int = 16
+    new_connections: int = 60  # out of scope: new connections timed one after the other
+    wrk: str | None = None  # wrk's path, where installed: it sends the plain-HTTP windows
+
+
+def settings(quick: bool, rounds: int | None) -> Settings:
+    if quick:
+        return Settings(quick, rounds or 3, 1.5, 1.5, handshake_hosts=6, new_connections=30)
+    return Settings(quick, rounds or 4, 5.0, 4.0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short windows, 3 rounds (~1 min)")
-    parser.add_argument("--rounds", type=int, default=None)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--quick", action="store_true", help="short windows, 3 rounds")
+    parser.add_argument("--rounds", type=int, default=None, help="at least 3")
+    parser.add_argument("--out", type=Path, help="default bench/results/latest.json (quick.json)")
+    parser.add_argument("--no-wrk", action="store_true", help="the project's client even so")
     args = parser.parse_args()
-    quick = args.quick
-    rounds = args.rounds or (3 if quick else 5)
-    window = 2.0 if quick else 8.0  # seconds per throughput window
-    latency_seconds = 2.0 if quick else 6.0
-    rate = 50.0
-    connections = 4
-    handshake_hosts = 6 if quick else 24
+    s = settings(args.quick, max(3, args.rounds) if args.rounds else None)
+    s.wrk = None if args.no_wrk else shutil.which("wrk")
+    out: Path = args.out or (QUICK_RESULTS if args.quick else RESULTS)
 
     hosts = site_hosts()
     mix = request_mix(hosts)
+    outside = request_mix([OUT_OF_SCOPE])
     shop_domains = [h.removeprefix("www.") for h in hosts if h.startswith("www.")]
     fresh = [
-        [f"r{r}n{k}.{shop_domains[k % len(shop_domains)]}" for k in range(handshake_hosts)]
-        for r in range(rounds)
+        [f"r{r}n{k}.{shop_domains[k % len(shop_domains)]}" for k in range(s.handshake_hosts)]
+        for r in range(s.rounds)
     ]
-    raw: dict[str, dict[str, list[Any]]] = {name: {} for name in PROXIES}
+    raw: dict[str, dict[str, list[Any]]] = {name: {} for name in (*PROXIES, *ROUTES)}
     upstream_connections: dict[str, list[int]] = {name: [] for name in PROXIES}
     began = time.monotonic()
     load_before = os.getloadavg()
@@ -509,78 +652,45 @@ def main() -> None:
         pki = make_pki(scratch / "pki", ["upstream.invalid"])
         upstream = Upstream(pki, hosts)
         upstream.start()
-        upstream.warm(pki, [*hosts, *(n for names in fresh for n in names)])
+        upstream.warm(pki, [*hosts, OUT_OF_SCOPE, *(n for names in fresh for n in names)])
         try:
             with proxies(scratch, upstream, pki) as running:
-                for proxy in running:  # warm-up: every host once over each transport
-                    drive(
-                        proxy,
-                        scratch,
-                        {"kind": "http", "mix": mix, "seconds": 1.0, "connections": 2},
-                    )
-                    drive(
-                        proxy,
-                        scratch,
-                        {
-                            "kind": "https",
-                            "mix": mix,
-                            "seconds": 1.5,
-                            "connections": 2,
-                            "per_connection": PER_CONNECTION,
-                        },
-                    )
-                for r in range(rounds):
+                print(f"  proxies started ({time.monotonic() - began:.0f} s)", flush=True)
+                by_name = {proxy.name: proxy for proxy in running}
+                routes = {
+                    ROUTES[0]: {
+                        "port": by_name[PROXIES[0]].port,
+                        "ca": [str(by_name[PROXIES[0]].ca)],
+                    },
+                    # trusting the proxy's CA too: were the tunnel intercepted, it would still
+                    # work, and the issuer the client was shown would say so
+                    ROUTES[1]: {
+                        "port": by_name[PROXIES[1]].port,
+                        "ca": [str(pki.ca_pem), str(by_name[PROXIES[1]].ca)],
+                    },
+                    ROUTES[2]: {
+                        "direct": [OUT_OF_SCOPE, upstream.routes["default"][1]],
+                        "ca": [str(pki.ca_pem)],
+                    },
+                }
+                warm_up(running, routes, scratch, mix, outside)
+                for r in range(s.rounds):
                     order = running if r % 2 == 0 else running[::-1]
                     for proxy in order:
-                        record = raw[proxy.name]
                         before = upstream.counter[0]
-                        record.setdefault("http", []).append(
-                            drive(
-                                proxy,
-                                scratch,
-                                {
-                                    "kind": "http",
-                                    "mix": mix,
-                                    "seconds": window,
-                                    "connections": connections,
-                                },
-                            )
-                        )
+                        measure_proxy(proxy, scratch, s, mix, fresh[r], raw[proxy.name])
                         upstream_connections[proxy.name].append(upstream.counter[0] - before)
-                        record.setdefault("https", []).append(
-                            drive(
-                                proxy,
-                                scratch,
-                                {
-                                    "kind": "https",
-                                    "mix": mix,
-                                    "seconds": window,
-                                    "connections": connections,
-                                    "per_connection": PER_CONNECTION,
-                                },
-                            )
-                        )
-                        record.setdefault("latency", []).append(
-                            drive(
-                                proxy,
-                                scratch,
-                                {
-                                    "kind": "latency",
-                                    "mix": mix,
-                                    "seconds": latency_seconds,
-                                    "rate": rate,
-                                },
-                            )
-                        )
-                        record.setdefault("handshake", []).append(
-                            drive(proxy, scratch, {"kind": "handshake", "names": fresh[r]})
-                        )
+                    for label in ROUTES if r % 2 == 0 else ROUTES[::-1]:
+                        measure_route(label, routes[label], scratch, s, outside, raw[label])
                     print(
-                        f"  round {r + 1}/{rounds} done ({time.monotonic() - began:.0f} s)",
+                        f"  round {r + 1}/{s.rounds} done ({time.monotonic() - began:.0f} s)",
                         flush=True,
                     )
                 memory = {proxy.name: proxy.rss_mib() for proxy in running}
                 logged = {proxy.name: proxy.flow_lines() for proxy in running}
+                imported = {p.name: p.imported for p in running if p.imported is not None}
+                ca_names = {p.name: certificate_issuer(p.ca) for p in running}
+                ca_names["upstream"] = certificate_issuer(pki.ca_pem)
         finally:
             upstream.stop()
     report(
@@ -588,12 +698,10 @@ def main() -> None:
         upstream_connections,
         memory,
         logged,
-        args,
-        rounds,
-        window,
-        latency_seconds,
-        rate,
-        connections,
+        imported,
+        ca_names,
+        out,
+        s,
         hosts,
         mix,
         time.monotonic() - began,
@@ -601,74 +709,201 @@ def main() -> None:
     )
 
 
+def certificate_issuer(pem: Path) -> str:
+    """The common name of the CA certificate in `pem` (what loadgen reports as the issuer)."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    certificate = x509.load_pem_x509_certificate(pem.read_bytes())
+    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else "?"
+
+
+def warm_up(
+    running: list[Proxy],
+    routes: dict[str, dict[str, Any]],
+    scratch: Path,
+    mix: list[list[Any]],
+    outside: list[list[Any]],
+) -> None:
+    """Every host once over each transport through each proxy, and the out-of-scope host."""
+    for proxy in running:
+        drive(proxy, scratch, {"kind": "http", "mix": mix, "seconds": 1.0, "connections": 2})
+        spec = {"kind": "https", "mix": mix, "seconds": 1.5, "connections": 2}
+        drive(proxy, scratch, {**spec, "per_connection": PER_CONNECTION})
+    for label, route in routes.items():
+        spec = {"kind": "https", "mix": outside, "seconds": 0.5, "connections": 2}
+        loadgen(label, scratch, {**route, **spec, "per_connection": PER_CONNECTION})
+
+
+def measure_proxy(
+    proxy: Proxy,
+    scratch: Path,
+    s: Settings,
+    mix: list[list[Any]],
+    fresh: list[str],
+    record: dict[str, list[Any]],
+) -> None:
+    """One round's windows through one proxy: throughput over HTTP and HTTPS, latency over
+    HTTP and HTTPS at a fixed rate, first and repeated handshakes."""
+    throughput = {"mix": mix, "seconds": s.window, "connections": s.connections}
+    spec = {"kind": "http", **throughput, "wrk": s.wrk}
+    record.setdefault("http", []).append(drive(proxy, scratch, spec))
+    spec = {"kind": "https", **throughput, "per_connection": PER_CONNECTION}
+    record.setdefault("https", []).append(drive(proxy, scratch, spec))
+    latency = {"mix": mix, "seconds": s.latency_seconds, "rate": s.rate}
+    record.setdefault("latency", []).append(drive(proxy, scratch, {"kind": "latency", **latency}))
+    spec = {"kind": "https_latency", **latency}
+    record.setdefault("https_latency", []).append(drive(proxy, scratch, spec))
+    spec = {"kind": "handshake", "names": fresh}
+    record.setdefault("handshake", []).append(drive(proxy, scratch, spec))
+
+
+def measure_route(
+    label: str,
+    route: dict[str, Any],
+    scratch: Path,
+    s: Settings,
+    outside: list[list[Any]],
+    record: dict[str, list[Any]],
+) -> None:
+    """One round's windows to the host no site lists: HTTPS throughput (a new connection every
+    20 requests), latency at a fixed rate on one keep-alive connection, new connections."""
+    spec = {"kind": "https", "mix": outside, "seconds": s.window, "connections": s.connections}
+    spec["per_connection"] = PER_CONNECTION
+    record.setdefault("https", []).append(loadgen(label, scratch, {**route, **spec}))
+    spec = {"kind": "https_latency", "mix": outside, "seconds": s.latency_seconds, "rate": s.rate}
+    record.setdefault("https_latency", []).append(loadgen(label, scratch, {**route, **spec}))
+    spec = {"kind": "connects", "mix": outside, "count": s.new_connections, "pause": 0.01}
+    record.setdefault("connects", []).append(loadgen(label, scratch, {**route, **spec}))
+
+
+def _sum_counts(results: list[dict[str, Any]], key: str) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for result in results:
+        for name, count in result.get(key, {}).items():
+            total[name] = total.get(name, 0) + count
+    return total
+
+
+def _quantiles(
+    mine: list[dict[str, Any]],
+    base: list[dict[str, Any]],
+    key: str,
+    out: dict[str, Any],
+    prefix: str,
+) -> None:
+    """p50 and p99 of `key` per round, and the difference from the baseline's in that round."""
+    for q, label in ((0.5, "p50"), (0.99, "p99")):
+        mine_q = [_percentile(x[key], q) for x in mine]
+        base_q = [_percentile(x[key], q) for x in base]
+        out[f"{prefix}_{label}_ms"] = _spread(mine_q)
+        out[f"{prefix}_{label}_added_ms"] = _spread(
+            [m - b for m, b in zip(mine_q, base_q, strict=True)]
+        )
+
+
+def proxy_figures(mine: dict[str, list[Any]], bare: dict[str, list[Any]]) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    for transport in ("http", "https"):
+        rates = [x["requests_per_s"] for x in mine[transport]]
+        figures[f"{transport}_requests_per_s"] = _spread(rates)
+        figures[f"{transport}_ratio"] = _spread(
+            [x / b["requests_per_s"] for x, b in zip(rates, bare[transport], strict=True)]
+        )
+        figures[f"{transport}_errors"] = sum(x["errors"] for x in mine[transport])
+        figures[f"{transport}_statuses"] = _sum_counts(mine[transport], "statuses")
+    figures["https_issuers"] = _sum_counts(mine["https"], "issuers")
+    connects = [statistics.median(x["connects_ms"]) for x in mine["https"] if x["connects_ms"]]
+    figures["https_connect_ms"] = _spread(connects)
+    _quantiles(mine["latency"], bare["latency"], "latencies_ms", figures, "latency")
+    _quantiles(
+        mine["https_latency"], bare["https_latency"], "latencies_ms", figures, "https_latency"
+    )
+    figures["latency_errors"] = sum(x["errors"] for x in mine["latency"] + mine["https_latency"])
+    first = [statistics.median(x["first_ms"]) for x in mine["handshake"]]
+    repeat = [statistics.median(x["repeat_ms"]) for x in mine["handshake"]]
+    figures["handshake_first_ms"] = _spread(first)
+    figures["handshake_repeat_ms"] = _spread(repeat)
+    figures["handshake_first_ratio"] = _spread(
+        [
+            m / statistics.median(b["first_ms"])
+            for m, b in zip(first, bare["handshake"], strict=True)
+        ]
+    )
+    return figures
+
+
+def route_figures(
+    mine: dict[str, list[Any]], intercepting: dict[str, list[Any]], direct: dict[str, list[Any]]
+) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    rates = [x["requests_per_s"] for x in mine["https"]]
+    figures["https_requests_per_s"] = _spread(rates)
+    figures["https_ratio_to_bare_intercepting"] = _spread(
+        [x / b["requests_per_s"] for x, b in zip(rates, intercepting["https"], strict=True)]
+    )
+    figures["https_errors"] = sum(x["errors"] for x in mine["https"])
+    figures["issuers"] = _sum_counts(
+        mine["https"] + mine["https_latency"] + mine["connects"], "issuers"
+    )
+    _quantiles(mine["https_latency"], direct["https_latency"], "latencies_ms", figures, "request")
+    for key, prefix in (("connect_ms", "new_connection"), ("request_ms", "first_request")):
+        mine_m = [statistics.median(x[key]) for x in mine["connects"]]
+        base_m = [statistics.median(x[key]) for x in direct["connects"]]
+        figures[f"{prefix}_ms"] = _spread(mine_m)
+        figures[f"{prefix}_added_ms"] = _spread(
+            [m - b for m, b in zip(mine_m, base_m, strict=True)]
+        )
+    figures["errors"] = sum(x["errors"] for x in mine["https_latency"] + mine["connects"])
+    return figures
+
+
 def report(
     raw: dict[str, dict[str, list[Any]]],
     upstream_connections: dict[str, list[int]],
     memory: dict[str, float | None],
     logged: dict[str, int | None],
-    args: argparse.Namespace,
-    rounds: int,
-    window: float,
-    latency_seconds: float,
-    rate: float,
-    connections: int,
+    imported: dict[str, dict[str, Any]],
+    ca_names: dict[str, str],
+    out: Path,
+    s: Settings,
     hosts: list[str],
     mix: list[list[Any]],
     wall: float,
     load_before: tuple[float, float, float],
 ) -> None:
-    import mitmproxy.version
-
-    bare = raw["bare mitmdump"]
+    bare = raw[PROXIES[0]]
     summary: dict[str, Any] = {}
     for name in PROXIES:
-        mine = raw[name]
-        figures: dict[str, Any] = {}
-        for transport in ("http", "https"):
-            rates = [x["requests_per_s"] for x in mine[transport]]
-            figures[f"{transport}_requests_per_s"] = _spread(rates)
-            figures[f"{transport}_ratio"] = _spread(
-                [x / b["requests_per_s"] for x, b in zip(rates, bare[transport], strict=True)]
-            )
-            figures[f"{transport}_errors"] = sum(x["errors"] for x in mine[transport])
-            statuses: dict[str, int] = {}
-            for x in mine[transport]:
-                for key, count in x["statuses"].items():
-                    statuses[key] = statuses.get(key, 0) + count
-            figures[f"{transport}_statuses"] = statuses
-        connects = [statistics.median(x["connects_ms"]) for x in mine["https"] if x["connects_ms"]]
-        figures["https_connect_ms"] = _spread(connects)
-        for q, label in ((0.5, "p50"), (0.99, "p99")):
-            mine_q = [_percentile(x["latencies_ms"], q) for x in mine["latency"]]
-            bare_q = [_percentile(x["latencies_ms"], q) for x in bare["latency"]]
-            figures[f"latency_{label}_ms"] = _spread(mine_q)
-            figures[f"latency_{label}_added_ms"] = _spread(
-                [m - b for m, b in zip(mine_q, bare_q, strict=True)]
-            )
-        first = [statistics.median(x["first_ms"]) for x in mine["handshake"]]
-        repeat = [statistics.median(x["repeat_ms"]) for x in mine["handshake"]]
-        figures["handshake_first_ms"] = _spread(first)
-        figures["handshake_repeat_ms"] = _spread(repeat)
-        figures["handshake_first_ratio"] = _spread(
-            [
-                m / statistics.median(b["first_ms"])
-                for m, b in zip(first, bare["handshake"], strict=True)
-            ]
-        )
+        figures = proxy_figures(raw[name], bare)
         figures["upstream_connections_per_http_window"] = upstream_connections[name]
         figures["rss_mib_at_end"] = memory.get(name)
         figures["flow_lines_logged"] = logged.get(name)
+        if name in imported:
+            figures["imported"] = imported[name]
         summary[name] = figures
+    for label in ROUTES:
+        summary[f"out of scope: {label}"] = route_figures(
+            raw[label], raw[ROUTES[0]], raw[ROUTES[2]]
+        )
 
-    cores = os.cpu_count()
+    about = machine(load_before)
     print(
-        f"proxy, full comparison ({rounds} rounds, {len(hosts)} hosts, {connections} connections,"
-        f" {window:.0f} s windows; median (min-max) over rounds, each against bare mitmdump in"
-        f" the same round; {cores} cores):"
+        f"proxy comparison ({s.rounds} rounds, {len(hosts)} hosts, {s.connections} connections,"
+        f" {s.window:g} s windows; plain HTTP sent by {'wrk' if s.wrk else 'loadgen.py'}, the"
+        " rest by loadgen.py; median (min-max) over rounds, each against bare mitmdump in the"
+        " same round):"
     )
     for name in PROXIES:
         f = summary[name]
         print(f"  {name}")
+        if "imported" in f:
+            print(
+                f"    {f['imported']['rules_imported']:,} rules imported with `shopguard policy"
+                f" import abp` from a {RULES:,}-rule list (synthetic;"
+                f" {f['imported']['rules_matching_the_mix']} match requests of the mix)"
+            )
         for transport, label in (("http", "HTTP/1.1 keep-alive"), ("https", "HTTPS via CONNECT")):
             line = (
                 f"    {label:<20} {f[f'{transport}_requests_per_s']['median']:7.0f} req/s"
@@ -677,60 +912,101 @@ def report(
             if f[f"{transport}_errors"]:
                 line += f"  {f[f'{transport}_errors']} errors"
             print(line)
-        if name != "bare mitmdump":
-            print(
-                f"    latency at {rate:.0f}/s added: p50 {_fmt(f['latency_p50_added_ms'], ' ms')},"
-                f" p99 {_fmt(f['latency_p99_added_ms'], ' ms')}"
-            )
-        else:
-            print(
-                f"    latency at {rate:.0f}/s: p50 {_fmt(f['latency_p50_ms'], ' ms')},"
-                f" p99 {_fmt(f['latency_p99_ms'], ' ms')}"
-            )
+        for prefix, label in (("latency", "HTTP "), ("https_latency", "HTTPS")):
+            if name == PROXIES[0]:
+                print(
+                    f"    {label} latency at {s.rate:.0f}/s:"
+                    f" p50 {_fmt(f[f'{prefix}_p50_ms'], ' ms')},"
+                    f" p99 {_fmt(f[f'{prefix}_p99_ms'], ' ms')}"
+                )
+            else:
+                print(
+                    f"    {label} latency at {s.rate:.0f}/s added: p50"
+                    f" {_fmt(f[f'{prefix}_p50_added_ms'], ' ms')},"
+                    f" p99 {_fmt(f[f'{prefix}_p99_added_ms'], ' ms')}"
+                )
         print(
             f"    CONNECT+TLS handshake: first per host {_fmt(f['handshake_first_ms'], ' ms', 1)},"
             f" repeated {_fmt(f['handshake_repeat_ms'], ' ms', 1)}"
-            + ("" if name == "bare mitmdump" else f"; first {_fmt(f['handshake_first_ratio'])}")
+            + ("" if name == PROXIES[0] else f"; first {_fmt(f['handshake_first_ratio'])}")
         )
+        rss = f["rss_mib_at_end"]
+        line = f"    RSS at the end {rss:.0f} MiB" if rss is not None else "    RSS unknown"
         if f["flow_lines_logged"] is not None:
-            print(f"    {f['flow_lines_logged']} flow lines logged (all phases, warm-up included)")
-        blocked = {k: v for k, v in f["https_statuses"].items() if k != "200"}
-        if blocked:
-            print(f"    answered by the proxy itself (HTTPS, all rounds): {blocked}")
+            line += f"; {f['flow_lines_logged']} flow lines logged (warm-up included)"
+        print(line)
+        answered = {k: v for k, v in f["https_statuses"].items() if k != "200"}
+        if answered:
+            print(f"    answered by the proxy itself (HTTPS, all rounds): {answered}")
+    tunnel = summary[f"out of scope: {ROUTES[1]}"]
+    intercepting = summary[f"out of scope: {ROUTES[0]}"]
+    direct = summary[f"out of scope: {ROUTES[2]}"]
+    print(f"  out of scope: HTTPS to {OUT_OF_SCOPE} (no site lists it)")
+    for label, f in zip(ROUTES, (intercepting, tunnel, direct), strict=True):
+        print(
+            f"    {label:<28} {f['https_requests_per_s']['median']:7.0f} req/s"
+            f"  certificates issued by {', '.join(sorted(f['issuers'])) or 'nobody'}"
+            + (
+                f"  {f['https_errors'] + f['errors']} errors"
+                if f["https_errors"] + f["errors"]
+                else ""
+            )
+        )
+    intercepted = set(tunnel["issuers"]) != {ca_names["upstream"]}
     print(
-        f"  wall time {wall:.0f} s; load average {load_before[0]:.1f} before, "
-        f"{os.getloadavg()[0]:.1f} after (other work on the machine widens the spreads)"
+        f"    shopguard {'INTERCEPTED it' if intercepted else 'did not intercept it'}: the client"
+        f" was shown the upstream's certificates ({ca_names['upstream']!r}),"
+        f" not shopguard's CA's ({ca_names[PROXIES[1]]!r})"
+        if not intercepted
+        else f"    shopguard INTERCEPTED it: issuers {tunnel['issuers']}"
     )
-
+    print(
+        "    shopguard tunnel vs bare mitmdump intercepting:"
+        f" {_fmt(tunnel['https_ratio_to_bare_intercepting'])}"
+    )
+    for label, f in ((ROUTES[1], tunnel), (ROUTES[0], intercepting)):
+        print(
+            f"    {label} vs no proxy: per request p50 {_fmt(f['request_p50_added_ms'], ' ms')},"
+            f" p99 {_fmt(f['request_p99_added_ms'], ' ms')}; per new connection"
+            f" {_fmt(f['new_connection_added_ms'], ' ms')}"
+        )
+    print(
+        f"    no proxy: request p50 {_fmt(direct['request_p50_ms'], ' ms')}, new connection"
+        f" {_fmt(direct['new_connection_ms'], ' ms')}"
+    )
+    print(
+        f"  {about['cores']} cores ({about['cpu']}), Python {about['python']}, mitmproxy"
+        f" {about['mitmproxy']}; load average {load_before[0]:.1f} before,"
+        f" {about['load_average_after'][0]:.1f} after (other work widens the spreads)"
+    )
+    print(f"  wall time {wall:.0f} s")
     result = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cores": cores,
-            "python": platform.python_version(),
-            "mitmproxy": mitmproxy.version.VERSION,
-            "platform": platform.platform(),
-            "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
-        },
+        "machine": about,
         "settings": {
-            "quick": args.quick,
-            "rounds": rounds,
-            "window_s": window,
-            "latency_window_s": latency_seconds,
-            "latency_rate_per_s": rate,
-            "connections": connections,
+            "quick": s.quick,
+            "rounds": s.rounds,
+            "window_s": s.window,
+            "latency_window_s": s.latency_seconds,
+            "latency_rate_per_s": s.rate,
+            "connections": s.connections,
+            "http_client": "wrk" if s.wrk else "loadgen.py",
             "requests_per_https_connection": PER_CONNECTION,
+            "handshake_hosts": s.handshake_hosts,
+            "new_connections": s.new_connections,
+            "block_list_rules": RULES,
             "hosts": hosts,
+            "out_of_scope_host": OUT_OF_SCOPE,
             "mix_requests": len(mix),
         },
+        "certificate_authorities": ca_names,
+        "out_of_scope_intercepted": intercepted,
         "summary": summary,
         "wall_s": wall,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    print(
-        f"  written to {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}"
-    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    print(f"  written to {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from proxy import BIN, _free_port, _proxy  # noqa: E402
+from common import BIN, _free_port, _proxy  # noqa: E402
 
 from shopguard import paths  # noqa: E402
 from shopguard.cli.scan import read_capture  # noqa: E402

@@ -10,7 +10,10 @@ without this script (the test routing script leaves the loopback address in plac
 request opened a new connection). TLS SNI and the Host header are never touched, and
 certificates are still verified against the host name. Each host name has its own pair of
 upstream ports, as each real host has its own address (mitmproxy also limits how many
-connections one client connection holds open to one address). Routes come from
+connections one client connection holds open to one address). A name no route lists (the
+benchmark's out-of-scope shop) goes to the default pair, and so does a connection mitmproxy
+passes through without intercepting it (shopguard's tunnel to that shop): the hook is the same,
+the TLS is then the client's own, end to end. Routes come from
 SHOPGUARD_BENCH_UPSTREAM:
 {"hosts": {name: [http_port, https_port]}, "default": [http_port, https_port]}.
 """
