@@ -29,6 +29,7 @@ import gzip
 import json
 import os
 import random
+import re
 import selectors
 import shutil
 import socket
@@ -67,7 +68,12 @@ PROXIES = (
 )
 PER_CONNECTION = 20  # HTTPS: requests per CONNECT tunnel
 OUT_OF_SCOPE = "www.example-shop.test"  # a shop no site file lists
-ROUTES = ("bare mitmdump, intercepting", "shopguard observe, tunnel", "no proxy")
+ROUTES = (
+    "bare mitmdump, intercepting",
+    "shopguard observe, tunnel",
+    "no proxy",
+    "bare mitmdump, passing through",  # (`ignore_hosts`: what a tunnel costs mitmproxy itself)
+)
 
 CDN = ("alicdn", "360buyimg", "lazcdn", "slatic", "pddpic", "ltwebstatic", "kwcdn", "media")
 BEACON = ("mmstat", "facebook", "tiktok", "doubleclick", "googleadservices", "bing", "pinterest")
@@ -548,7 +554,12 @@ class Proxy:
 
 @contextmanager
 def proxies(scratch: Path, upstream: Upstream, pki: UpstreamPKI) -> Iterator[list[Proxy]]:
+    """The proxies compared, and last a bare mitmdump told to pass the out-of-scope host
+    through (`ignore_hosts`), as shopguard does every host no site lists."""
     started = [Proxy(name, scratch / f"proxy{n}", upstream, pki) for n, name in enumerate(PROXIES)]
+    passing = Proxy(PROXIES[0], scratch / "passthrough", upstream, pki)
+    passing.command += ["--set", f"ignore_hosts={re.escape(OUT_OF_SCOPE)}"]
+    started.append(passing)
     try:
         for proxy in started:
             proxy.start()
@@ -654,8 +665,9 @@ def main() -> None:
         upstream.start()
         upstream.warm(pki, [*hosts, OUT_OF_SCOPE, *(n for names in fresh for n in names)])
         try:
-            with proxies(scratch, upstream, pki) as running:
+            with proxies(scratch, upstream, pki) as started:
                 print(f"  proxies started ({time.monotonic() - began:.0f} s)", flush=True)
+                *running, passing = started
                 by_name = {proxy.name: proxy for proxy in running}
                 routes = {
                     ROUTES[0]: {
@@ -672,6 +684,7 @@ def main() -> None:
                         "direct": [OUT_OF_SCOPE, upstream.routes["default"][1]],
                         "ca": [str(pki.ca_pem)],
                     },
+                    ROUTES[3]: {"port": passing.port, "ca": [str(pki.ca_pem), str(passing.ca)]},
                 }
                 warm_up(running, routes, scratch, mix, outside)
                 for r in range(s.rounds):
@@ -941,10 +954,11 @@ def report(
     tunnel = summary[f"out of scope: {ROUTES[1]}"]
     intercepting = summary[f"out of scope: {ROUTES[0]}"]
     direct = summary[f"out of scope: {ROUTES[2]}"]
+    passing = summary[f"out of scope: {ROUTES[3]}"]
     print(f"  out of scope: HTTPS to {OUT_OF_SCOPE} (no site lists it)")
-    for label, f in zip(ROUTES, (intercepting, tunnel, direct), strict=True):
+    for label, f in zip(ROUTES, (intercepting, tunnel, direct, passing), strict=True):
         print(
-            f"    {label:<28} {f['https_requests_per_s']['median']:7.0f} req/s"
+            f"    {label:<31} {f['https_requests_per_s']['median']:7.0f} req/s"
             f"  certificates issued by {', '.join(sorted(f['issuers'])) or 'nobody'}"
             + (
                 f"  {f['https_errors'] + f['errors']} errors"
@@ -964,7 +978,7 @@ def report(
         "    shopguard tunnel vs bare mitmdump intercepting:"
         f" {_fmt(tunnel['https_ratio_to_bare_intercepting'])}"
     )
-    for label, f in ((ROUTES[1], tunnel), (ROUTES[0], intercepting)):
+    for label, f in ((ROUTES[1], tunnel), (ROUTES[3], passing), (ROUTES[0], intercepting)):
         print(
             f"    {label} vs no proxy: per request p50 {_fmt(f['request_p50_added_ms'], ' ms')},"
             f" p99 {_fmt(f['request_p99_added_ms'], ' ms')}; per new connection"
