@@ -28,7 +28,9 @@ PROBES = [
     ("http://gm.mmstat.com./pac/beacon-dot", True),
     ("http://www.taobao.com./pac/shop-dot", True),
     ("http://WWW.TAOBAO.COM./pac/shop-dot-upper", True),
-    ("http://connect.facebook.net./pac/pixel-dot", True),
+    # (an ad-pixel host Chromium itself lets through: from 156.0.8078.114 it blocks requests to
+    # connect.facebook.net, bat.bing.com and ct.pinterest.com before any proxy sees them)
+    ("http://analytics.tiktok.com./pac/pixel-dot", True),
     ("http://www.bank.example/pac/other", False),
     ("http://www.bank.example./pac/other-dot", False),
     ("http://taobao.com.evil.example./pac/lookalike-dot", False),

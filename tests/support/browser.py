@@ -5,6 +5,7 @@ certificate chain applied (name constraints included)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -65,7 +66,8 @@ def dump_dom(
     url: str, profile: Path, *flags: str, home: Path | None = None, budget_ms: int = 5000
 ) -> str:
     """The page's DOM after `budget_ms` of virtual time; for a page Chromium refused, the DOM of
-    its error page (which names the error, e.g. ERR_CERT_INVALID)."""
+    its error page, or (Chromium 156.0.8078.114 on, which dumps nothing then) the error it logs,
+    as a comment: either names the error, e.g. ERR_CERT_INVALID."""
     env = dict(os.environ)
     for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy"):
         env.pop(name, None)
@@ -88,4 +90,10 @@ def dump_dom(
         env=env,
     )
     assert result.returncode == 0, result.stderr[-2000:]
+    failed = _LOAD_FAILED.search(result.stderr)
+    if not result.stdout.strip() and failed is not None:
+        return f"<!-- page load failed: {failed.group(1)} -->"
     return result.stdout
+
+
+_LOAD_FAILED = re.compile(r"Page load failed: (net::ERR_[A-Z_]+)")
