@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 Request = tuple[str, str, str, dict[str, str], str]  # method, host, path, headers, body
@@ -65,11 +66,11 @@ class Totals:
         self.errors = 0
         self.statuses: dict[str, int] = {}
         self.connects_ms: list[float] = []
-        self.issuers: dict[str, int] = {}
+        self.issuers: Counter[str] = Counter()
 
     def issued(self, issuer: str) -> None:
         with self.lock:
-            self.issuers[issuer] = self.issuers.get(issuer, 0) + 1
+            self.issuers[issuer] += 1
 
     def add(self, status: int, size: int) -> None:
         with self.lock:
@@ -308,15 +309,14 @@ def https_latency(spec: dict[str, Any]) -> dict[str, Any]:
     context = _tls_context(spec)
     count = int(spec["seconds"] * spec["rate"])
     open_: dict[str, Any] = {}
-    issuers: dict[str, int] = {}
+    issuers: Counter[str] = Counter()
     times: list[float] = []
     errors = 0
     try:
         for request in mix:  # a connection per host, each used once before the clock starts
             if request[1] not in open_:
                 open_[request[1]], _ = _tunnel(spec, context, request[1])
-                issuer = _issuer(open_[request[1]])
-                issuers[issuer] = issuers.get(issuer, 0) + 1
+                issuers[_issuer(open_[request[1]])] += 1
                 _send(open_[request[1]], request, absolute=False)
         start = time.perf_counter() + 0.05
         for n in range(count):
@@ -344,15 +344,14 @@ def connects(spec: dict[str, Any]) -> dict[str, Any]:
     context = _tls_context(spec)
     connect_ms: list[float] = []
     request_ms: list[float] = []
-    issuers: dict[str, int] = {}
+    issuers: Counter[str] = Counter()
     errors = 0
     for n in range(spec["count"]):
         request = mix[n % len(mix)]
         connection = None
         try:
             connection, elapsed = _tunnel(spec, context, request[1])
-            issuer = _issuer(connection)
-            issuers[issuer] = issuers.get(issuer, 0) + 1
+            issuers[_issuer(connection)] += 1
             began = time.perf_counter()
             _send(connection, request, absolute=False)
             request_ms.append((time.perf_counter() - began) * 1000)

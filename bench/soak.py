@@ -58,7 +58,6 @@ class _Upstream(BaseHTTPRequestHandler):
 
 def _requests() -> list[tuple[str, str, str, dict[str, str], bytes]]:
     """A browsing mix: shop pages, mtop API calls with a JSON `data`, and aplus beacons."""
-    sys.path.insert(0, str(Path(__file__).parent))
     from run import typical_request  # the engine benchmark's 2 KB order call
 
     mix = []
